@@ -1,0 +1,167 @@
+"""`fer-bench <subcommand>`: create_parser() plus one cmd_* function per subcommand and a dispatch dict.
+
+Subcommands import what they need lazily, so `fer-bench compare` and `fer-bench gate` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from fer_bench import __version__
+from fer_bench.errors import FerBenchError
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from fer_bench.data.inspect import format_inspect, inspect_data
+
+    report = inspect_data(args.path, ferplus=args.ferplus, size=args.size, seed=args.seed)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_inspect(report))
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from fer_bench.data.synthetic import create_synthetic
+    from fer_bench.data.writers import write_dataset
+
+    data = create_synthetic(size=args.size, seed=args.seed)
+    written = write_dataset(data, args.out, args.format)
+    print(f"wrote {len(data)} synthetic images as {args.format} to {args.out} ({len(written)} files)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fer_bench.models import describe_models
+
+    rows = describe_models(args.pattern)
+    if args.json:
+        _print_json(rows)
+        return 0
+    header = f"{'name':<28} {'params':>12} {'input':>11} {'GFLOPs':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        size = f"{r['in_chans']}x{r['input_size']}x{r['input_size']}"
+        print(f"{r['name']:<28} {r['num_params']:>12,} {size:>11} {r['gflops']:>8.3f}")
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from fer_bench import hardware
+
+    fp = hardware.collect_fingerprint()
+    if args.slug:
+        print(fp["slug"])
+    elif args.mlperf:
+        _print_json(hardware.to_mlperf(fp))
+    elif args.json:
+        _print_json(fp)
+    else:
+        print(hardware.format_fingerprint(fp))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fer_bench.compare import cmd_compare as run
+
+    return run(args)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from fer_bench.gate import cmd_gate as run
+
+    return run(args)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def create_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fer-bench", description="Time facial-expression-recognition CNN training across hardware."
+    )
+    parser.add_argument("--version", action="version", version=f"fer_bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    data = sub.add_parser("data", help="inspect FER2013 copies and write the synthetic set")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+
+    p = data_sub.add_parser("inspect", help="detected format, counts per split and class, pixel mean and std")
+    p.add_argument("path", nargs="?", help="a FER2013 copy (csv file or image folder). Default: the synthetic set")
+    p.add_argument("--ferplus", metavar="CSV", help="FER+ vote file (fer2013new.csv) to take labels from")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--size", type=_positive_int, default=None,
+                   help="synthetic set only: total images (split sizes and imbalance scaled). Default: FER2013's 35887")
+    p.add_argument("--seed", type=int, default=0, help="synthetic set only: seed. Default: %(default)r")
+    p.set_defaults(func=cmd_data_inspect)
+
+    p = data_sub.add_parser("synth", help="write the synthetic set in a real FER2013 format")
+    p.add_argument("out", help="output path: a .csv file for --format csv, a folder for --format folder")
+    p.add_argument("--format", choices=("csv", "folder"), default="csv", help="Default: %(default)r")
+    p.add_argument("--size", type=_positive_int, default=None, help="total images. Default: FER2013's 35887")
+    p.add_argument("--seed", type=int, default=0, help="Default: %(default)r")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern. Default: %(default)r")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("fingerprint", help="print this machine's hardware fingerprint")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="the whole fingerprint as JSON")
+    g.add_argument("--slug", action="store_true", help="only the readable slug")
+    g.add_argument("--mlperf", action="store_true", help="as an MLPerf system description")
+    p.set_defaults(func=cmd_fingerprint)
+
+    try:
+        from fer_bench.compare import add_compare_arguments
+        from fer_bench.gate import add_gate_arguments
+    except ImportError:  # pragma: no cover - while those modules are not written
+        pass
+    else:
+        p = sub.add_parser("compare", help="compare stored runs across machines")
+        add_compare_arguments(p)
+        p.set_defaults(func=cmd_compare)
+        p = sub.add_parser("gate", help="statistical regression gate between stored runs")
+        add_gate_arguments(p)
+        p.set_defaults(func=cmd_gate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = create_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FerBenchError as exc:
+        print(f"fer-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fer-bench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

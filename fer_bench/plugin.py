@@ -1,0 +1,1 @@
+"""pytest hooks of fer_bench (registered by the root conftest.py)."""
