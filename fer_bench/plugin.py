@@ -1,1 +1,249 @@
-"""pytest hooks of fer_bench (registered by the root conftest.py)."""
+"""pytest hooks of fer_bench (registered by the root conftest.py): options, parametrization, fingerprint, storage.
+
+Only hooks live here; options are parsed in options.py, read once into session.FerSession, and the measurement
+itself is in bench.py and measure.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fer_bench.engine.config import AXES
+from fer_bench.options import add_fer_options
+from fer_bench.session import FerSession, stable_fingerprint
+
+SESSION_KEY = pytest.StashKey[FerSession]()
+DEFAULT_STORAGE = "file://./.benchmarks"
+AXIS_ID_PREFIX = {"batch_size": "bs", "num_workers": "w", "num_gpus": "g"}
+
+
+def get_session(config) -> FerSession:
+    return config.stash[SESSION_KEY]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fer_bench", "fer_bench: FER training benchmarks")
+    add_fer_options(group)
+
+
+def _storage_in_use(config) -> bool:
+    opt = config.option
+    return bool(getattr(opt, "benchmark_save", None) or getattr(opt, "benchmark_autosave", None)
+                or getattr(opt, "benchmark_compare", None))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Build the session, and key pytest-benchmark's storage by hardware before pytest-benchmark (trylast) opens it."""
+    session = FerSession.from_config(config)
+    config.stash[SESSION_KEY] = session
+    config.addinivalue_line("markers", "fer_phase(name): the fer_bench phase a benchmark times")
+    if not config.pluginmanager.hasplugin("benchmark"):
+        return
+    if session.save:
+        config.option.benchmark_autosave = config.option.benchmark_autosave or _autosave_tag()
+        config.option.benchmark_save_data = True  # the statistical gate needs every round
+    if _storage_in_use(config):
+        _use_hardware_storage(config, session)
+
+
+def _autosave_tag() -> str:
+    from pytest_benchmark.utils import get_tag
+
+    return get_tag()
+
+
+def _use_hardware_storage(config, session: FerSession) -> None:
+    """Saved runs go to results/<slug>/ instead of .benchmarks/<OS-Python>/, which mixes different GPUs.
+
+    pytest-benchmark has no hook for its machine id (issue #185); its session module looks the function up at
+    configure time, so replacing that name here, before its trylast pytest_configure, is enough.
+    """
+    if config.option.benchmark_storage == DEFAULT_STORAGE:
+        config.option.benchmark_storage = "file://" + str(session.rootpath / "results")
+    slug = session.get_fingerprint()["slug"]
+    import pytest_benchmark.session as pb_session
+
+    pb_session.get_machine_id = lambda: slug
+
+
+def case_id(case: dict) -> str:
+    """``efficientnet_b0-cpu-bs64-w2-fp32-g1``: stable, since stored baselines are matched by it."""
+    parts = []
+    for axis, value in case.items():
+        if axis == "pin_memory":
+            parts.append("pin" if value else "nopin")
+        else:
+            parts.append(f"{AXIS_ID_PREFIX.get(axis, '')}{value}")
+    return "-".join(parts)
+
+
+def case_skip_reason(case: dict) -> str | None:
+    """Why this machine cannot run the case (the case is still collected, and reported as skipped)."""
+    from fer_bench.engine.device import resolve_device
+    from fer_bench.engine.precision import precision_unavailable_reason
+
+    if "device" not in case:
+        return None
+    resolved = resolve_device(case["device"], case.get("num_gpus", 1))
+    if not resolved.available:
+        return resolved.reason
+    if "precision" in case:
+        return precision_unavailable_reason(case["precision"], resolved.device)
+    if case.get("pin_memory") and resolved.device.type != "cuda":
+        return "pin_memory only matters for copies to a CUDA device"
+    return None
+
+
+def _benchmark_name(metafunc) -> str:
+    marker = metafunc.definition.get_closest_marker("benchmark")
+    if marker and marker.kwargs.get("group"):
+        return marker.kwargs["group"]
+    return metafunc.function.__name__.removeprefix("test_")
+
+
+def _explicitly_parametrized(metafunc) -> set[str]:
+    names: set[str] = set()
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [n.strip() for n in argnames.split(",")]
+        names.update(argnames)
+    return names
+
+
+def pytest_generate_tests(metafunc):
+    """Expand the axes a benchmark asks for (as fixture names) into cases; a test's own parametrize wins."""
+    explicit = _explicitly_parametrized(metafunc)
+    axes = [a for a in AXES if a in metafunc.fixturenames and a not in explicit]
+    if not axes:
+        return
+    session = get_session(metafunc.config)
+    cases = session.cases(_benchmark_name(metafunc), axes)
+    argnames = list(axes)
+    if "pin_memory" in metafunc.fixturenames:
+        argnames.append("pin_memory")
+        cases = [{**c, "pin_memory": pin} for c in cases
+                 for pin in ((False, True) if str(c.get("device", "cpu")).startswith("cuda") else (False,))]
+    params = []
+    for case in cases:
+        reason = case_skip_reason(case)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(*[case[a] for a in argnames], id=case_id(case), marks=marks))
+    metafunc.parametrize(argnames, params)
+
+
+@pytest.fixture(scope="session")
+def fer_session(request) -> FerSession:
+    """The run's shared state: options, the data set, the fingerprint."""
+    session = get_session(request.config)
+    session.record_telemetry("start")
+    return session
+
+
+@pytest.fixture
+def run_config(request):
+    """The case's RunConfig, built from the axis parameters pytest_generate_tests gave this test."""
+    from fer_bench.engine.config import RunConfig
+
+    params = getattr(request.node, "callspec", None)
+    values = {a: params.params[a] for a in AXES if params is not None and a in params.params}
+    return RunConfig(**{"model": values.pop("model", "none"), **values})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """An out-of-memory error is the case's result: skipped with the batch size, memory released, run goes on."""
+    try:
+        return (yield)
+    except Exception as exc:
+        from fer_bench.measure import is_out_of_memory, release_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        callspec = getattr(item, "callspec", None)
+        batch = callspec.params.get("batch_size") if callspec else None
+        device = callspec.params.get("device", "") if callspec else ""
+    # outside the except block, so the traceback's frames (and the tensors they hold) are gone before releasing
+    release_memory()
+    pytest.skip(f"out of memory at batch size {batch}" + (f" on {device}" if device else ""))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_generate_machine_info(config):
+    """machine_info holds identity and slow-changing facts only, so pytest-benchmark's machine-difference warning
+    fires for other hardware, not for a hotter GPU or another hostname (those go to the sidecar)."""
+    import platform
+
+    fp = get_session(config).get_fingerprint()
+    return {
+        "machine": platform.machine(),
+        "processor": fp.get("identity", {}).get("cpu_brand") or platform.processor(),
+        "python_implementation": platform.python_implementation(),
+        "python_version": platform.python_version(),
+        "system": platform.system(),
+        "fer_bench": stable_fingerprint(fp),
+    }
+
+
+def pytest_sessionstart(session):
+    """Wrap pytest-benchmark's storage.save so every saved run gets its fingerprint sidecar."""
+    bs = getattr(session.config, "_benchmarksession", None)
+    storage = getattr(bs, "storage", None)
+    if storage is None or not hasattr(storage, "save") or not hasattr(storage, "get"):
+        return
+    fer = get_session(session.config)
+    original = storage.save
+
+    def save(output_json, save_name):
+        folder = Path(storage.get("x")).parent
+        before = set(folder.glob("*.json"))
+        original(output_json, save_name)
+        for path in sorted(set(folder.glob("*.json")) - before):
+            if not path.name.endswith(".fingerprint.json"):
+                fer.written.append(path)
+
+    storage.save = save
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """pytest-benchmark has written its files by now (its hookwrapper saves first): add the sidecars."""
+    fer = get_session(session.config)
+    bs = getattr(session.config, "_benchmarksession", None)
+    if bs is None or not getattr(bs, "benchmarks", None):
+        return
+    json_path = session.config.getoption("benchmark_json", None)
+    targets = list(fer.written)
+    if json_path:
+        targets.insert(0, Path(json_path))
+    if not targets:
+        return
+    from fer_bench.hardware import write_sidecar
+
+    fer.record_telemetry("start")
+    fer.record_telemetry("end")
+    fp = dict(fer.get_fingerprint())
+    fp["run"] = {"preset": fer.preset_name, "data": fer.data_description, "epoch_images": fer.epoch_images,
+                 "telemetry_start": fer.telemetry.get("start"), "telemetry_end": fer.telemetry.get("end")}
+    fer.sidecars = [write_sidecar(path, fp) for path in targets if Path(path).exists()]
+
+
+def pytest_report_header(config):
+    session = get_session(config)
+    return (f"fer_bench: preset {session.preset_name}, data {session.data_description}, "
+            f"epoch images {session.epoch_images}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = get_session(config)
+    if session.overheads:
+        terminalreporter.write_sep("-", "fer_bench: harness overhead (train_step vs bare loop)")
+        for case, overhead in session.overheads.items():
+            terminalreporter.write_line(f"{case}: {overhead:+.1%}")
+    for path in session.sidecars:
+        terminalreporter.write_line(f"fer_bench: fingerprint written to {path}")
+    if session.fingerprint is not None and (session.overheads or session.sidecars):
+        fp = session.fingerprint
+        terminalreporter.write_line(f"fer_bench: machine {fp['slug']} (identity {fp['identity_hash']})")

@@ -1,0 +1,17 @@
+"""Loader-only throughput: the one DataLoader policy over num_workers x batch_size (x pin_memory on CUDA).
+
+    pytest benchmarks/test_dataloader.py --fer-num-workers 0,1,2,4 --benchmark-json out.json
+
+Each round is one pass over ``--fer-epoch-images`` training images with persistent workers; worker start-up is
+reported as the cold-start figure, not inside the rounds.
+"""
+
+import pytest
+
+from fer_bench.bench import bench_dataloader
+
+
+@pytest.mark.benchmark(group="dataloader")
+def test_dataloader(benchmark, fer_session, device, batch_size, num_workers, pin_memory):
+    bench_dataloader(benchmark, fer_session, device=device, batch_size=batch_size, num_workers=num_workers,
+                     pin_memory=pin_memory)

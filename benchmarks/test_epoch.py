@@ -1,0 +1,17 @@
+"""Full epochs: a training epoch plus the evaluation pass, over model x device x batch_size x num_workers x
+precision x num_gpus.
+
+    pytest benchmarks/test_epoch.py --fer-num-workers 0,2,4,8 --fer-epoch-images 4096 --benchmark-json out.json
+
+Records epoch time, images per second, the share of time spent waiting for data (the EfficientNet FER study's
+data-loading ratio against num_workers), and accuracy, macro-F1 and per-class recall after the last epoch.
+"""
+
+import pytest
+
+from fer_bench.bench import bench_epoch
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_epoch(benchmark, fer_session, run_config, model, device, batch_size, num_workers, precision, num_gpus):
+    bench_epoch(benchmark, fer_session, run_config)

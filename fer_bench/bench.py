@@ -1,0 +1,255 @@
+"""The benchmark bodies: each builds its case outside the timed call, then hands one callable to measure().
+
+The modules under benchmarks/ stay a few lines each and call these, so a step, a loader and an epoch are timed
+the same way whatever the model, device or precision.
+"""
+
+from __future__ import annotations
+
+import time
+from statistics import median
+
+import torch
+from torch import nn
+
+from fer_bench.data.constants import CLASS_NAMES
+from fer_bench.data.dataset import FerData
+from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
+from fer_bench.engine.device import resolve_device
+from fer_bench.engine.precision import resolve_precision
+from fer_bench.measure import measure
+from fer_bench.session import FerSession
+
+STEP_PHASES = ("forward", "forward_backward", "train_step")
+
+
+def take(data: FerData, split: str, limit: int) -> FerData:
+    """At most ``limit`` rows of ``split`` (the first ones: FER2013's rows are not ordered by class)."""
+    idx = data.indices(split)[:limit]
+    return FerData(images=data.images[idx], labels=None if data.labels is None else data.labels[idx],
+                   splits=data.splits[idx], format=data.format, source=data.source, meta=dict(data.meta))
+
+
+def _train_split(data: FerData) -> str:
+    names = data.split_names()
+    return "train" if "train" in names else names[0]
+
+
+def _eval_split(data: FerData) -> str | None:
+    names = [s for s in ("public_test", "test", "private_test") if s in data.split_names()]
+    return names[0] if names else None
+
+
+def _common_info(session: FerSession, config: RunConfig, training: Training | None = None) -> dict:
+    info = {**config.axes(), "data": session.data_description, "preset": session.preset_name}
+    if training is not None:
+        info.update(training.settings)
+    try:
+        from fer_bench.hardware import collect_telemetry
+
+        info["telemetry"] = collect_telemetry()
+    except Exception as exc:  # telemetry is best effort: a missing reading must not fail a measurement
+        info["telemetry"] = {"error": str(exc)}
+    return info
+
+
+def device_batch(session: FerSession, training: Training) -> tuple[torch.Tensor, torch.Tensor]:
+    """One real batch of the run's data through the standard loader policy, already on the device."""
+    from fer_bench.data.loader import create_loader
+
+    config = training.config
+    data = session.data
+    split = _train_split(data)
+    if data.labels is None or len(data.indices(split)) < config.batch_size:
+        return training.example_batch()
+    loader = create_loader(take(data, split, config.batch_size), split, batch_size=config.batch_size,
+                           train=True, input_size=training.input_size, in_chans=training.in_chans,
+                           seed=config.seed)
+    x, y = next(iter(loader))
+    return training.step.prepare_input(x), y.to(training.step.device)
+
+
+def _flops(model: nn.Module, x: torch.Tensor, *, backward: bool) -> int | None:
+    from fer_bench.models.flops import count_flops
+
+    module = model.module if isinstance(model, nn.DataParallel) else model
+    try:
+        flops = count_flops(module, x, backward=backward)
+    finally:
+        module.zero_grad(set_to_none=True)
+    return flops or None
+
+
+def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) -> dict:
+    """forward (eval, no grad), forward_backward, or the full train_step, on a batch already on the device."""
+    if phase not in STEP_PHASES:
+        raise ValueError(f"phase must be one of {STEP_PHASES}")
+    training = create_train_step(config)
+    x, y = device_batch(session, training)
+    step = training.step
+    fn = {"forward": lambda: step.forward(x),
+          "forward_backward": lambda: step.forward_backward(x, y),
+          "train_step": lambda: step.step(x, y)}[phase]
+    with step.policy.autocast():
+        flops = _flops(step.model, x, backward=phase != "forward")
+    info = measure(benchmark, fn, device=step.device, samples_per_call=config.batch_size, phase=phase,
+                   target_s=session.preset.target_round_s, flops_per_call=flops,
+                   extra=_common_info(session, config, training))
+    if "step_time_ms" in info:
+        session.medians[f"{phase}:{config.case_id()}"] = info["step_time_ms"]
+    return info
+
+
+def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig) -> dict:
+    """The full step as a bare hand loop (model, loss, backward, optimizer step, nothing else).
+
+    It sits in the train_step group so every run shows the harness's own overhead beside it; the precision is
+    applied the plain way (autocast, GradScaler, bf16 weights) so both sides do the same arithmetic.
+    """
+    from fer_bench.models import create_model
+
+    device = resolve_device(config.device, config.num_gpus).device
+    policy = resolve_precision(config.precision, device)
+    training = create_train_step(config)  # only for the same input batch and settings
+    x, y = device_batch(session, training)
+    del training
+    torch.manual_seed(config.seed)
+    model = create_model(config.model).to(device=device, dtype=policy.param_dtype)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.num_gpus > 1:
+        model = nn.DataParallel(model, device_ids=list(range((device.index or 0), (device.index or 0)
+                                                             + config.num_gpus)))
+    model.train()
+    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
+    criterion = nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler(device.type) if policy.grad_scaler else None
+    dtype = policy.autocast_dtype
+
+    if dtype is None:
+        def bare_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+    elif scaler is None:
+        def bare_step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=dtype):
+                loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+    else:
+        def bare_step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=dtype):
+                loss = criterion(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    info = measure(benchmark, bare_step, device=device, samples_per_call=config.batch_size,
+                   phase="train_step_reference", target_s=session.preset.target_round_s,
+                   extra=_common_info(session, config))
+    harness = session.medians.get(f"train_step:{config.case_id()}")
+    if harness is not None and info.get("step_time_ms"):
+        overhead = harness / info["step_time_ms"] - 1.0
+        benchmark.extra_info["harness_overhead_fraction"] = overhead
+        session.overheads[config.case_id()] = overhead
+    return info
+
+
+def bench_dataloader(benchmark, session: FerSession, *, device: str, batch_size: int, num_workers: int,
+                     pin_memory: bool, seed: int = 0) -> dict:
+    """Loader-only throughput: one pass over ``--fer-epoch-images`` training images per round."""
+    from fer_bench.data.loader import create_loader
+
+    data = session.data
+    split = _train_split(data)
+    subset = take(data, split, session.epoch_images)
+    n_batches = len(subset) // batch_size
+    if n_batches == 0:
+        raise ValueError(f"--fer-epoch-images {session.epoch_images} is smaller than batch size {batch_size}")
+    torch_device = resolve_device(device).device
+    on_gpu = torch_device.type == "cuda"
+    loader = create_loader(subset, split, batch_size=batch_size, num_workers=num_workers, train=True,
+                           device=torch_device, transform_on_device=on_gpu, pin_memory=pin_memory,
+                           persistent_workers=num_workers > 0, seed=seed)
+
+    def one_pass():
+        for _ in loader:
+            pass
+
+    config = RunConfig(model="none", device=device, batch_size=batch_size, num_workers=num_workers)
+    extra = _common_info(session, config)
+    extra.pop("model")
+    extra.update(pin_memory=pin_memory, loader=loader.settings(), images_per_round=n_batches * batch_size)
+    return measure(benchmark, one_pass, device=torch_device, samples_per_call=n_batches * batch_size,
+                   phase="dataloader", target_s=session.preset.target_round_s * 2, min_rounds=5,
+                   warmup_rounds=1, extra=extra)
+
+
+def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
+    """A training epoch over ``--fer-epoch-images`` images plus the evaluation pass, timed together per round."""
+    from fer_bench.data.loader import create_loader
+
+    data = session.data
+    if data.labels is None:
+        raise ValueError(f"{session.data_description} has no labels: the epoch benchmark needs a labelled set")
+    training = create_train_step(config)
+    device = training.step.device
+    on_gpu = device.type == "cuda"
+    split = _train_split(data)
+    train = take(data, split, session.epoch_images)
+    if len(train) < config.batch_size:
+        raise ValueError(f"{len(train)} training images is fewer than batch size {config.batch_size}")
+    eval_split = _eval_split(data) or split
+    evaluation = take(data, eval_split, session.preset.eval_images)
+    common = dict(input_size=training.input_size, in_chans=training.in_chans, device=device,
+                  transform_on_device=on_gpu, pin_memory=on_gpu, num_workers=config.num_workers,
+                  persistent_workers=config.num_workers > 0, seed=config.seed)
+    train_loader = create_loader(train, split, batch_size=config.batch_size, train=True, **common)
+    eval_loader = create_loader(evaluation, eval_split, batch_size=config.batch_size, train=False,
+                                drop_last=False, **common)
+    records = []
+
+    def one_epoch():
+        train_loader.set_epoch(len(records))
+        stats = train_epoch(training.step, train_loader)
+        t0 = time.perf_counter()
+        report = evaluate(training.step, eval_loader)
+        records.append((stats, report, time.perf_counter() - t0))
+
+    extra = _common_info(session, config, training)
+    extra.update(loader=train_loader.settings(), train_images=len(train), eval_images=len(evaluation),
+                 eval_split=eval_split)
+    info = measure(benchmark, one_epoch, device=device, samples_per_call=len(train), phase="epoch",
+                   target_s=session.preset.target_round_s * 4, min_rounds=3, max_rounds=20, warmup_rounds=0,
+                   extra=extra)
+    timed = records[1:] or records  # the first record is the cold-start epoch
+    stats_list = [r[0] for r in timed]
+    last_stats, last_report, _ = records[-1]
+
+    epoch_time = median([s.epoch_time_s for s in stats_list])
+    report = last_report.as_dict(CLASS_NAMES)
+    figures = {
+        "epoch_time_s": epoch_time,
+        "eval_time_s": median([r[2] for r in timed]),
+        "samples_per_s": last_stats.num_samples / epoch_time if epoch_time > 0 else None,
+        "data_wait_fraction": median([s.data_wait_fraction for s in stats_list]),
+        "data_wait_s": median([s.data_wait_s for s in stats_list]),
+        "compute_s": median([s.compute_s for s in stats_list]),
+        "first_batch_s": records[0][0].first_batch_s,
+        "epochs_trained": len(records),
+        "train_loss": last_stats.mean_loss,
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "per_class_recall": report["per_class_recall"],
+        "confusion_matrix": report["confusion_matrix"],
+    }
+    benchmark.extra_info.update(figures)
+    info.update(figures)
+    return info
+
+
+__all__ = ["bench_dataloader", "bench_epoch", "bench_step", "bench_train_step_reference", "take"]

@@ -1,0 +1,161 @@
+"""Measure one benchmark case honestly with pytest-benchmark's pedantic mode.
+
+What this module guarantees (see ../shared/design/METHOD.md):
+- the callable is built by the caller, outside the timed call;
+- a cold-start call and explicit warm-up calls run before timing (cuDNN autotune, lazy initialisation and
+  allocator growth stay out of the timed rounds) and the cold start is reported as its own figure;
+- on CUDA the device is synchronised inside the timed region, and CUDA-event device time is recorded beside the
+  host time;
+- the number of rounds comes from a time budget, bounded below so the median and IQR mean something, and the
+  relative IQR is recorded so a noisy result says so.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fer_bench.engine.device import synchronize
+
+RSS_CLEAR_REFS = Path("/proc/self/clear_refs")
+RSS_STATUS = Path("/proc/self/status")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in RSS_STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory of one case: CUDA's allocator peak, or on the CPU the growth of the process's peak RSS.
+
+    The CPU figure resets the kernel's high-water mark through /proc/self/clear_refs (Linux); where that file is
+    not writable the figure is None rather than a number that belongs to an earlier case.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.baseline = 0
+        self.available = True
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline = 0
+            return
+        try:
+            RSS_CLEAR_REFS.write_text("5")
+        except OSError:
+            self.available = False
+            return
+        rss = _status_kib("VmRSS")
+        self.available = rss is not None
+        self.baseline = (rss or 0) * 1024
+
+    def peak_bytes(self) -> int | None:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if not self.available:
+            return None
+        hwm = _status_kib("VmHWM")
+        return None if hwm is None else max(0, hwm * 1024 - self.baseline)
+
+
+def choose_rounds(estimate_s: float, target_s: float, min_rounds: int, max_rounds: int) -> int:
+    """Rounds that fill ``target_s`` at ``estimate_s`` per call, clamped to [min_rounds, max_rounds]."""
+    if estimate_s <= 0:
+        return max_rounds
+    return max(min_rounds, min(max_rounds, math.ceil(target_s / estimate_s)))
+
+
+def _timed_call(fn: Callable[[], Any], device: torch.device) -> float:
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_per_call: int, phase: str,
+            target_s: float = 1.0, min_rounds: int = 7, max_rounds: int = 500, warmup_rounds: int = 3,
+            flops_per_call: int | None = None, extra: dict | None = None) -> dict:
+    """Time ``fn`` (one step, one epoch...) with ``benchmark.pedantic`` and fill ``benchmark.extra_info``.
+
+    Returns the figures it recorded (also when pytest-benchmark is disabled, with the timing keys left out).
+    """
+    device = torch.device(device)
+    info: dict[str, Any] = {"phase": phase, "samples_per_call": samples_per_call}
+    info.update(extra or {})
+    cold = _timed_call(fn, device)
+    warm = [_timed_call(fn, device) for _ in range(warmup_rounds)]
+    estimate = statistics.median(warm) if warm else cold
+    rounds = choose_rounds(estimate, target_s, min_rounds, max_rounds)
+    info.update(cold_start_ms=cold * 1e3, warmup_rounds=warmup_rounds, rounds=rounds,
+                gc_enabled_while_timing=gc.isenabled())
+
+    events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+    if device.type == "cuda":
+        stream = torch.cuda.current_stream(device)
+
+        def target() -> None:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            fn()
+            end.record(stream)
+            # wait for the queued kernels inside the timed region: a host timer alone sees only launches
+            end.synchronize()
+            events.append((start, end))
+    else:
+        def target() -> None:
+            fn()
+            synchronize(device)
+
+    memory = PeakMemory(device)
+    memory.reset()
+    benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
+    info["peak_memory_bytes"] = memory.peak_bytes()
+
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None:  # None under --benchmark-disable
+        median = stats.median
+        info.update(
+            step_time_ms=median * 1e3,
+            host_time_ms=median * 1e3,
+            samples_per_s=samples_per_call / median if median > 0 else None,
+            rel_iqr=stats.iqr / median if median > 0 else None,
+        )
+        if events:
+            device_ms = [s.elapsed_time(e) for s, e in events]
+            info["device_time_ms"] = statistics.median(device_ms)
+        if flops_per_call:
+            info["flops_per_step"] = int(flops_per_call)
+            info["achieved_tflops"] = flops_per_call / median / 1e12 if median > 0 else None
+    elif flops_per_call:
+        info["flops_per_step"] = int(flops_per_call)
+    benchmark.extra_info.update(info)
+    return info
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a device allocation failure (CUDA's OutOfMemoryError, or the RuntimeError older code raises)."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def release_memory() -> None:
+    """Give cached device memory back after an OOM so the next case starts clean."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
