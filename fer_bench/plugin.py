@@ -180,7 +180,7 @@ def pytest_benchmark_generate_machine_info(config):
     fp = get_session(config).get_fingerprint()
     return {
         "machine": platform.machine(),
-        "processor": fp.get("identity", {}).get("cpu_brand") or platform.processor(),
+        "processor": fp.get("identity", {}).get("cpu", {}).get("brand") or platform.processor(),
         "python_implementation": platform.python_implementation(),
         "python_version": platform.python_version(),
         "system": platform.system(),

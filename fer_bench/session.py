@@ -92,14 +92,15 @@ class FerSession:
         return "synthetic" if self.data_path is None else str(self.data_path)
 
 
-VOLATILE_FINGERPRINT_KEYS = ("telemetry", "hostname", "collected_at")
+STABLE_FINGERPRINT_KEYS = ("schema", "fer_bench_version", "slug", "identity_hash", "identity")
 
 
 def stable_fingerprint(fp: dict) -> dict:
-    """The fingerprint without its volatile readings and hostname: what goes into machine_info["fer_bench"].
+    """The identity part of the fingerprint: what goes into machine_info["fer_bench"].
 
-    pytest-benchmark warns when a stored run's machine_info differs from the current one; keeping only identity
-    and slow-changing facts there makes that warning fire for different hardware, not for a warmer GPU.
-    The full fingerprint, readings included, goes into the sidecar file.
+    pytest-benchmark warns when a stored run's machine_info differs from the current one; keeping only the
+    identity there (CPU, memory, OS, GPUs, driver and library versions) makes that warning fire for different
+    hardware, not for a warmer GPU, another hostname or a sibling node's GPU UUIDs. The full fingerprint, with
+    readings, UUIDs and the environment, goes into the sidecar file beside the results.
     """
-    return {k: v for k, v in fp.items() if k not in VOLATILE_FINGERPRINT_KEYS}
+    return {k: fp[k] for k in STABLE_FINGERPRINT_KEYS if k in fp}

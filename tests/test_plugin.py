@@ -139,7 +139,7 @@ def test_real_step_json_sidecar_and_pytest_benchmark_compare(pytester, run):
     assert extra["rounds"] == step["stats"]["rounds"] >= 7
     assert len(step["stats"]["data"]) == step["stats"]["rounds"]
     fer = data["machine_info"]["fer_bench"]
-    assert "telemetry" not in fer and "hostname" not in fer
+    assert "telemetry" not in fer and "hostname" not in fer and fer["identity"]
     sidecar = json.loads((pytester.path / "out.fingerprint.json").read_text())
     assert sidecar["identity_hash"] == fer["identity_hash"]
     assert "telemetry_start" in sidecar["run"] and sidecar["run"]["preset"] == "quick"
