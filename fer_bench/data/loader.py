@@ -178,7 +178,8 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
         batch_size: images per batch.
         num_workers: DataLoader worker processes (0: batches are made in the calling process).
         train: shuffle per epoch and augment (random crop and flip); False keeps row order and the identity crop.
-        input_size, in_chans, mean, std: the BatchTransform's output size, channels and 0-255 statistics.
+        input_size, in_chans, mean, std: the BatchTransform's output size, channels and 0-255 statistics
+            (mean and std default to the data set's own ``pixel_mean``/``pixel_std`` from its meta, else FER2013's).
         device: deliver batches there (None: leave them on the CPU).
         transform_on_device: yield uint8 batches from the workers and transform them on ``device`` (the CPU when
             device is None).
@@ -212,6 +213,11 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
         raise FerBenchError("pin_memory needs a CUDA device (it only speeds up host-to-GPU copies)")
     if transform_on_device and target is None:
         target = torch.device("cpu")
+    # normalise with the data set's own statistics when the reader or cache measured them
+    if mean is None:
+        mean = data.meta.get("pixel_mean")
+    if std is None:
+        std = data.meta.get("pixel_std")
     transform = BatchTransform(input_size=input_size, in_chans=in_chans, mean=mean, std=std, train=train)
 
     sampler = _BatchSampler(rows, batch_size, shuffle=bool(train), drop_last=bool(drop_last), seed=seed)
