@@ -147,7 +147,7 @@ def test_real_step_json_sidecar_and_pytest_benchmark_compare(pytester, run):
     assert "harness_overhead_fraction" in ref["extra_info"]
     result.stdout.fnmatch_lines(["*harness overhead*", "*fingerprint written to*out.fingerprint.json*"])
     # pytest-benchmark's own compare command reads the file
-    cmp = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", "out.json"],
+    cmp = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", "out.json"],
                          cwd=pytester.path, capture_output=True, text=True)
     assert cmp.returncode == 0, cmp.stderr
     assert "test_train_step" in cmp.stdout
