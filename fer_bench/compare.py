@@ -1,0 +1,581 @@
+"""`fer-bench compare`: tables across machines, worker counts, precisions, batch sizes and GPU counts.
+
+Pure functions over stored pytest-benchmark JSON (pandas and numpy; never torch).
+
+A *platform* is a machine and a device: ``<slug>/<device>`` (``laptop-i7/cpu``, ``hpc-node/cuda``). The device axis
+belongs to the platform, so the platforms view puts "resnet18, bs 64, fp32, train_step" on one row with a column per
+platform, whichever device ran it. A benchmark without a device axis (a data-loader pipeline) runs on the host and is
+labelled ``/cpu``. Two machines whose slugs agree but whose identity hashes differ get the hash's first six digits.
+
+Several runs of one machine: each (platform, case) takes its entry from the latest run by the JSON's datetime, so a
+partial rerun replaces only the cases it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fer_bench.errors import FerBenchError
+from fer_bench.results_io import (
+    CaseKey,
+    RunResult,
+    format_case,
+    list_identity_differences,
+    load_results,
+    order_param_names,
+    parse_params_key,
+)
+
+VIEWS = ("platforms", "workers", "precision", "batch", "scaling")
+COMPARE_METRICS = ("time", "samples_per_s")
+FORMATS = ("md", "csv", "json")
+PRECISION_ORDER = ("fp32", "amp_fp16", "amp_bf16", "bf16")
+HOST_DEVICE = "cpu"
+_MAX_IDENTITY_LINES = 25
+
+
+@dataclass
+class ViewTable:
+    """One view: tidy records (csv, json, plots), a wide table (markdown) and the lines shown above it."""
+
+    view: str
+    records: pd.DataFrame
+    table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return self.records.empty
+
+
+# ----------------------------------------------------------------------------------------------- records
+
+
+def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+    """One record per (platform, case), from the latest run that holds it.
+
+    Returns:
+        (records, notes). Each record carries platform, slug, device, machine, group, benchmark, params (without
+        device), case (a stable label), median_ms, samples_per_s and the extra_info figures the views use.
+
+    Raises:
+        FerBenchError: --group names no group present.
+    """
+    slug_hashes: dict[str, set[str]] = {}
+    for run in runs:
+        slug_hashes.setdefault(run.machine.slug, set()).add(run.machine.identity_hash)
+    present_groups = sorted({c.group or "" for r in runs for c in r.cases})
+    if groups:
+        unknown = [g for g in groups if g not in present_groups]
+        if len(unknown) == len(groups):
+            raise FerBenchError(f"--group {' '.join(groups)}: no such group in these results "
+                                f"(present: {', '.join(g or '(none)' for g in present_groups)})")
+    latest: dict[tuple, dict] = {}
+    superseded = 0
+    for run in sorted(runs, key=lambda r: r.sort_key):
+        machine = run.machine
+        label = machine.slug
+        if len(slug_hashes[machine.slug]) > 1:
+            label = f"{machine.slug}~{machine.identity_hash.split(':')[-1][:6]}"
+        for case in run.cases:
+            if groups and (case.group or "") not in groups:
+                continue
+            device = str(case.params.get("device", HOST_DEVICE))
+            key = case.key.without("device")
+            record = {
+                "platform": f"{label}/{device}",
+                "slug": machine.slug,
+                "device": device,
+                "machine": machine.identity_hash,
+                "group": case.group or "",
+                "benchmark": key.function,
+                "case": format_case(key),
+                "params": parse_params_key(key),
+                "_key": key,
+                "median_ms": case.median_s * 1e3,
+                "iqr_ms": float(case.stats["iqr"]) * 1e3 if _number(case.stats.get("iqr")) else math.nan,
+                "rounds": case.rounds,
+                "samples_per_s": case.samples_per_s if case.samples_per_s is not None else math.nan,
+                "data_wait_fraction": _float(case.extra_info.get("data_wait_fraction")),
+                "global_batch_size": case.global_batch_size,
+                "scaling_mode": case.extra_info.get("scaling_mode"),
+                "run": str(run.path),
+                "datetime": run.datetime.isoformat() if run.datetime else "",
+            }
+            slot = (record["platform"], machine.identity_hash, key)
+            superseded += slot in latest
+            latest[slot] = record
+    notes = []
+    if superseded:
+        notes.append(f"{superseded} older entr{'y' if superseded == 1 else 'ies'} of the same platform and case "
+                     f"left out: the latest run by datetime wins.")
+    return list(latest.values()), notes
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _float(value: Any) -> float:
+    return float(value) if _number(value) else math.nan
+
+
+def _param_sort_key(value: Any) -> tuple:
+    if value is None:
+        return (2, 0.0, "")
+    if _number(value):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _sort_records(records: list[dict], names: Sequence[str], first: Sequence[str] = ()) -> list[dict]:
+    def key(r: dict) -> tuple:
+        return (tuple(str(r[f]) for f in first), r["group"], r["benchmark"],
+                tuple(_param_sort_key(r["params"].get(n)) for n in names))
+
+    return sorted(records, key=key)
+
+
+def _param_names(records: Iterable[dict], drop: Sequence[str] = ()) -> list[str]:
+    return [n for n in order_param_names({k for r in records for k in r["params"]}) if n not in drop]
+
+
+_INT_COLUMNS = ("rounds", "global_batch_size", "n_cases")
+_LEAD_COLUMNS = ("platform", "kind", "value", "unit", "speedup", "speedup_text", "baseline")
+
+
+def _frame(rows: list[dict], names: Sequence[str]) -> pd.DataFrame:
+    """Tidy rows as a DataFrame: params keep their own types (no 64 -> 64.0), counts are nullable ints."""
+    if not rows:
+        return pd.DataFrame()
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lead = ["group", "benchmark", *names]
+    columns = lead + [c for c in _LEAD_COLUMNS if c in columns] + [
+        c for c in columns if c not in lead and c not in _LEAD_COLUMNS]
+    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns})
+    for c in columns:
+        if c in names or c in ("group", "benchmark"):
+            continue
+        if c in _INT_COLUMNS:
+            frame[c] = pd.array([None if v is None else int(v) for v in frame[c]], dtype="Int64")
+        elif all(v is None or _number(v) for v in frame[c]):
+            frame[c] = frame[c].astype(float)
+    frame.attrs["params"] = list(names)  # which columns are params, for the plots' series labels
+    return frame
+
+
+def _public(record: dict, names: Sequence[str]) -> dict:
+    """A tidy row: case columns, then the record's own columns (no private keys, params spread out)."""
+    row = {"group": record["group"], "benchmark": record["benchmark"]}
+    row.update({n: record["params"].get(n) for n in names})
+    row.update({k: v for k, v in record.items() if k not in ("params", "group", "benchmark") and not k.startswith("_")})
+    return row
+
+
+# ----------------------------------------------------------------------------------------------- wording
+
+
+def format_number(value: float) -> str:
+    """Three significant figures without scientific notation for everyday magnitudes."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def format_factor(factor: float) -> str:
+    """Two decimals below 2x (1.07x), one above (5.0x, 12.4x)."""
+    return f"{factor:.2f}" if factor < 1.995 else f"{factor:.1f}"
+
+
+def describe_speedup(speedup: float) -> str:
+    """'12.4x faster', '1.30x slower' or 'same speed' for a speedup over a reference (above 1 is faster)."""
+    if speedup is None or not math.isfinite(speedup) or speedup <= 0:
+        return "-"
+    if format_factor(speedup) == "1.00":
+        return "same speed"
+    if speedup >= 1:
+        return f"{format_factor(speedup)}x faster"
+    return f"{format_factor(1 / speedup)}x slower"
+
+
+def _geomean(values: Iterable[float]) -> float:
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v) and v > 0], dtype=float)
+    return float(np.exp(np.log(arr).mean())) if arr.size else math.nan
+
+
+# ----------------------------------------------------------------------------------------------- views
+
+
+def _machines_notes(records: list[dict], runs: Sequence[RunResult]) -> list[str]:
+    platforms = sorted({r["platform"] for r in records})
+    lines = ["Platforms (machine slug / device, identity hash, latest run):"]
+    for p in platforms:
+        mine = [r for r in records if r["platform"] == p]
+        newest = max(mine, key=lambda r: r["datetime"])
+        lines.append(f"- `{p}`: identity {mine[0]['machine']}, {newest['run']} ({newest['datetime'] or 'no date'})")
+    machines = {run.machine.identity_hash: run.machine for run in runs}
+    diffs = list_identity_differences(list(machines.values()))
+    if diffs:
+        lines.append("Identity differences between the machines:")
+        for path, values in diffs[:_MAX_IDENTITY_LINES]:
+            lines.append(f"- `{path}`: " + "; ".join(f"{slug}: {v}" for slug, v in values.items()))
+        if len(diffs) > _MAX_IDENTITY_LINES:
+            lines.append(f"- ... and {len(diffs) - _MAX_IDENTITY_LINES} more")
+    return lines
+
+
+def resolve_baseline(choice: str | None, platforms: Sequence[str], geomeans: dict[str, float], metric: str,
+                     n_common: int) -> tuple[str, str]:
+    """The baseline platform and why: --baseline (a platform or a slug with one device), else the slowest.
+
+    Raises:
+        FerBenchError: --baseline matches no platform, or a slug with several devices.
+    """
+    if choice:
+        if choice in platforms:
+            return choice, "--baseline"
+        matches = [p for p in platforms if p.rsplit("/", 1)[0].split("~")[0] == choice]
+        if len(matches) == 1:
+            return matches[0], "--baseline"
+        if matches:
+            raise FerBenchError(f"--baseline {choice}: that machine ran on several devices, name one of "
+                                f"{', '.join(matches)}")
+        raise FerBenchError(f"--baseline {choice}: no such machine or platform (have {', '.join(platforms)})")
+    if n_common and all(math.isfinite(geomeans[p]) for p in platforms):
+        pick = max if metric == "time" else min
+        slowest = pick(platforms, key=lambda p: geomeans[p])
+        return slowest, f"the slowest by geometric mean over the {n_common} case(s) all platforms share"
+    return platforms[0], "the first platform by name: no case is shared by all platforms (pass --baseline)"
+
+
+def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric: str = "time",
+                          baseline: str | None = None) -> ViewTable:
+    """One row per case, one column per platform: the median and the speedup over the baseline platform."""
+    value_col = "median_ms" if metric == "time" else "samples_per_s"
+    unit = "ms" if metric == "time" else "samples/s"
+    usable = [r for r in records if math.isfinite(r[value_col])]
+    if not usable:
+        return ViewTable("platforms", pd.DataFrame(), pd.DataFrame(), [f"no result carries {value_col}"])
+    platforms = sorted({r["platform"] for r in usable})
+    by_case: dict[CaseKey, dict[str, dict]] = {}
+    for r in usable:
+        by_case.setdefault(r["_key"], {})[r["platform"]] = r
+    common = [k for k, cols in by_case.items() if len(cols) == len(platforms)]
+    geomeans = {p: _geomean(by_case[k][p][value_col] for k in common) for p in platforms}
+    base, why = resolve_baseline(baseline, platforms, geomeans, metric, len(common))
+
+    def speedup(value: float, ref: float) -> float:
+        return ref / value if metric == "time" else value / ref
+
+    names = _param_names(usable)
+    out_rows, wide_rows = [], []
+    ordered_keys = [r["_key"] for r in _sort_records([next(iter(c.values())) for c in by_case.values()], names)]
+    for key in ordered_keys:
+        cols = by_case[key]
+        ref = cols.get(base)
+        first = next(iter(cols.values()))
+        wide = {"group": first["group"], "benchmark": first["benchmark"]}
+        wide.update({n: first["params"].get(n, "") for n in names})
+        for p in platforms:
+            r = cols.get(p)
+            if r is None:
+                wide[p] = "-"
+                continue
+            s = speedup(r[value_col], ref[value_col]) if ref is not None else math.nan
+            text = "baseline" if p == base else (describe_speedup(s) if ref is not None else "no baseline")
+            wide[p] = f"{format_number(r[value_col])} {unit} ({text})"
+            out_rows.append(_public(r, names) | {"kind": "case", "value": r[value_col], "unit": unit,
+                                                 "speedup": round(s, 4) if math.isfinite(s) else math.nan,
+                                                 "speedup_text": text, "baseline": base})
+        wide_rows.append(wide)
+    shared = common
+    geo_note = f"over the {len(common)} case(s) all platforms share"
+    if not common:
+        geo_note = "over the cases each platform shares with the baseline"
+    geo = {"group": "", "benchmark": f"**geometric mean** ({geo_note})"} | {n: "" for n in names}
+    for p in platforms:
+        keys = shared or [k for k, c in by_case.items() if p in c and base in c]
+        g_value = _geomean(by_case[k][p][value_col] for k in keys)
+        g_speed = _geomean(speedup(by_case[k][p][value_col], by_case[k][base][value_col]) for k in keys)
+        text = "baseline" if p == base else describe_speedup(g_speed)
+        geo[p] = f"{format_number(g_value)} {unit} ({text})" if keys else "-"
+        out_rows.append({"group": "", "benchmark": "geometric mean"} | {n: None for n in names} | {
+            "platform": p, "kind": "geomean", "value": g_value, "unit": unit, "n_cases": len(keys),
+            "speedup": round(g_speed, 4) if math.isfinite(g_speed) else math.nan, "speedup_text": text,
+            "baseline": base})
+    wide_rows.append(geo)
+    notes = _machines_notes(usable, runs)
+    notes.append(f"Baseline: `{base}` ({why}). Values: median {unit} per round; speedup over the baseline.")
+    return ViewTable("platforms", _frame(out_rows, names), pd.DataFrame(wide_rows), notes,
+                     {"baseline": base, "platforms": platforms, "metric": metric})
+
+
+def _series(records: list[dict], axis: str, extra_drop: Sequence[str] = ()) -> dict[tuple, list[dict]]:
+    """Records with ``axis`` grouped by everything else (platform, benchmark, other params)."""
+    out: dict[tuple, list[dict]] = {}
+    for r in records:
+        if axis not in r["params"]:
+            continue
+        rest = tuple(sorted((k, repr(v)) for k, v in r["params"].items() if k != axis and k not in extra_drop))
+        out.setdefault((r["platform"], r["group"], r["benchmark"], rest), []).append(r)
+    return out
+
+
+def _pivot_table(records: list[dict], axis: str, cell, column_order: Sequence[Any], label) -> pd.DataFrame:
+    names = _param_names(records, drop=(axis,))
+    rows = []
+    for members in _series(records, axis).values():
+        first = members[0]
+        row = {"platform": first["platform"], "group": first["group"], "benchmark": first["benchmark"]}
+        row.update({n: first["params"].get(n, "") for n in names})
+        by_value = {m["params"][axis]: m for m in members}
+        for v in column_order:
+            row[label(v)] = cell(by_value[v]) if v in by_value else "-"
+        rows.append((first, row))
+    rows.sort(key=lambda fr: (fr[0]["platform"], fr[0]["group"], fr[0]["benchmark"],
+                              tuple(_param_sort_key(fr[0]["params"].get(n)) for n in names)))
+    return pd.DataFrame([r for _, r in rows])
+
+
+def _axis_values(records: list[dict], axis: str, order: Sequence[Any] = ()) -> list[Any]:
+    values = {r["params"][axis] for r in records if axis in r["params"]}
+    known = [v for v in order if v in values]
+    return known + sorted(values - set(known), key=_param_sort_key)
+
+
+def create_workers_view(records: list[dict]) -> ViewTable:
+    """Throughput and data-wait share against num_workers; the best worker count per series marked."""
+    mine = [r for r in records if "num_workers" in r["params"]]
+    if not mine:
+        return ViewTable("workers", pd.DataFrame(), pd.DataFrame(), ["no results with a num_workers axis"])
+    names = _param_names(mine)
+    for members in _series(mine, "num_workers").values():
+        finite = [m for m in members if math.isfinite(m["samples_per_s"])]
+        best = max(finite, key=lambda m: m["samples_per_s"]) if finite else None
+        for m in members:
+            m["best"] = m is best
+    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
+
+    def cell(r: dict) -> str:
+        wait = r["data_wait_fraction"]
+        text = f"{format_number(r['samples_per_s'])}/s" + (f", wait {wait:.0%}" if math.isfinite(wait) else "")
+        return f"**{text} best**" if r.get("best") else text
+
+    table = _pivot_table(mine, "num_workers", cell, _axis_values(mine, "num_workers"), lambda v: f"w={v}")
+    notes = ["Throughput (samples/s) and the share of the time spent waiting for data, per num_workers; "
+             "**best** marks the highest throughput of each platform, benchmark and batch size."]
+    return ViewTable("workers", _frame(out, names), table, notes)
+
+
+def create_precision_view(records: list[dict]) -> ViewTable:
+    """Speedup of each precision over fp32 of the same platform, benchmark, model and batch size."""
+    mine = [r for r in records if "precision" in r["params"]]
+    if not mine:
+        return ViewTable("precision", pd.DataFrame(), pd.DataFrame(), ["no results with a precision axis"])
+    names = _param_names(mine)
+    lacking = 0
+    for members in _series(mine, "precision").values():
+        ref = next((m for m in members if m["params"]["precision"] == "fp32"), None)
+        lacking += ref is None
+        for m in members:
+            s = ref["median_ms"] / m["median_ms"] if ref is not None else math.nan
+            m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
+            m["speedup_text"] = ("reference" if m is ref else describe_speedup(s)) if ref is not None else "no fp32"
+    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
+
+    def cell(r: dict) -> str:
+        return f"{format_number(r['median_ms'])} ms ({r['speedup_text']})"
+
+    table = _pivot_table(mine, "precision", cell, _axis_values(mine, "precision", PRECISION_ORDER), str)
+    notes = ["Median ms per round and the speedup over fp32 of the same platform, benchmark, model and batch size."]
+    if lacking:
+        notes.append(f"{lacking} series ran no fp32 case: no speedup for them.")
+    return ViewTable("precision", _frame(out, names), table, notes)
+
+
+def create_batch_view(records: list[dict]) -> ViewTable:
+    """Throughput against batch size; gain over the smallest batch of the same series."""
+    mine = [r for r in records if "batch_size" in r["params"]]
+    if not mine:
+        return ViewTable("batch", pd.DataFrame(), pd.DataFrame(), ["no results with a batch_size axis"])
+    names = _param_names(mine)
+    for members in _series(mine, "batch_size").values():
+        smallest = min(members, key=lambda m: _param_sort_key(m["params"]["batch_size"]))
+        for m in members:
+            gain = m["samples_per_s"] / smallest["samples_per_s"]
+            m["throughput_gain"] = round(gain, 4) if math.isfinite(gain) else math.nan
+    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
+    table = _pivot_table(mine, "batch_size", lambda r: f"{format_number(r['samples_per_s'])}/s",
+                         _axis_values(mine, "batch_size"), lambda v: f"bs={v}")
+    notes = ["Throughput (samples/s) per batch size (per GPU when num_gpus > 1)."]
+    return ViewTable("batch", _frame(out, names), table, notes)
+
+
+def create_scaling_view(records: list[dict]) -> ViewTable:
+    """Weak and strong scaling efficiency against num_gpus (docs: METHOD.md, Scaling).
+
+    Weak (fixed per-GPU batch, the default reading of batch_size): E(N) = X_N / (N X_1), X = global batch / median.
+    Strong (extra_info scaling_mode "strong", fixed global batch): S(N) = T_1 / T_N, efficiency S(N) / N.
+    """
+    mine = [r for r in records if "num_gpus" in r["params"]]
+    if not any(_number(r["params"]["num_gpus"]) and r["params"]["num_gpus"] > 1 for r in mine):
+        return ViewTable("scaling", pd.DataFrame(), pd.DataFrame(), ["no multi-GPU results"])
+    series: dict[tuple, list[dict]] = {}
+    for r in mine:
+        mode = r["scaling_mode"] if r["scaling_mode"] in ("weak", "strong") else "weak"
+        r["scaling_mode"] = mode
+        drop = {"num_gpus"} | ({"batch_size"} if mode == "strong" else set())
+        rest = tuple(sorted((k, repr(v)) for k, v in r["params"].items() if k not in drop))
+        anchor = r["global_batch_size"] if mode == "strong" else None
+        series.setdefault((r["platform"], r["group"], r["benchmark"], mode, anchor, rest), []).append(r)
+    lacking = 0
+    for members in series.values():
+        one = next((m for m in members if m["params"]["num_gpus"] == 1), None)
+        lacking += one is None
+        for m in members:
+            n = m["params"]["num_gpus"]
+            throughput = (m["global_batch_size"] or math.nan) / (m["median_ms"] / 1e3)
+            m["throughput"] = throughput
+            if one is None:
+                m["speedup"] = m["efficiency"] = math.nan
+                continue
+            s = one["median_ms"] / m["median_ms"]
+            x1 = (one["global_batch_size"] or math.nan) / (one["median_ms"] / 1e3)
+            eff = throughput / (n * x1) if m["scaling_mode"] == "weak" else s / n
+            m["speedup"] = round(s, 4)
+            m["efficiency"] = round(eff, 4) if math.isfinite(eff) else math.nan
+    names = _param_names(mine)
+    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform", "scaling_mode"))]
+    rows = []
+    gpu_counts = _axis_values(mine, "num_gpus")
+    table_names = [n for n in names if n != "num_gpus"]
+    for (platform, group, bench, mode, anchor, _), members in sorted(series.items(), key=lambda kv: repr(kv[0])):
+        first = members[0]
+        row = {"platform": platform, "group": group, "benchmark": bench, "mode": mode,
+               "global batch": anchor if anchor is not None else "-"}
+        row.update({n: first["params"].get(n, "") if not (mode == "strong" and n == "batch_size") else "-"
+                    for n in table_names})
+        by_n = {m["params"]["num_gpus"]: m for m in members}
+        for n in gpu_counts:
+            m = by_n.get(n)
+            if m is None:
+                row[f"N={n}"] = "-"
+            elif math.isfinite(m["efficiency"]):
+                row[f"N={n}"] = f"{m['efficiency']:.0%} ({format_number(m['throughput'])}/s)"
+            else:
+                row[f"N={n}"] = f"no 1-GPU run ({format_number(m['throughput'])}/s)"
+        rows.append(row)
+    notes = ["Scaling efficiency per GPU count (throughput in parentheses). Weak: fixed per-GPU batch, "
+             "E(N) = X_N / (N X_1). Strong: fixed global batch, S(N) = T_1 / T_N, efficiency S(N) / N."]
+    if lacking:
+        notes.append(f"{lacking} series have no 1-GPU run: no efficiency for them.")
+    return ViewTable("scaling", _frame(out, names), pd.DataFrame(rows), notes)
+
+
+def create_view(view: str, runs: Sequence[RunResult], *, metric: str = "time", baseline: str | None = None,
+                groups: Sequence[str] | None = None) -> ViewTable:
+    """Build one view from loaded runs.
+
+    Raises:
+        FerBenchError: unknown view or metric, --group or --baseline that matches nothing.
+    """
+    if view not in VIEWS:
+        raise FerBenchError(f"--view {view!r}: choose one of {', '.join(VIEWS)}")
+    if metric not in COMPARE_METRICS:
+        raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(COMPARE_METRICS)}")
+    records, notes = collect_records(runs, groups)
+    if view == "platforms":
+        table = create_platforms_view(records, runs, metric, baseline)
+    else:
+        table = {"workers": create_workers_view, "precision": create_precision_view, "batch": create_batch_view,
+                 "scaling": create_scaling_view}[view](records)
+    table.notes = notes + table.notes
+    return table
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+
+def format_markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table; pipes in cells are escaped."""
+    if frame.empty:
+        return ""
+    headers = [str(c) for c in frame.columns]
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False))
+    return "\n".join(lines)
+
+
+def format_view(table: ViewTable, fmt: str = "md") -> str:
+    """The view as markdown (notes, then the table), csv or json records."""
+    if fmt == "csv":
+        return table.records.to_csv(index=False)
+    if fmt == "json":
+        # through pandas' encoder for NaN -> null and numpy scalars, then json for readable output
+        records = json.loads(table.records.to_json(orient="records")) if not table.empty else []
+        return json.dumps(records, indent=2) + "\n"
+    parts = [f"## fer-bench compare: {table.view}", ""]
+    parts.extend(table.notes)
+    if not table.empty:
+        parts.extend(["", format_markdown_table(table.table)])
+    return "\n".join(parts) + "\n"
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `fer-bench compare`."""
+    parser.add_argument("runs", nargs="+", metavar="RUN_OR_DIR",
+                        help="pytest-benchmark JSON files or folders (searched recursively)")
+    parser.add_argument("--baseline", metavar="SLUG",
+                        help="platform (slug/device) or machine slug the others are compared with. "
+                             "Default: the slowest by geometric mean")
+    parser.add_argument("--view", choices=VIEWS, default="platforms",
+                        help="platforms: a row per case, a column per machine/device with the speedup over the "
+                             "baseline; workers: throughput and data wait per num_workers; precision: speedup over "
+                             "fp32; batch: throughput per batch size; scaling: weak/strong efficiency per num_gpus. "
+                             "Default: %(default)r")
+    parser.add_argument("--metric", choices=COMPARE_METRICS, default="time",
+                        help="what the platforms view shows. Default: %(default)r")
+    parser.add_argument("--format", choices=FORMATS, default="md", help="Default: %(default)r")
+    parser.add_argument("--plots", metavar="DIR", help="also write one PNG per view with data into DIR "
+                                                       "(needs matplotlib: pip install fer_bench[plots])")
+    parser.add_argument("--group", nargs="+", action="extend", metavar="G",
+                        help="only these pytest-benchmark groups (train_step, epoch, ...); put it after the runs")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print the chosen view; with --plots also write the PNGs. Raises FerBenchError on bad input."""
+    runs = load_results(args.runs)
+    table = create_view(args.view, runs, metric=args.metric, baseline=args.baseline, groups=args.group)
+    sys.stdout.write(format_view(table, args.format))
+    if args.plots:
+        from fer_bench.plots import write_plots
+
+        views = {v: (table if v == args.view else create_view(v, runs, metric=args.metric, baseline=args.baseline,
+                                                              groups=args.group)) for v in VIEWS}
+        written = write_plots(views, args.plots)
+        shown = ", ".join(str(p) for p in written) or "none (no view has data)"
+        print(f"fer-bench compare: plots: {shown}", file=sys.stderr)
+    return 0

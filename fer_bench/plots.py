@@ -1,0 +1,217 @@
+"""PNG charts of `fer-bench compare` views (the `plots` extra: matplotlib, Agg backend, no display needed).
+
+One PNG per view that has data: platform speedups, throughput against batch size, throughput and data-wait share
+against workers, precision speedups over fp32, scaling efficiency against GPU count. Written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from fer_bench._atomic import write_bytes_atomic
+from fer_bench.errors import FerBenchError
+
+_MAX_SERIES = 20
+_MAX_BARS = 40
+
+
+def require_matplotlib() -> tuple[Any, Any]:
+    """The Figure class and the Agg canvas; pyplot is never touched, so no GUI backend is ever chosen.
+
+    Raises:
+        FerBenchError: matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise FerBenchError("--plots needs matplotlib: pip install 'fer_bench[plots]'") from None
+    return Figure, FigureCanvasAgg
+
+
+def _series_labels(frame: pd.DataFrame, axis: str, params: Sequence[str]) -> pd.Series:
+    """A short label per row: platform, benchmark and the params that vary (the plotted axis left out)."""
+    params = [c for c in params if c in frame.columns and c != axis]
+    varying = [c for c in ["benchmark", *params] if frame[c].astype(str).nunique() > 1]
+
+    def label(row: pd.Series) -> str:
+        bits = [str(row["platform"])]
+        for c in varying:
+            value = row[c]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            bits.append(str(value) if c == "benchmark" else f"{c}={value}")
+        return " ".join(bits)
+
+    return frame.apply(label, axis=1)
+
+
+def _lines(ax, frame: pd.DataFrame, params: Sequence[str], axis: str, column: str, marker: str = "o") -> None:
+    frame = frame[frame[column].notna()].copy()
+    if frame.empty:
+        return
+    frame["_label"] = _series_labels(frame, axis, params)
+    for i, (label, part) in enumerate(frame.groupby("_label", sort=True)):
+        if i >= _MAX_SERIES:
+            break
+        part = part.sort_values(axis, key=lambda s: s.astype(float))
+        ax.plot(part[axis].astype(float), part[column].astype(float), marker=marker, label=label)
+    ax.grid(True, alpha=0.3)
+
+
+def _legend(ax) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        # outside the axes, so no curve hides behind it; savefig's tight bounding box makes room
+        ax.legend(fontsize=7 if len(handles) > 6 else 8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _times_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{value:g}x")
+
+
+def _plot_platforms(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
+    baseline = frame["baseline"].dropna().iloc[0]
+    # the baseline's own bars are all 1x (the vertical line) and a case only the baseline ran compares nothing
+    data = frame[(frame["platform"] != baseline) & frame["speedup"].notna()].copy()
+    data["label"] = data["case"].fillna("").str.replace("test_", "", regex=False)
+    data.loc[data["kind"] == "geomean", "label"] = "geometric mean"
+    cases = data[data["kind"] == "case"]
+    keep = list(dict.fromkeys(cases["label"]))[:_MAX_BARS] + ["geometric mean"]
+    data = data[data["label"].isin(keep)]
+    table = data.pivot_table(index="label", columns="platform", values="speedup", sort=False)
+    ax = fig.add_subplot(1, 1, 1)
+    n_rows, n_cols = table.shape
+    height = 0.8 / max(1, n_cols)
+    for j, platform in enumerate(table.columns):
+        ys = [i + j * height for i in range(n_rows)]
+        ax.barh(ys, table[platform].to_numpy(dtype=float), height=height, label=platform)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(n_rows)])
+    ax.set_yticklabels(table.index, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_times_formatter())
+    ax.xaxis.set_minor_formatter(_times_formatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"speedup over {baseline} (log scale, right is faster)")
+    ax.set_title("Speedup per case over the baseline platform")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend(ax)
+    fig.set_size_inches(10, max(3.5, 0.35 * n_rows * max(1, n_cols) ** 0.5 + 1.5))
+
+
+def _plot_batch(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    _lines(ax, frame, params, "batch_size", "samples_per_s")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size (per GPU)")
+    ax.set_ylabel("samples / s")
+    ax.set_title("Throughput against batch size")
+    _legend(ax)
+
+
+def _plot_workers(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    _lines(left, frame, params, "num_workers", "samples_per_s")
+    left.set_xlabel("num_workers")
+    left.set_ylabel("samples / s")
+    left.set_title("Throughput against workers")
+    _lines(right, frame, params, "num_workers", "data_wait_fraction")
+    right.set_xlabel("num_workers")
+    fig.subplots_adjust(wspace=0.3)
+    right.set_ylabel("share of time waiting for data")
+    right.set_ylim(0, 1)
+    right.set_title("Data-wait share against workers")
+    _legend(right)
+    fig.set_size_inches(12, 4.8)
+
+
+def _plot_precision(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
+    data = frame[(frame["precision"] != "fp32") & frame["speedup"].notna()].copy()
+    ax = fig.add_subplot(1, 1, 1)
+    data["_label"] = _series_labels(data, "precision", params)
+    table = data.pivot_table(index="_label", columns="precision", values="speedup", sort=True).head(_MAX_BARS)
+    width = 0.8 / max(1, table.shape[1])
+    for j, precision in enumerate(table.columns):
+        xs = [i + j * width for i in range(len(table))]
+        ax.bar(xs, table[precision].to_numpy(dtype=float), width=width, label=precision)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(table))])
+    ax.set_xticklabels(table.index, rotation=30, ha="right", fontsize=7)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel("speedup over fp32")
+    ax.set_title("Precision speedups over fp32")
+    ax.grid(True, axis="y", alpha=0.3)
+    _legend(ax)
+    fig.set_size_inches(max(7, 0.6 * len(table) + 3), 5)
+
+
+def _plot_scaling(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    data = frame[frame["efficiency"].notna()].copy()
+    # a weak series keeps its per-GPU batch as N grows, a strong one its global batch: label each by what it keeps
+    anchor = [f"weak, batch {b}/GPU" if mode == "weak" else f"strong, global batch {g}"
+              for mode, b, g in zip(data["scaling_mode"], data["batch_size"], data["global_batch_size"])]
+    data["platform"] = data["platform"] + " " + pd.Series(anchor, index=data.index)
+    _lines(ax, data, [p for p in params if p != "batch_size"], "num_gpus", "efficiency")
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8, label="ideal")
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("scaling efficiency")
+    ax.set_ylim(0, 1.15)
+    ax.set_title("Scaling efficiency (weak: E = X_N / (N X_1); strong: T_1 / (N T_N))")
+    _legend(ax)
+
+
+_PLOTTERS: dict[str, Callable] = {
+    "platforms": _plot_platforms,
+    "batch": _plot_batch,
+    "workers": _plot_workers,
+    "precision": _plot_precision,
+    "scaling": _plot_scaling,
+}
+
+
+def _has_data(view: str, frame: pd.DataFrame) -> bool:
+    if frame.empty:
+        return False
+    needed = {"platforms": "speedup", "batch": "samples_per_s", "workers": "samples_per_s",
+              "precision": "speedup", "scaling": "efficiency"}[view]
+    if needed not in frame or not frame[needed].notna().any():
+        return False
+    if view == "precision":
+        return bool(((frame["precision"] != "fp32") & frame["speedup"].notna()).any())
+    if view == "platforms":
+        return frame["platform"].nunique() > 1
+    return True
+
+
+def write_plots(views: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """One PNG per view with data into ``out_dir`` (created); returns the paths written.
+
+    Args:
+        views: view name -> fer_bench.compare.ViewTable.
+
+    Raises:
+        FerBenchError: matplotlib is missing.
+    """
+    figure_cls, canvas_cls = require_matplotlib()
+    out_dir = Path(out_dir)
+    written = []
+    for name, table in views.items():
+        frame = table.records
+        if name not in _PLOTTERS or not _has_data(name, frame):
+            continue
+        fig = figure_cls(figsize=(9, 5), dpi=110)
+        canvas_cls(fig)
+        _PLOTTERS[name](fig, frame, list(frame.attrs.get("params", [])))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+        written.append(write_bytes_atomic(out_dir / f"{name}.png", buffer.getvalue()))
+    return written

@@ -1,0 +1,404 @@
+"""Load and validate stored pytest-benchmark results, and match their cases across runs.
+
+Shared by `fer-bench compare` and `fer-bench gate`. Reads JSON only: never imports torch.
+
+A run is one pytest-benchmark JSON file (``--benchmark-json`` or ``--benchmark-autosave``). Its machine comes from
+``machine_info["fer_bench"]`` (the fingerprint the plugin writes), else from the sidecar ``NAME.fingerprint.json``
+beside ``NAME.json``, else it is an *unknown* machine identified by pytest-benchmark's own ``machine_info`` (node,
+architecture, CPU brand and count).
+
+A case is matched across runs by the benchmark function (the name up to ``[``) and its ``params`` dict, never by
+the parametrize id string, so a reordered or reworded id does not break matching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from fer_bench.errors import FerBenchError
+
+#: fer_bench fingerprint schemas this version reads.
+SUPPORTED_SCHEMAS = frozenset({1})
+#: The six axes, in the order tables show them; other params follow alphabetically.
+AXES = ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
+FINGERPRINT_SUFFIX = ".fingerprint.json"
+_TOP_LEVEL_KEYS = ("machine_info", "benchmarks")
+
+ParamsKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The hardware a run was measured on.
+
+    Attributes:
+        slug: readable name, e.g. ``epyc-7763-2c__h100-80gb-x1__torch2.14-cu13``; ``unknown-<node>`` without a
+            fer_bench fingerprint.
+        identity_hash: the fingerprint's hash of the identity; ``unknown:<hash of machine_info>`` without one.
+        identity: the nested identity dict (pytest-benchmark's node/cpu facts for an unknown machine).
+        known: whether the run carries a fer_bench fingerprint.
+    """
+
+    slug: str
+    identity_hash: str
+    identity: dict = field(hash=False, compare=False)
+    known: bool = True
+
+
+@dataclass(frozen=True)
+class CaseKey:
+    """What matches a case across runs: the benchmark function and its params."""
+
+    function: str
+    params: ParamsKey
+
+    def without(self, *axes: str) -> CaseKey:
+        """The same key with some axes dropped (e.g. ``device`` when the device belongs to the platform)."""
+        return CaseKey(self.function, tuple((k, v) for k, v in self.params if k not in axes))
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One benchmark entry of one run."""
+
+    key: CaseKey
+    name: str
+    group: str | None
+    fullname: str
+    params: dict = field(hash=False, compare=False)
+    extra_info: dict = field(hash=False, compare=False)
+    stats: dict = field(hash=False, compare=False)
+    data: np.ndarray | None = field(hash=False, compare=False, repr=False)
+
+    @property
+    def median_s(self) -> float:
+        """Median seconds per round (one call of the timed function)."""
+        return float(self.stats["median"])
+
+    @property
+    def rounds(self) -> int:
+        return int(self.stats.get("rounds") or (0 if self.data is None else len(self.data)))
+
+    @property
+    def samples_per_s(self) -> float | None:
+        """Throughput: ``extra_info["samples_per_s"]``, else the global batch over the median round time."""
+        value = self.extra_info.get("samples_per_s")
+        if _is_number(value) and value > 0:
+            return float(value)
+        batch = self.global_batch_size
+        if batch is None or self.median_s <= 0:
+            return None
+        return batch / self.median_s
+
+    @property
+    def global_batch_size(self) -> int | None:
+        """Samples per step over all GPUs: ``extra_info["global_batch_size"]``, else batch_size x num_gpus."""
+        value = self.extra_info.get("global_batch_size")
+        if _is_number(value) and value > 0:
+            return int(value)
+        batch = self.params.get("batch_size")
+        if not _is_number(batch):
+            return None
+        gpus = self.params.get("num_gpus", 1)
+        return int(batch) * (int(gpus) if _is_number(gpus) else 1)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One stored pytest-benchmark run."""
+
+    path: Path
+    machine: Machine
+    datetime: datetime | None
+    cases: tuple[CaseResult, ...]
+
+    @property
+    def sort_key(self) -> tuple:
+        """Chronological order; runs without a datetime sort first, then by path."""
+        stamp = self.datetime or datetime.min.replace(tzinfo=timezone.utc)
+        return (stamp, str(self.path))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def collect_result_paths(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+    """Expand files and folders (searched recursively) into result JSON paths, skipping fingerprint sidecars.
+
+    Returns:
+        (path, named) pairs: named is True for a file given by name, False for one found in a folder.
+
+    Raises:
+        FerBenchError: a path does not exist, or a folder holds no JSON file.
+    """
+    found: list[tuple[Path, bool]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.rglob("*.json") if p.is_file() and not p.name.endswith(FINGERPRINT_SUFFIX)
+            )
+            if not inside:
+                raise FerBenchError(f"{path}: folder holds no pytest-benchmark result (*.json)")
+            found.extend((p, False) for p in inside)
+        elif path.is_file():
+            found.append((path, True))
+        else:
+            raise FerBenchError(f"{path}: no such file or folder")
+    # the same file named twice (a file and its folder) would count its rounds twice
+    unique: dict[Path, tuple[Path, bool]] = {}
+    for p, named in found:
+        key = p.resolve()
+        unique[key] = (p, named or unique.get(key, (p, False))[1])
+    return list(unique.values())
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FerBenchError(f"{path}: cannot read {what}: {exc}") from None
+    if not text.strip():
+        raise FerBenchError(f"{path}: empty file, not a {what} (a run with --benchmark-disable writes one)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FerBenchError(
+            f"{path}: line {exc.lineno}: malformed or truncated JSON ({exc.msg}), not a {what}"
+        ) from None
+
+
+def _slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "machine"
+
+
+def _hash_identity(identity: dict) -> str:
+    canonical = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def parse_fingerprint(fp: Any, source: str) -> Machine:
+    """Validate a fer_bench fingerprint dict and turn it into a :class:`Machine`.
+
+    Raises:
+        FerBenchError: not a dict, an unsupported schema, or no slug / identity_hash.
+    """
+    if not isinstance(fp, dict):
+        raise FerBenchError(f"{source}: the fer_bench fingerprint is not a JSON object")
+    schema = fp.get("schema")
+    if schema not in SUPPORTED_SCHEMAS:
+        raise FerBenchError(
+            f"{source}: fer_bench fingerprint schema {schema!r} is not one this fer_bench reads "
+            f"({', '.join(map(str, sorted(SUPPORTED_SCHEMAS)))}); use the fer_bench version that wrote it"
+        )
+    slug, identity_hash = fp.get("slug"), fp.get("identity_hash")
+    if not isinstance(slug, str) or not slug or not isinstance(identity_hash, str) or not identity_hash:
+        raise FerBenchError(f"{source}: the fer_bench fingerprint lacks a slug or identity_hash")
+    identity = fp.get("identity")
+    return Machine(slug=slug, identity_hash=identity_hash, identity=identity if isinstance(identity, dict) else {})
+
+
+def _unknown_machine(machine_info: dict) -> Machine:
+    """A machine known only from pytest-benchmark's machine_info (a plain pytest-benchmark file)."""
+    cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
+    identity = {
+        "node": machine_info.get("node"),
+        "machine": machine_info.get("machine"),
+        "system": machine_info.get("system"),
+        "cpu": {"brand_raw": cpu.get("brand_raw"), "count": cpu.get("count")},
+    }
+    label = machine_info.get("node") or cpu.get("brand_raw") or "machine"
+    return Machine(
+        slug=f"unknown-{_slugify(str(label))}",
+        identity_hash=f"unknown:{_hash_identity(identity)}",
+        identity=identity,
+        known=False,
+    )
+
+
+def _resolve_machine(path: Path, machine_info: dict) -> Machine:
+    if "fer_bench" in machine_info:
+        return parse_fingerprint(machine_info["fer_bench"], f"{path}: machine_info.fer_bench")
+    sidecar = path.with_name(path.name[: -len(".json")] + FINGERPRINT_SUFFIX) if path.suffix == ".json" else None
+    if sidecar is not None and sidecar.is_file():
+        return parse_fingerprint(_read_json(sidecar, "fer_bench fingerprint"), str(sidecar))
+    return _unknown_machine(machine_info)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _parse_case(path: Path, index: int, bench: Any) -> CaseResult:
+    where = f"{path}: benchmarks[{index}]"
+    if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
+        raise FerBenchError(f"{where} is not a pytest-benchmark entry (no name)")
+    name = bench["name"]
+    stats = bench.get("stats")
+    if not isinstance(stats, dict) or not _is_number(stats.get("median")):
+        raise FerBenchError(f"{where} ({name}) is not a pytest-benchmark entry: no stats.median")
+    params = bench.get("params") or {}
+    extra = bench.get("extra_info") or {}
+    if not isinstance(params, dict) or not isinstance(extra, dict):
+        raise FerBenchError(f"{where} ({name}): params and extra_info must be JSON objects")
+    data = stats.get("data")
+    array = None
+    if data is not None:
+        if not isinstance(data, list) or not all(_is_number(v) and v >= 0 for v in data):
+            raise FerBenchError(f"{where} ({name}): stats.data must be a list of non-negative seconds")
+        array = np.asarray(data, dtype=float)
+    key = CaseKey(name.split("[", 1)[0], tuple(sorted((str(k), _canonical(v)) for k, v in params.items())))
+    group, fullname = bench.get("group"), bench.get("fullname")
+    return CaseResult(
+        key=key,
+        name=name,
+        group=group if isinstance(group, str) else None,
+        fullname=fullname if isinstance(fullname, str) else name,
+        params=params,
+        extra_info=extra,
+        stats=stats,
+        data=array,
+    )
+
+
+def load_result(path: str | Path, *, named: bool = True) -> RunResult | None:
+    """Read and validate one pytest-benchmark JSON.
+
+    Args:
+        named: the user named this file. A file found in a folder that is valid JSON but plainly not a
+            pytest-benchmark result (no machine_info and benchmarks keys, e.g. a summary) is skipped (None).
+
+    Raises:
+        FerBenchError: unreadable, empty, malformed or truncated JSON; not a pytest-benchmark result; an
+            unsupported fer_bench schema; a malformed benchmark entry.
+    """
+    path = Path(path)
+    doc = _read_json(path, "pytest-benchmark result")
+    if not isinstance(doc, dict) or any(k not in doc for k in _TOP_LEVEL_KEYS):
+        if not named and (not isinstance(doc, dict) or not any(k in doc for k in _TOP_LEVEL_KEYS)):
+            return None
+        raise FerBenchError(f"{path}: not a pytest-benchmark result (no machine_info and benchmarks keys)")
+    machine_info, benchmarks = doc["machine_info"], doc["benchmarks"]
+    if not isinstance(machine_info, dict) or not isinstance(benchmarks, list):
+        raise FerBenchError(f"{path}: not a pytest-benchmark result (machine_info or benchmarks malformed)")
+    machine = _resolve_machine(path, machine_info)
+    cases = [_parse_case(path, i, b) for i, b in enumerate(benchmarks)]
+    cases = _disambiguate(cases)
+    return RunResult(path=path, machine=machine, datetime=_parse_datetime(doc.get("datetime")), cases=tuple(cases))
+
+
+def _disambiguate(cases: list[CaseResult]) -> list[CaseResult]:
+    """Two modules may hold a function of the same name and params: key those by the module path too."""
+    seen: dict[CaseKey, int] = {}
+    for case in cases:
+        seen[case.key] = seen.get(case.key, 0) + 1
+    out = []
+    for case in cases:
+        if seen[case.key] > 1:
+            module = case.fullname.split("::", 1)[0] if "::" in case.fullname else ""
+            function = f"{module}::{case.key.function}" if module else case.key.function
+            case = dataclasses.replace(case, key=CaseKey(function, case.key.params))
+        out.append(case)
+    return out
+
+
+def load_results(paths: Sequence[str | Path], *, exclude: Sequence[Path] = ()) -> list[RunResult]:
+    """Load every result under ``paths`` (files or folders), oldest first.
+
+    Args:
+        exclude: files to leave out (the gate's current run when it sits in the baseline folder).
+
+    Raises:
+        FerBenchError: as :func:`load_result`, or when no result holds any benchmark.
+    """
+    skip = {Path(p).resolve() for p in exclude}
+    runs = []
+    for path, named in collect_result_paths(paths):
+        if path.resolve() in skip:
+            continue
+        run = load_result(path, named=named)
+        if run is not None:
+            runs.append(run)
+    shown = ", ".join(str(p) for p in paths)
+    if not runs:
+        raise FerBenchError(f"{shown}: no pytest-benchmark result here")
+    if not any(run.cases for run in runs):
+        raise FerBenchError(f"{shown}: no benchmarks in these results (was the run made with --benchmark-disable?)")
+    return sorted(runs, key=lambda r: r.sort_key)
+
+
+def parse_params_key(key: CaseKey) -> dict[str, Any]:
+    """The params dict back from a key."""
+    return {k: json.loads(v) for k, v in key.params}
+
+
+def format_case(key: CaseKey) -> str:
+    """A readable, stable label: ``test_train_step[model=resnet18, batch_size=64, precision=fp32]``."""
+    params = parse_params_key(key)
+    if not params:
+        return key.function
+    ordered = sorted(params, key=lambda k: (AXES.index(k) if k in AXES else len(AXES), k))
+    return f"{key.function}[{', '.join(f'{k}={params[k]}' for k in ordered)}]"
+
+
+def order_param_names(names: Iterable[str]) -> list[str]:
+    """The six axes first in their canonical order, other params alphabetically."""
+    names = set(names)
+    return [a for a in AXES if a in names] + sorted(names - set(AXES))
+
+
+def flatten_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists as ``{"cpu.brand": ..., "gpus.0.name": ...}``."""
+    # empty containers flatten to nothing: "no GPU" then differs from "a GPU" at gpus.0.name, not at gpus
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten_dict(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(flatten_dict(v, f"{prefix}.{i}" if prefix else str(i)))
+        return out
+    return {prefix: obj}
+
+
+def list_identity_differences(machines: Sequence[Machine]) -> list[tuple[str, dict[str, Any]]]:
+    """Dotted identity paths whose values differ between machines, with each machine's value (slug -> value).
+
+    A path one machine lacks shows as None for it.
+    """
+    unique: dict[str, Machine] = {}
+    for m in machines:
+        unique.setdefault(m.identity_hash, m)
+    if len(unique) < 2:
+        return []
+    flat = {h: flatten_dict(m.identity) for h, m in unique.items()}
+    paths = sorted(set().union(*(f.keys() for f in flat.values())))
+    diffs = []
+    for path in paths:
+        values = {unique[h].slug: flat[h].get(path) for h in unique}
+        if len({_canonical(v) for v in values.values()}) > 1:
+            diffs.append((path, values))
+    return diffs

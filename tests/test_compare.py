@@ -1,0 +1,275 @@
+"""Tests of fer_bench.compare and fer_bench.plots (`fer-bench compare`), on result files from result_factory."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fer_bench.cli import main
+from fer_bench.compare import create_view, describe_speedup, format_markdown_table
+from fer_bench.errors import FerBenchError
+from fer_bench.results_io import load_results
+from result_factory import (
+    create_batch_cases,
+    create_fingerprint,
+    create_precision_cases,
+    create_run,
+    create_scaling_cases,
+    create_train_cases,
+    create_workers_cases,
+    write_run,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SLOW = create_fingerprint("laptop-i5-4c", {"cpu": {"brand": "Intel i5", "cores": 4}, "gpus": []})
+FAST = create_fingerprint("hpc-epyc-64c__h100-x1", {"cpu": {"brand": "AMD EPYC", "cores": 64},
+                                                    "gpus": [{"name": "H100"}]})
+
+
+@pytest.fixture
+def two_machines(tmp_path) -> Path:
+    """A laptop around 10 ms per step and an HPC node 5x faster on CPU and 50x faster on its GPU."""
+    write_run(tmp_path / "laptop" / "run.json", create_run(create_train_cases(0.010, seed=1, sigma=0.01), SLOW))
+    hpc = (create_train_cases(0.010, factor=0.2, seed=2, sigma=0.01)
+           + create_train_cases(0.010, factor=0.02, device="cuda", seed=3, sigma=0.01))
+    write_run(tmp_path / "hpc" / "run.json", create_run(hpc, FAST))
+    return tmp_path
+
+
+def _compare(capsys, *argv) -> tuple[int, str, str]:
+    status = main(["compare", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _csv(capsys, *argv) -> pd.DataFrame:
+    status, out, _ = _compare(capsys, *argv, "--format", "csv")
+    assert status == 0
+    return pd.read_csv(io.StringIO(out))
+
+
+def test_platforms_view_shows_the_known_speed_ratio(two_machines, capsys):
+    status, out, _ = _compare(capsys, two_machines)
+    assert status == 0
+    # the laptop is the slowest by geometric mean, so it is the baseline; the HPC CPU is 5x faster
+    assert "Baseline: `laptop-i5-4c/cpu`" in out
+    rows = [line for line in out.splitlines() if line.startswith("| train_step |")]
+    assert len(rows) == 4
+    assert all("5.0x faster" in row and "(baseline)" in row for row in rows)
+    assert all(("49." in row or "50." in row) and "x faster" in row for row in rows)
+
+
+def test_csv_speedup_column_is_numeric(two_machines, capsys):
+    frame = _csv(capsys, two_machines)
+    assert frame["speedup"].dtype.kind == "f"
+    cases = frame[frame["kind"] == "case"]
+    by_platform = cases.groupby("platform")["speedup"]
+    assert by_platform.min()["hpc-epyc-64c__h100-x1/cpu"] > 4.8
+    assert by_platform.max()["hpc-epyc-64c__h100-x1/cpu"] < 5.2
+    assert set(cases.loc[cases["platform"] == "laptop-i5-4c/cpu", "speedup"]) == {1.0}
+    assert set(cases["batch_size"]) == {32, 64}  # params keep their type: no 32.0
+
+
+def test_geometric_mean_row(two_machines, capsys):
+    frame = _csv(capsys, two_machines)
+    geo = frame[frame["kind"] == "geomean"].set_index("platform")
+    assert set(geo.index) == {"laptop-i5-4c/cpu", "hpc-epyc-64c__h100-x1/cpu", "hpc-epyc-64c__h100-x1/cuda"}
+    assert geo.loc["hpc-epyc-64c__h100-x1/cpu", "speedup"] == pytest.approx(5.0, rel=0.03)
+    assert geo.loc["hpc-epyc-64c__h100-x1/cuda", "speedup"] == pytest.approx(50.0, rel=0.03)
+    assert (geo["n_cases"] == 4).all()
+    _, out, _ = _compare(capsys, two_machines)
+    assert "**geometric mean** (over the 4 case(s) all platforms share)" in out
+
+
+def test_explicit_baseline_turns_the_words_around(two_machines, capsys):
+    status, out, _ = _compare(capsys, two_machines, "--baseline", "hpc-epyc-64c__h100-x1/cpu")
+    assert status == 0
+    assert "5.0x slower" in out and "Baseline: `hpc-epyc-64c__h100-x1/cpu` (--baseline)" in out
+    frame = _csv(capsys, two_machines, "--baseline", "laptop-i5-4c")
+    assert frame.loc[frame["kind"] == "geomean", "baseline"].eq("laptop-i5-4c/cpu").all()
+
+
+def test_baseline_errors(two_machines):
+    runs = load_results([two_machines])
+    with pytest.raises(FerBenchError, match="several devices"):
+        create_view("platforms", runs, baseline="hpc-epyc-64c__h100-x1")
+    with pytest.raises(FerBenchError, match="no such machine"):
+        create_view("platforms", runs, baseline="nope")
+
+
+def test_samples_per_s_metric(two_machines, capsys):
+    frame = _csv(capsys, two_machines, "--metric", "samples_per_s")
+    geo = frame[frame["kind"] == "geomean"].set_index("platform")
+    assert geo.loc["hpc-epyc-64c__h100-x1/cpu", "speedup"] == pytest.approx(5.0, rel=0.03)
+    assert (frame["unit"] == "samples/s").all()
+
+
+def test_identity_differences_listed_above_the_table(two_machines, capsys):
+    _, out, _ = _compare(capsys, two_machines)
+    head = out.split("| group |")[0]
+    assert "`cpu.brand`: " in head and "Intel i5" in head and "AMD EPYC" in head
+    assert "`gpus.0.name`" in head and "`cpu.cores`" in head
+
+
+def test_json_format(two_machines, capsys):
+    _, out, _ = _compare(capsys, two_machines, "--format", "json")
+    records = json.loads(out)
+    assert {r["kind"] for r in records} == {"case", "geomean"}
+    assert all(r["speedup"] is None or isinstance(r["speedup"], float) for r in records)
+
+
+def test_plain_pytest_benchmark_file_is_an_unknown_machine(tmp_path, capsys):
+    plain = create_run(create_train_cases(0.01, seed=1, sigma=0.01), None, node="gpu-node-7")
+    write_run(tmp_path / "plain.json", plain)
+    write_run(tmp_path / "fer.json", create_run(create_train_cases(0.01, factor=0.5, seed=2, sigma=0.01), FAST))
+    status, out, _ = _compare(capsys, tmp_path)
+    assert status == 0
+    assert "`unknown-gpu-node-7/cpu`" in out and "Baseline: `unknown-gpu-node-7/cpu`" in out
+    assert out.count("2.0x faster") >= 3
+
+
+def test_sidecar_fingerprint_is_read(tmp_path, capsys):
+    write_run(tmp_path / "a.json", create_run(create_train_cases(0.01, seed=1), SLOW), sidecar=True)
+    assert (tmp_path / "a.fingerprint.json").is_file()
+    _, out, _ = _compare(capsys, tmp_path)
+    assert "`laptop-i5-4c/cpu`" in out and "unknown" not in out
+
+
+def test_latest_run_of_a_machine_wins(tmp_path, capsys):
+    write_run(tmp_path / "old.json", create_run(create_train_cases(0.02, seed=1), SLOW, when="2026-01-01T00:00:00"))
+    write_run(tmp_path / "new.json", create_run(create_train_cases(0.01, seed=2), SLOW, when="2026-02-01T00:00:00"))
+    write_run(tmp_path / "fast.json", create_run(create_train_cases(0.01, factor=0.5, seed=3), FAST))
+    frame = _csv(capsys, tmp_path)
+    laptop = frame[(frame["platform"] == "laptop-i5-4c/cpu") & (frame["kind"] == "case")]
+    assert laptop["run"].str.endswith("new.json").all()
+    geo = frame[frame["kind"] == "geomean"].set_index("platform")
+    assert geo.loc["hpc-epyc-64c__h100-x1/cpu", "speedup"] == pytest.approx(2.0, rel=0.03)
+    _, out, _ = _compare(capsys, tmp_path)
+    assert "4 older entries" in out
+
+
+def test_group_filter(tmp_path, capsys):
+    write_run(tmp_path / "a.json", create_run(create_train_cases(0.01) + create_workers_cases(), SLOW))
+    frame = _csv(capsys, tmp_path, "--group", "epoch")
+    assert set(frame.loc[frame["kind"] == "case", "group"]) == {"epoch"}
+    with pytest.raises(FerBenchError, match="no such group"):
+        create_view("platforms", load_results([tmp_path]), groups=["nope"])
+
+
+@pytest.fixture
+def views_dir(tmp_path) -> Path:
+    cases = create_workers_cases() + create_precision_cases() + create_batch_cases() + create_scaling_cases()
+    write_run(tmp_path / "ws.json", create_run(cases, FAST))
+    write_run(tmp_path / "laptop.json", create_run(create_workers_cases(speed=0.5), SLOW))
+    return tmp_path
+
+
+def test_workers_view_marks_the_best_worker_count(views_dir, capsys):
+    frame = _csv(capsys, views_dir, "--view", "workers")
+    best = frame[frame["best"]]
+    # one best per (platform, batch size), and it is the 4-worker case the factory made fastest
+    assert len(best) == 4 and set(best["num_workers"]) == {4}
+    assert set(frame["data_wait_fraction"].round(2)) == {0.6, 0.3, 0.1, 0.08}
+    _, out, _ = _compare(capsys, views_dir, "--view", "workers")
+    assert out.count(" best**") == 4 and "| w=0 | w=2 | w=4 | w=8 |" in out
+
+
+def test_precision_view_speedups_over_fp32(views_dir, capsys):
+    frame = _csv(capsys, views_dir, "--view", "precision").set_index("precision")
+    train = frame[frame["benchmark"] == "test_train_step"]
+    assert train.loc["amp_bf16", "speedup"] == pytest.approx(2.0, rel=0.02)
+    assert train.loc["bf16", "speedup"] == pytest.approx(4.0, rel=0.02)
+    assert train.loc["fp32", "speedup_text"] == "reference"
+
+
+def test_batch_view_throughput_rises_with_batch(views_dir, capsys):
+    frame = _csv(capsys, views_dir, "--view", "batch")
+    fwd = frame[frame["benchmark"] == "test_forward"].sort_values("batch_size")
+    assert list(fwd["batch_size"]) == [16, 32, 64, 128]
+    assert fwd["samples_per_s"].is_monotonic_increasing
+    assert fwd["throughput_gain"].iloc[-1] == pytest.approx((128 / 0.054) / (16 / 0.010), rel=0.02)
+
+
+def test_scaling_view_weak_and_strong(views_dir, capsys):
+    frame = _csv(capsys, views_dir, "--view", "scaling")
+    eff = frame.set_index(["scaling_mode", "num_gpus"])["efficiency"]
+    assert eff[("weak", 1)] == pytest.approx(1.0)
+    assert eff[("weak", 2)] == pytest.approx(0.100 / 0.105, rel=1e-3)
+    assert eff[("weak", 4)] == pytest.approx(0.8, rel=1e-3)
+    assert eff[("strong", 2)] == pytest.approx(0.400 / 0.220 / 2, rel=1e-3)
+    assert eff[("strong", 4)] == pytest.approx(0.8, rel=1e-3)
+    speed = frame.set_index(["scaling_mode", "num_gpus"])["speedup"]
+    assert speed[("strong", 4)] == pytest.approx(3.2, rel=1e-3)
+
+
+def test_scaling_view_without_multi_gpu_results(two_machines, capsys):
+    status, out, _ = _compare(capsys, two_machines, "--view", "scaling")
+    assert status == 0 and "no multi-GPU results" in out
+
+
+def test_plots_write_one_png_per_view_with_data(views_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plots extra (matplotlib) is not installed")
+    out_dir = tmp_path / "plots"
+    status, _, err = _compare(capsys, views_dir, "--plots", out_dir)
+    assert status == 0
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == ["batch.png", "platforms.png", "precision.png", "scaling.png", "workers.png"]
+    for p in out_dir.iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    assert "plots:" in err
+
+
+def test_plots_skip_views_without_data(two_machines, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plots extra (matplotlib) is not installed")
+    _compare(capsys, two_machines, "--plots", tmp_path / "p")
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["batch.png", "platforms.png"]
+
+
+def test_plots_without_matplotlib_is_a_clear_error(two_machines, tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    from fer_bench.plots import write_plots
+
+    view = create_view("platforms", load_results([two_machines]))
+    with pytest.raises(FerBenchError, match=r"fer_bench\[plots\]"):
+        write_plots({"platforms": view}, tmp_path / "p")
+
+
+def test_bad_input_is_a_fer_bench_error(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"machine_info": {}, "benchmarks": [')
+    status = main(["compare", str(tmp_path / "bad.json")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("fer-bench: error: ") and "line 1" in err
+
+
+def test_compare_never_imports_torch(two_machines):
+    code = ("import sys; from fer_bench.cli import main; status = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'imported torch'; sys.exit(status)")
+    proc = subprocess.run([sys.executable, "-c", code, "compare", str(two_machines), "--format", "csv"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "speedup" in proc.stdout.splitlines()[0]
+
+
+def test_wording_and_markdown_escaping():
+    assert describe_speedup(12.44) == "12.4x faster"
+    assert describe_speedup(1 / 1.3) == "1.30x slower"
+    assert describe_speedup(1.001) == "same speed"
+    table = format_markdown_table(pd.DataFrame([{"a|b": "x|y", "n": None}]))
+    assert table.splitlines()[2] == "| x\\|y |  |"
+
+
+def test_folder_scan_skips_json_that_is_not_a_result(two_machines, capsys):
+    (two_machines / "laptop" / "summary.json").write_text(json.dumps({"false_alarm": 0.01}))
+    status, out, _ = _compare(capsys, two_machines)
+    assert status == 0 and "5.0x faster" in out
+    # named on the command line, the same file is an error
+    with pytest.raises(FerBenchError, match="not a pytest-benchmark result"):
+        load_results([two_machines / "laptop" / "summary.json"])
