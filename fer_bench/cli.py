@@ -92,7 +92,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def create_parser() -> argparse.ArgumentParser:
+def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.ArgumentParser:
+    """The fer-bench parser; ``load`` names the pandas-backed subcommands whose options are registered."""
     parser = argparse.ArgumentParser(
         prog="fer-bench", description="Time facial-expression-recognition CNN training across hardware."
     )
@@ -132,23 +133,24 @@ def create_parser() -> argparse.ArgumentParser:
     g.add_argument("--mlperf", action="store_true", help="as an MLPerf system description")
     p.set_defaults(func=cmd_fingerprint)
 
-    try:
-        from fer_bench.compare import add_compare_arguments
-        from fer_bench.gate import add_gate_arguments
-    except ImportError:  # pragma: no cover - while those modules are not written
-        pass
-    else:
-        p = sub.add_parser("compare", help="compare stored runs across machines")
-        add_compare_arguments(p)
-        p.set_defaults(func=cmd_compare)
-        p = sub.add_parser("gate", help="statistical regression gate between stored runs")
-        add_gate_arguments(p)
-        p.set_defaults(func=cmd_gate)
+    # compare and gate import pandas: their options are registered only when one of them is the command, so
+    # every other subcommand (a warm `data inspect` above all) starts without paying for that import
+    for name, text, func in (("compare", "compare stored runs across machines", cmd_compare),
+                             ("gate", "statistical regression gate between stored runs", cmd_gate)):
+        p = sub.add_parser(name, help=text, description=text)
+        if name in load:
+            if name == "compare":
+                from fer_bench.compare import add_compare_arguments as add_arguments
+            else:
+                from fer_bench.gate import add_gate_arguments as add_arguments
+            add_arguments(p)
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = create_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = create_parser(load=[a for a in argv[:1] if a in ("compare", "gate")])
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
