@@ -17,7 +17,7 @@ from fer_bench.data.dataset import FerData
 from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
 from fer_bench.engine.device import resolve_device
 from fer_bench.engine.precision import resolve_precision
-from fer_bench.measure import measure
+from fer_bench.measure import choose_rounds, measure, paired_overhead
 from fer_bench.session import FerSession
 
 STEP_PHASES = ("forward", "forward_backward", "train_step")
@@ -95,8 +95,6 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
     info = measure(benchmark, fn, device=step.device, samples_per_call=config.batch_size, phase=phase,
                    target_s=session.preset.target_round_s, flops_per_call=flops,
                    extra=_common_info(session, config, training))
-    if "step_time_ms" in info:
-        session.medians[f"{phase}:{config.case_id()}"] = info["step_time_ms"]
     return info
 
 
@@ -104,15 +102,16 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
     """The full step as a bare hand loop (model, loss, backward, optimizer step, nothing else).
 
     It sits in the train_step group so every run shows the harness's own overhead beside it; the precision is
-    applied the plain way (autocast, GradScaler, bf16 weights) so both sides do the same arithmetic.
+    applied the plain way (autocast, GradScaler, bf16 weights) so both sides do the same arithmetic. After its own
+    timed rounds it times the harness's step and the bare step in alternating pairs: ``harness_overhead_fraction``
+    is the median of the paired ratios minus one, free of the drift between two separately timed tests.
     """
     from fer_bench.models import create_model
 
     device = resolve_device(config.device, config.num_gpus).device
     policy = resolve_precision(config.precision, device)
-    training = create_train_step(config)  # only for the same input batch and settings
+    training = create_train_step(config)  # the same input batch, and the harness side of the paired overhead
     x, y = device_batch(session, training)
-    del training
     torch.manual_seed(config.seed)
     model = create_model(config.model).to(device=device, dtype=policy.param_dtype)
     if config.channels_last:
@@ -151,11 +150,13 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
     info = measure(benchmark, bare_step, device=device, samples_per_call=config.batch_size,
                    phase="train_step_reference", target_s=session.preset.target_round_s,
                    extra=_common_info(session, config))
-    harness = session.medians.get(f"train_step:{config.case_id()}")
-    if harness is not None and info.get("step_time_ms"):
-        overhead = harness / info["step_time_ms"] - 1.0
-        benchmark.extra_info["harness_overhead_fraction"] = overhead
-        session.overheads[config.case_id()] = overhead
+    if "step_time_ms" in info:
+        estimate = info["step_time_ms"] / 1e3
+        pairs = choose_rounds(2 * estimate, session.preset.target_round_s, 8, 100)
+        overhead = paired_overhead(lambda: training.step.step(x, y), bare_step, device=device, pairs=pairs)
+        benchmark.extra_info.update(overhead)
+        info.update(overhead)
+        session.overheads[config.case_id()] = overhead["harness_overhead_fraction"]
     return info
 
 

@@ -159,3 +159,28 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def paired_overhead(candidate: Callable[[], Any], reference: Callable[[], Any], *, device: torch.device,
+                    pairs: int) -> dict:
+    """Relative cost of ``candidate`` over ``reference``, timed in alternating pairs.
+
+    Two medians taken minutes apart differ by the machine's drift (frequency, other load) as much as by the code;
+    alternating the two callables (ABBA order) and taking the median of the per-pair ratios cancels that drift.
+    """
+    device = torch.device(device)
+    for fn in (candidate, reference):
+        _timed_call(fn, device)
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            b = _timed_call(reference, device)
+            a = _timed_call(candidate, device)
+        else:
+            a = _timed_call(candidate, device)
+            b = _timed_call(reference, device)
+        ratios.append(a / b)
+    ratios.sort()
+    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+    return {"harness_overhead_fraction": statistics.median(ratios) - 1.0, "harness_overhead_pairs": pairs,
+            "harness_overhead_iqr": q3 - q1}

@@ -6,6 +6,7 @@ itself is in bench.py and measure.py.
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
@@ -159,16 +160,33 @@ def pytest_runtest_call(item):
     try:
         return (yield)
     except Exception as exc:
-        from fer_bench.measure import is_out_of_memory, release_memory
+        from fer_bench.measure import is_out_of_memory
 
         if not is_out_of_memory(exc):
             raise
+        # the traceback's frames hold the case's model and batches; clear them so the memory can go back now
+        traceback.clear_frames(exc.__traceback__)
         callspec = getattr(item, "callspec", None)
         batch = callspec.params.get("batch_size") if callspec else None
         device = callspec.params.get("device", "") if callspec else ""
-    # outside the except block, so the traceback's frames (and the tensors they hold) are gone before releasing
-    release_memory()
+    get_session(item.config).release_pending = True
+    _release_memory()
     pytest.skip(f"out of memory at batch size {batch}" + (f" on {device}" if device else ""))
+
+
+def _release_memory() -> None:
+    from fer_bench.measure import release_memory
+
+    release_memory()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Release again before the next case: pytest drops its last references to an OOM case only after its call."""
+    session = get_session(item.config)
+    if session.release_pending:
+        session.release_pending = False
+        _release_memory()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -217,7 +235,8 @@ def pytest_sessionfinish(session, exitstatus):
     json_path = session.config.getoption("benchmark_json", None)
     targets = list(fer.written)
     if json_path:
-        targets.insert(0, Path(json_path))
+        # a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before
+        targets.insert(0, Path(getattr(json_path, "name", json_path)))
     if not targets:
         return
     from fer_bench.hardware import write_sidecar
@@ -239,7 +258,7 @@ def pytest_report_header(config):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = get_session(config)
     if session.overheads:
-        terminalreporter.write_sep("-", "fer_bench: harness overhead (train_step vs bare loop)")
+        terminalreporter.write_sep("-", "fer_bench: harness overhead (train step vs bare loop, paired)")
         for case, overhead in session.overheads.items():
             terminalreporter.write_line(f"{case}: {overhead:+.1%}")
     for path in session.sidecars:

@@ -1,4 +1,4 @@
-"""FerSession: every --fer-* option read once, plus what a run shares (data, fingerprint, measured medians)."""
+"""FerSession: every --fer-* option read once, plus what a run shares (data, fingerprint, overheads)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ class FerSession:
     rootpath: Path
     _data: Any = None
     fingerprint: dict | None = None
-    medians: dict[str, float] = field(default_factory=dict)
     overheads: dict[str, float] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
+    release_pending: bool = False
     telemetry: dict[str, dict] = field(default_factory=dict)
 
     @classmethod

@@ -45,9 +45,9 @@ class TrainStep:
             return self.model(x)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # autocast already runs the loss in fp32: an explicit cast here would only add a kernel the bare loop lacks
         with self.policy.autocast():
-            logits = self.model(x)
-            return self.loss_fn(logits.float() if self.policy.autocast_dtype else logits, y)
+            return self.loss_fn(self.model(x), y)
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward and backward in train mode; gradients are left in place (zeroed first). Returns the loss."""
