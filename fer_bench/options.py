@@ -170,6 +170,12 @@ def add_fer_options(group) -> None:
                     help="a FER2013 copy (any format `fer-bench data inspect` reads). Default: the synthetic set")
     group.addoption("--fer-epoch-images", dest="fer_epoch_images", type=parse_epoch_images, default=None,
                     metavar="N", help="cap on the training images one epoch benchmark uses. Default: the preset's")
+    group.addoption("--fer-allow-missing-baseline", dest="fer_allow_missing_baseline", action="store_true",
+                    default=False, help="with --benchmark-compare: a case the baseline lacks is reported, not a "
+                                        "failure. Default: off (fail closed)")
+    group.addoption("--fer-allow-other-machine", dest="fer_allow_other_machine", action="store_true",
+                    default=False, help="with --benchmark-compare: compare with the newest stored run even when no "
+                                        "run of this hardware exists. Default: off (fail closed)")
     group.addoption("--fer-save", dest="fer_save", action="store_true", default=False,
                     help="save this run under results/<machine slug>/ with its fingerprint (the README's bench "
                          "command). Default: off")

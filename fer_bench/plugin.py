@@ -207,12 +207,16 @@ def pytest_benchmark_generate_machine_info(config):
 
 
 def pytest_sessionstart(session):
-    """Wrap pytest-benchmark's storage.save so every saved run gets its fingerprint sidecar."""
+    """Pick the same-hardware baseline for --benchmark-compare, and give every saved run its sidecar."""
     bs = getattr(session.config, "_benchmarksession", None)
+    if bs is None:
+        return
+    fer = get_session(session.config)
+    if bs.compare and hasattr(bs.storage, "path"):
+        _select_same_hardware_baseline(bs, fer)
     storage = getattr(bs, "storage", None)
     if storage is None or not hasattr(storage, "save") or not hasattr(storage, "get"):
         return
-    fer = get_session(session.config)
     original = storage.save
 
     def save(output_json, save_name):
@@ -226,12 +230,35 @@ def pytest_sessionstart(session):
     storage.save = save
 
 
+def _select_same_hardware_baseline(bs, fer: FerSession) -> None:
+    """Replace pytest-benchmark's choice (the newest file of the slug folder) by the newest run of this identity.
+
+    Fails closed: with no such run the session stops before running anything, unless --fer-allow-other-machine.
+    """
+    from fer_bench.baseline import list_stored_runs, select_baseline
+
+    name_filter = None if bs.compare is True else str(bs.compare)
+    runs = list_stored_runs(Path(bs.storage.path), name_filter)
+    fp = fer.get_fingerprint()
+    chosen, problem = select_baseline(runs, fp["identity_hash"], allow_other_machine=fer.allow_other_machine)
+    if problem:
+        raise pytest.UsageError(f"fer_bench: --benchmark-compare: {problem} (looked in {bs.storage.path})")
+    loaded = list(bs.storage.load(str(chosen.path)))
+    bs.compared_mapping = {path: {b["fullname"]: b for b in data["benchmarks"]} for path, data in loaded}
+    fer.baseline_path = chosen.path
+    if chosen.identity_hash != fp["identity_hash"]:
+        fer.gate_problems.append(f"note: comparing with {chosen.path}, made on other hardware ({chosen.slug})")
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """pytest-benchmark has written its files by now (its hookwrapper saves first): add the sidecars."""
+    """pytest-benchmark has written its files by now (its hookwrapper saves first): add the sidecars, and fail
+    the session for cases the baseline lacks."""
     fer = get_session(session.config)
     bs = getattr(session.config, "_benchmarksession", None)
     if bs is None or not getattr(bs, "benchmarks", None):
         return
+    if fer.baseline_path is not None:
+        _check_missing_baseline_cases(session, bs, fer)
     json_path = session.config.getoption("benchmark_json", None)
     targets = list(fer.written)
     if json_path:
@@ -249,6 +276,23 @@ def pytest_sessionfinish(session, exitstatus):
     fer.sidecars = [write_sidecar(path, fp) for path in targets if Path(path).exists()]
 
 
+def _check_missing_baseline_cases(session, bs, fer: FerSession) -> None:
+    from fer_bench.baseline import missing_cases
+
+    known = {name for mapping in bs.compared_mapping.values() for name in mapping}
+    missing = missing_cases([b.fullname for b in bs.benchmarks], known)
+    if not missing:
+        return
+    listed = ", ".join(missing)
+    if fer.allow_missing_baseline:
+        fer.gate_problems.append(f"note: no baseline entry in {fer.baseline_path} for {len(missing)} case(s), "
+                                 f"not checked: {listed}")
+        return
+    fer.gate_problems.append(f"FAILED: no baseline entry in {fer.baseline_path} for {len(missing)} case(s): "
+                             f"{listed} (pass --fer-allow-missing-baseline to accept)")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_report_header(config):
     session = get_session(config)
     return (f"fer_bench: preset {session.preset_name}, data {session.data_description}, "
@@ -257,6 +301,11 @@ def pytest_report_header(config):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = get_session(config)
+    if session.baseline_path is not None:
+        terminalreporter.write_sep("-", "fer_bench: baseline")
+        terminalreporter.write_line(f"compared with {session.baseline_path} (newest stored run of this hardware)")
+    for line in session.gate_problems:
+        terminalreporter.write_line(f"fer_bench: {line}", red=line.startswith("FAILED"))
     if session.overheads:
         terminalreporter.write_sep("-", "fer_bench: harness overhead (train step vs bare loop, paired)")
         for case, overhead in session.overheads.items():

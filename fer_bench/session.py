@@ -22,12 +22,16 @@ class FerSession:
     epoch_images: int
     save: bool
     rootpath: Path
+    allow_missing_baseline: bool = False
+    allow_other_machine: bool = False
     _data: Any = None
     fingerprint: dict | None = None
     overheads: dict[str, float] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
     release_pending: bool = False
+    baseline_path: Path | None = None
+    gate_problems: list[str] = field(default_factory=list)
     telemetry: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
@@ -42,6 +46,8 @@ class FerSession:
             data_path=config.getoption("fer_data"),
             epoch_images=config.getoption("fer_epoch_images") or preset.epoch_images,
             save=bool(config.getoption("fer_save")),
+            allow_missing_baseline=bool(config.getoption("fer_allow_missing_baseline")),
+            allow_other_machine=bool(config.getoption("fer_allow_other_machine")),
             rootpath=Path(config.rootpath),
         )
 
