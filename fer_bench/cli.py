@@ -151,7 +151,13 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = create_parser(load=[a for a in argv[:1] if a in ("compare", "gate")])
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # the gate's exit statuses give 2 to "no comparable baseline": a bad option is bad input (3) there
+        if argv[:1] == ["gate"] and exc.code == 2:
+            return 3
+        raise
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -348,3 +348,10 @@ def test_folder_baseline_keeps_this_machine_and_leaves_out_the_current_run(tmp_p
     assert sorted(Path(p).name for p in report["baseline"]) == ["mine0.json", "mine1.json"]
     assert {row["n_baseline"] for row in report["rows"]} == {60}
     assert "other machines left out" in err
+
+
+def test_bad_gate_option_is_bad_input_not_missing_baseline(tmp_path, capsys):
+    from fer_bench.cli import main
+
+    assert main(["gate", "a.json", "b.json", "--threshold", "lots"]) == 3
+    assert "usage:" in capsys.readouterr().err
