@@ -6,6 +6,7 @@ itself is in bench.py and measure.py.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from pathlib import Path
 
@@ -164,8 +165,12 @@ def pytest_runtest_call(item):
 
         if not is_out_of_memory(exc):
             raise
-        # the traceback's frames hold the case's model and batches; clear them so the memory can go back now
+        # the traceback's frames hold the case's model and batches, and pytest keeps the exception in
+        # sys.last_value for post-mortem debugging: clear the frames so the memory can go back now
         traceback.clear_frames(exc.__traceback__)
+        for name in ("last_exc", "last_type", "last_value", "last_traceback"):
+            if hasattr(sys, name):
+                setattr(sys, name, None)
         callspec = getattr(item, "callspec", None)
         batch = callspec.params.get("batch_size") if callspec else None
         device = callspec.params.get("device", "") if callspec else ""

@@ -101,6 +101,30 @@ def test_out_of_memory_is_the_case_result(pytester, run):
     result.assert_outcomes(skipped=1, passed=1)
 
 
+def test_out_of_memory_case_releases_what_it_held(pytester, run):
+    """The OOM case's locals (its model and batches) are gone before the next case starts."""
+    pytester.makepyfile(test_oom="""
+        import gc, weakref
+        import pytest, torch
+
+        HELD = []
+
+        class Big:
+            pass
+
+        @pytest.mark.parametrize("batch_size", [4096])
+        def test_big(batch_size):
+            model_and_batch = Big()
+            HELD.append(weakref.ref(model_and_batch))
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+        def test_next_case_starts_clean():
+            assert HELD and HELD[0]() is None
+    """)
+    result = run("-rs", "-p", "no:randomly")
+    result.assert_outcomes(skipped=1, passed=1)
+
+
 def test_other_errors_still_fail(pytester, run):
     pytester.makepyfile(test_err="""
         import pytest
