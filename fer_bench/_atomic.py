@@ -6,20 +6,29 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+def apply_default_mode(path: str | os.PathLike, mode: int) -> None:
+    """Give a temporary entry the mode a plain open() would: mkstemp/mkdtemp make private 0600/0700 entries,
+    and results, caches and data files are meant to be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def write_blocks_atomic(path: str | os.PathLike, blocks: Iterable[bytes]) -> Path:
+    """Stream ``blocks`` into a temporary file beside ``path``, fsync it, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for block in blocks:
+                fh.write(block)
             fh.flush()
             os.fsync(fh.fileno())
+        apply_default_mode(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -30,10 +39,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    return write_blocks_atomic(path, (data,))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

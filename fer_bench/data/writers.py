@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_bench._atomic import apply_default_mode, write_blocks_atomic
 from fer_bench.data.constants import CLASS_NAMES, NUM_CLASSES, NUM_PIXELS, SPLITS
 from fer_bench.data.dataset import FerData
 from fer_bench.errors import FerBenchError
@@ -141,7 +142,7 @@ def write_image_folder(data: FerData, out: str | os.PathLike, *, ext: str = ".pn
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _apply_default_mode(tmp, 0o777)
+        apply_default_mode(tmp, 0o777)
         for folder in sorted({rel.parent for rel in rels}):
             (tmp / folder).mkdir(parents=True, exist_ok=True)
         _save_images(data.images, [tmp / rel for rel in rels], image_format)
@@ -202,31 +203,8 @@ def _pad(texts: list[bytes], k: int) -> np.ndarray:
     return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), np.uint8).reshape(k, width)
 
 
-def _apply_default_mode(path: Path, mode: int) -> None:
-    # mkstemp and mkdtemp create private (0600 / 0700) entries; a user's data file gets the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
 def _write_atomic(path: Path, blocks: Iterable[bytes]) -> Path:
     """Stream ``blocks`` into a temporary file beside ``path``, then rename it into place."""
     if path.is_dir():
         raise FerBenchError(f"{path}: is a folder; expected a .csv file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for block in blocks:
-                fh.write(block)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _apply_default_mode(Path(tmp), 0o666)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_blocks_atomic(path, blocks)
