@@ -41,7 +41,6 @@ def pytest_configure(config):
     """Build the session, and key pytest-benchmark's storage by hardware before pytest-benchmark (trylast) opens it."""
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
-    config.addinivalue_line("markers", "fer_phase(name): the fer_bench phase a benchmark times")
     if not config.pluginmanager.hasplugin("benchmark"):
         return
     if session.save:
@@ -205,7 +204,7 @@ def pytest_benchmark_generate_machine_info(config):
         "machine": platform.machine(),
         "processor": fp.get("identity", {}).get("cpu", {}).get("brand") or platform.processor(),
         "python_implementation": platform.python_implementation(),
-        "python_version": platform.python_version(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),  # as in the identity: no patch level
         "system": platform.system(),
         "fer_bench": stable_fingerprint(fp),
     }
