@@ -15,8 +15,8 @@ from torch import nn
 from fer_bench.data.constants import CLASS_NAMES
 from fer_bench.data.dataset import FerData
 from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
+from fer_bench.engine.build import data_parallel
 from fer_bench.engine.device import resolve_device
-from fer_bench.engine.precision import resolve_precision
 from fer_bench.measure import choose_rounds, measure, paired_overhead
 from fer_bench.session import FerSession
 
@@ -108,17 +108,15 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
     """
     from fer_bench.models import create_model
 
-    device = resolve_device(config.device, config.num_gpus).device
-    policy = resolve_precision(config.precision, device)
     training = create_train_step(config)  # the same input batch, and the harness side of the paired overhead
+    device, policy = training.step.device, training.step.policy
     x, y = device_batch(session, training)
     torch.manual_seed(config.seed)
     model = create_model(config.model).to(device=device, dtype=policy.param_dtype)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.num_gpus > 1:
-        model = nn.DataParallel(model, device_ids=list(range((device.index or 0), (device.index or 0)
-                                                             + config.num_gpus)))
+        model = data_parallel(model, device, config.num_gpus)
     model.train()
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
     criterion = nn.CrossEntropyLoss()

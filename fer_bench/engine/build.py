@@ -34,6 +34,12 @@ class Training:
         return self.step.prepare_input(x), y.to(self.step.device)
 
 
+def data_parallel(model: nn.Module, device: torch.device, num_gpus: int) -> nn.Module:
+    """``model`` replicated by nn.DataParallel over ``num_gpus`` consecutive devices from ``device``."""
+    first = device.index or 0
+    return nn.DataParallel(model, device_ids=list(range(first, first + num_gpus)))
+
+
 def unavailable_reason(config: RunConfig) -> str | None:
     """Why this machine cannot run ``config`` (device, GPU count or precision), or None."""
     from fer_bench.engine.precision import precision_unavailable_reason
@@ -66,8 +72,7 @@ def create_train_step(config: RunConfig, *, num_classes: int = 7) -> Training:
         model = model.to(memory_format=torch.channels_last)
     parallel = "none"
     if config.num_gpus > 1:
-        ids = list(range(device.index or 0, (device.index or 0) + config.num_gpus))
-        model = nn.DataParallel(model, device_ids=ids)
+        model = data_parallel(model, device, config.num_gpus)
         parallel = "data_parallel"
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
     step = TrainStep(model, optimizer, policy, device, channels_last=config.channels_last)
