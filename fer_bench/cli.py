@@ -57,7 +57,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from fer_bench import hardware
+    from fer_bench.allocator import configure_malloc
 
+    try:
+        configure_malloc(args.malloc)  # the identity a benchmark run with --fer-malloc MODE records
+    except RuntimeError as exc:
+        raise FerBenchError(f"--malloc {args.malloc}: {exc}; pass --malloc system") from None
     fp = hardware.collect_fingerprint()
     if args.slug:
         print(fp["slug"])
@@ -131,6 +136,8 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
     g.add_argument("--json", action="store_true", help="the whole fingerprint as JSON")
     g.add_argument("--slug", action="store_true", help="only the readable slug")
     g.add_argument("--mlperf", action="store_true", help="as an MLPerf system description")
+    p.add_argument("--malloc", choices=("steady", "system"), default="steady",
+                   help="the identity of a benchmark run with this --fer-malloc. Default: %(default)r")
     p.set_defaults(func=cmd_fingerprint)
 
     # compare and gate import pandas: their options are registered only when one of them is the command, so

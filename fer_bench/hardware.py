@@ -5,8 +5,9 @@ and tolerates a missing library, an unreadable /proc or /sys file or a missing N
 could and never raises.
 
 * ``identity``: CPU model, flags and cores, cgroup CPU quota, memory (GiB), OS and kernel, Python, the visible GPUs'
-  models, memory, compute capability and MIG mode, the NVIDIA driver, torch / CUDA / cuDNN. No hostname, no GPU
-  UUIDs (sibling nodes of one model must match), no clocks, temperatures or free memory.
+  models, memory, compute capability and MIG mode, the NVIDIA driver, torch / CUDA / cuDNN, and the malloc in use
+  (``fer_bench.allocator``: to the gates a steady and an unsteady heap are different machines). No hostname, no
+  GPU UUIDs (sibling nodes of one model must match), no clocks, temperatures or free memory.
   ``identity_hash`` is the first 16 hex digits of the sha256 of its canonical JSON.
 * ``slug``: a readable folder name such as ``epyc-7763-16c__h100-80gb-x1__torch2.14-cu13``. Two different
   identities can share a slug (another kernel, another driver): results are stored under the slug and the
@@ -307,8 +308,11 @@ def collect_software_info(info: dict) -> None:
 
     torch is imported here, never at module level; nothing below creates a CUDA context.
     """
+    from fer_bench.allocator import describe_malloc
+
     sw = info.setdefault("software", {})
     sw["fer_bench"] = __version__
+    sw["malloc"] = _try(describe_malloc)
     for key, dist in _DISTRIBUTIONS.items():
         sw[key] = _try(lambda: metadata.version(dist))
     try:
@@ -546,7 +550,7 @@ def create_identity(fp: dict) -> dict:
         "gpus": [{key: g.get(key) for key in ("name", "memory_total_gib", "compute_capability", "mig_mode")}
                  for g in gpus],
         "gpu_driver_version": sw.get("nvidia_driver_version"),
-        "software": {key: sw.get(key) for key in ("torch", "torch_cuda", "torch_hip", "cudnn")},
+        "software": {key: sw.get(key) for key in ("torch", "torch_cuda", "torch_hip", "cudnn", "malloc")},
     }
 
 

@@ -54,7 +54,7 @@ def format_fingerprint(fp: dict) -> str:
         f"software:  torch {sw.get('torch')} (CUDA {sw.get('torch_cuda') or '-'}, cuDNN {sw.get('cudnn') or '-'}, "
         f"NCCL {sw.get('nccl') or '-'}), torchvision {sw.get('torchvision')}, timm {sw.get('timm')}, "
         f"numpy {sw.get('numpy')}, fer_bench {sw.get('fer_bench')}; threads {sw.get('torch_num_threads')} intra / "
-        f"{sw.get('torch_num_interop_threads')} interop")
+        f"{sw.get('torch_num_interop_threads')} interop; malloc {sw.get('malloc') or '?'}")
     env = sw.get("env") or {}
     lines.append(f"env:       {' '.join(f'{k.upper()}={v}' for k, v in env.items()) or '-'}")
     load = tel.get("load_avg")

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from fer_bench.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
 
 RSS_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -41,7 +42,9 @@ class PeakMemory:
     """Peak memory of one case: CUDA's allocator peak, or on the CPU the growth of the process's peak RSS.
 
     The CPU figure resets the kernel's high-water mark through /proc/self/clear_refs (Linux); where that file is
-    not writable the figure is None rather than a number that belongs to an earlier case.
+    not writable the figure is None rather than a number that belongs to an earlier case. Before the reset, free
+    heap memory is handed back (``malloc_trim``): the steady malloc of ``fer_bench.allocator`` keeps freed buffers
+    resident, and without the trim a case's activations would already count in the baseline RSS.
     """
 
     def __init__(self, device: torch.device):
@@ -54,6 +57,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.baseline = 0
             return
+        release_free_heap()
         try:
             RSS_CLEAR_REFS.write_text("5")
         except OSError:
@@ -97,6 +101,10 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
     info: dict[str, Any] = {"phase": phase, "samples_per_call": samples_per_call}
     info.update(extra or {})
     cold = _timed_call(fn, device)
+    # The peak covers the warm-up and timed rounds: parameters and optimizer state are live after the cold call,
+    # and on the CPU the free heap goes back to the kernel first, so the warm-up faults the activations in again.
+    memory = PeakMemory(device)
+    memory.reset()
     warm = [_timed_call(fn, device) for _ in range(warmup_rounds)]
     estimate = statistics.median(warm) if warm else cold
     rounds = choose_rounds(estimate, target_s, min_rounds, max_rounds)
@@ -120,8 +128,6 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
             fn()
             synchronize(device)
 
-    memory = PeakMemory(device)
-    memory.reset()
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
     info["peak_memory_bytes"] = memory.peak_bytes()
 

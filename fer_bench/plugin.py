@@ -6,6 +6,7 @@ itself is in bench.py and measure.py.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -41,6 +42,7 @@ def pytest_configure(config):
     """Build the session, and key pytest-benchmark's storage by hardware before pytest-benchmark (trylast) opens it."""
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
+    _configure_malloc(session.malloc)
     if not config.pluginmanager.hasplugin("benchmark"):
         return
     if session.save:
@@ -48,6 +50,16 @@ def pytest_configure(config):
         config.option.benchmark_save_data = True  # the statistical gate needs every round
     if _storage_in_use(config):
         _use_hardware_storage(config, session)
+
+
+def _configure_malloc(mode: str) -> None:
+    """Before anything is timed or fingerprinted: the fingerprint records the malloc this run used."""
+    from fer_bench.allocator import configure_malloc
+
+    try:
+        configure_malloc(mode)
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"--fer-malloc {mode}: {exc}; pass --fer-malloc system") from None
 
 
 def _autosave_tag() -> str:
@@ -266,8 +278,9 @@ def pytest_sessionfinish(session, exitstatus):
     json_path = session.config.getoption("benchmark_json", None)
     targets = list(fer.written)
     if json_path:
-        # a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before
-        targets.insert(0, Path(getattr(json_path, "name", json_path)))
+        # a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before; a Path's .name would be
+        # only its last part
+        targets.insert(0, Path(json_path) if isinstance(json_path, (str, os.PathLike)) else Path(json_path.name))
     if not targets:
         return
     from fer_bench.hardware import write_sidecar

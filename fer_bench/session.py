@@ -24,6 +24,7 @@ class FerSession:
     rootpath: Path
     allow_missing_baseline: bool = False
     allow_other_machine: bool = False
+    malloc: str = "steady"
     _data: Any = None
     fingerprint: dict | None = None
     overheads: dict[str, float] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class FerSession:
             save=bool(config.getoption("fer_save")),
             allow_missing_baseline=bool(config.getoption("fer_allow_missing_baseline")),
             allow_other_machine=bool(config.getoption("fer_allow_other_machine")),
+            malloc=config.getoption("fer_malloc") or "steady",
             rootpath=Path(config.rootpath),
         )
 

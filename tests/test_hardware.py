@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -614,3 +615,15 @@ def test_cli_fingerprint_on_this_machine():
     assert text.returncode == 0 and text.stderr == "", text.stderr
     assert f"identity:  {fp['identity_hash']}" in text.stdout  # the same hash in another process
     assert fp["slug"] in text.stdout
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the steady malloc settings are glibc's")
+def test_cli_fingerprint_gives_the_identity_of_each_malloc_mode():
+    """The default is the suite's default (--fer-malloc steady); the two modes are different identities, with the
+    same slug."""
+    steady = json.loads(_run("-m", "fer_bench", "fingerprint", "--json").stdout)
+    system = json.loads(_run("-m", "fer_bench", "fingerprint", "--json", "--malloc", "system").stdout)
+    assert steady["identity"]["software"]["malloc"] == "glibc-steady"
+    assert system["identity"]["software"]["malloc"] == "glibc"
+    assert steady["identity_hash"] != system["identity_hash"] and steady["slug"] == system["slug"]
+    assert hardware.identity_diff(steady, system) == [("software.malloc", "glibc-steady", "glibc")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ def run(pytester, monkeypatch, tmp_path):
     (["--fer-num-gpus", "x"], "--fer-num-gpus: 'x' is not a positive integer"),
     (["--fer-preset", "huge"], "--fer-preset: 'huge' is not a preset; valid: quick, default, full"),
     (["--fer-data", "/no/such/file.csv"], "--fer-data: '/no/such/file.csv' does not exist"),
+    (["--fer-malloc", "fast"], "--fer-malloc: invalid choice: 'fast' (choose from *steady*, *system*)"),
 ])
 def test_bad_option_stops_the_run(pytester, run, args, message):
     pytester.makepyfile(test_x=AXES_TEST)
@@ -175,6 +177,30 @@ def test_real_step_json_sidecar_and_pytest_benchmark_compare(pytester, run):
                          cwd=pytester.path, capture_output=True, text=True)
     assert cmp.returncode == 0, cmp.stderr
     assert "test_train_step" in cmp.stdout
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the steady malloc settings are glibc's")
+@pytest.mark.parametrize("args, malloc", [((), "glibc-steady"), (("--fer-malloc", "system"), "glibc")])
+def test_malloc_mode_is_applied_and_in_the_identity(pytester, run, args, malloc):
+    pytester.makepyfile(test_x=AXES_TEST)
+    result = run("--fer-preset", "quick", "--fer-devices", "cpu", "--fer-precisions", "fp32",
+                 "--benchmark-json", "out.json", *args)
+    assert result.ret == 0, result.stdout.str()
+    fer = json.loads((pytester.path / "out.json").read_text())["machine_info"]["fer_bench"]
+    assert fer["identity"]["software"]["malloc"] == malloc
+
+
+@pytest.mark.parametrize("where", ["sub/out.json", "ABSOLUTE"])
+def test_sidecar_beside_a_json_in_another_folder(pytester, run, tmp_path, where):
+    """The sidecar goes beside the JSON wherever it is, not into the working directory."""
+    target = tmp_path / "elsewhere" / "out.json" if where == "ABSOLUTE" else pytester.path / where
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pytester.makepyfile(test_x=AXES_TEST)
+    result = run("--fer-preset", "quick", "--fer-devices", "cpu", "--fer-precisions", "fp32",
+                 "--benchmark-json", str(target if where == "ABSOLUTE" else where))
+    assert result.ret == 0, result.stdout.str()
+    assert target.with_name("out.fingerprint.json").is_file()
+    assert not (pytester.path / "out.fingerprint.json").exists()
 
 
 def test_save_goes_to_results_slug_with_sidecar(pytester, run):
