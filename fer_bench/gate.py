@@ -111,6 +111,17 @@ def collect_run_effects(run_medians: Sequence[float]) -> np.ndarray | None:
     return (logs - logs.mean()) * math.sqrt(k / (k - 1))
 
 
+def pool_run_effects(groups: Sequence[Sequence[float]]) -> np.ndarray | None:
+    """The run effects of every group of run medians (one group per case and side) with two or more runs, pooled.
+
+    Run-to-run noise is a property of the machine and the suite more than of one case; 3 baseline runs give a
+    case only 2 degrees of freedom, so one case's own estimate is often far too small (a false alarm) or too
+    large. Pooled over cases and both sides, the estimate has (runs - 1) degrees of freedom per group.
+    """
+    effects = [e for e in (collect_run_effects(g) for g in groups) if e is not None]
+    return np.concatenate(effects) if effects else None
+
+
 def bootstrap_ratio_ci(
     baseline: np.ndarray,
     current: np.ndarray,
@@ -119,13 +130,15 @@ def bootstrap_ratio_ci(
     seed: int = BOOTSTRAP_SEED,
     run_effects: np.ndarray | None = None,
     n_current_runs: int = 1,
+    n_baseline_runs: int | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of median(current) / median(baseline), each sample resampled on its own.
 
     Rounds inside one process understate the noise between processes (a busy machine shifts a whole run). With
-    ``run_effects`` from several baseline runs, each resample also moves the current level by a run effect drawn
-    from them and the baseline level by the mean of k drawn ones: the interval then carries the run-to-run
-    variance, s^2 (1/k_current + 1/k), that the rounds cannot show.
+    ``run_effects`` (log deviations of run medians from their mean), each resample also moves the current level
+    by the mean of ``n_current_runs`` drawn effects and the baseline level by the mean of ``n_baseline_runs``
+    (default: as many as there are effects): the interval then carries the run-to-run variance,
+    s^2 (1/k_current + 1/k_baseline), that the rounds cannot show.
 
     A fixed seed per call keeps the gate's answer reproducible and independent of the order of cases.
     """
@@ -141,9 +154,10 @@ def bootstrap_ratio_ci(
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios[start:start + k] = med_c / med_b
     if run_effects is not None:
-        n_runs = len(run_effects)
-        shift = (run_effects[rng.integers(0, n_runs, size=(n_resamples, n_current_runs))].mean(axis=1)
-                 - run_effects[rng.integers(0, n_runs, size=(n_resamples, n_runs))].mean(axis=1))
+        n_effects = len(run_effects)
+        k_base = n_baseline_runs or n_effects
+        shift = (run_effects[rng.integers(0, n_effects, size=(n_resamples, n_current_runs))].mean(axis=1)
+                 - run_effects[rng.integers(0, n_effects, size=(n_resamples, k_base))].mean(axis=1))
         ratios *= np.exp(shift)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(ratios, [tail, 1.0 - tail])
@@ -188,6 +202,7 @@ class GateReport:
     baseline_only: list[str] = field(default_factory=list)
     confidence: float | None = None
     n_tested: int = 0
+    run_noise: float | None = None
     notes: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
@@ -338,7 +353,7 @@ def _compare_rounds(key: CaseKey, base: _Pooled, cur: _Pooled, metric: str) -> G
 
 
 def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: float, alpha: float,
-            confidence: float, n_resamples: int) -> None:
+            confidence: float, n_resamples: int, effects: np.ndarray | None = None) -> None:
     worse, better = _beyond(row.ratio, threshold, metric)
     words = _speed_words(row.ratio, metric)
     if not row.tested:
@@ -351,9 +366,9 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         else:
             row.verdict = f"{words}, within the threshold ({note})"
         return
-    effects = collect_run_effects(base.run_medians)
     low, high = bootstrap_ratio_ci(base.data, cur.data, confidence, n_resamples, run_effects=effects,
-                                   n_current_runs=max(1, len(cur.run_medians)))
+                                   n_current_runs=max(1, len(cur.run_medians)),
+                                   n_baseline_runs=max(1, len(base.run_medians)))
     if metric == "samples_per_s":  # the interval of the throughput ratio is the inverse of the time ratio's
         low, high = (1.0 / high if high > 0 else math.inf), (1.0 / low if low > 0 else math.inf)
     row.ci_low, row.ci_high = low, high
@@ -368,8 +383,7 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         row.verdict = f"{words}, significant but within the {threshold:.0%} threshold"
     elif significant:
         # the rounds differ, but the interval of the ratio still holds 1
-        why = (f"within the run-to-run noise of the {len(base.run_medians)} baseline runs" if effects is not None
-               else "the interval includes no change")
+        why = ("within the run-to-run noise" if effects is not None else "the interval includes no change")
         row.verdict = f"{words}, not significant ({why})"
     else:
         row.verdict = f"{words}, not significant"
@@ -429,13 +443,21 @@ def evaluate_gate(
         confidence = 1.0 - alpha / max(1, len(tested))
         report.confidence = confidence
         n_resamples = resolve_resamples(confidence)
+        effects = pool_run_effects([base_pool[k].run_medians for k in tested]
+                                   + [cur_pool[k].run_medians for k in tested])
         for key in common:
-            _decide(rows[key], base_pool[key], cur_pool[key], metric, threshold, alpha, confidence, n_resamples)
-        single = [k for k in tested if len(base_pool[k].run_medians) < 2]
-        if single:
+            _decide(rows[key], base_pool[key], cur_pool[key], metric, threshold, alpha, confidence, n_resamples,
+                    effects)
+        if tested and effects is None:
             report.notes.append(
-                f"{len(single)} tested case(s) have one baseline run: run-to-run noise is not measured, only the "
-                f"noise between rounds; pool several baseline runs (pass a folder) so the interval includes it"
+                "one baseline run and one current run: run-to-run noise is not measured, only the noise between "
+                "rounds; pool several runs (pass folders) so the interval includes it"
+            )
+        elif tested:
+            report.run_noise = float(np.sqrt(np.mean(effects ** 2)))
+            report.notes.append(
+                f"run-to-run noise: {report.run_noise:.1%} (sd of log run medians, pooled over {len(effects)} "
+                f"runs of {len(tested)} case(s))"
             )
     for key in missing:
         skipped = "skipped (--allow-missing)" if allow_missing else "fails closed"

@@ -323,6 +323,26 @@ def test_run_effects_widen_the_interval():
     assert (wide[1] - wide[0]) > 3 * (narrow[1] - narrow[0])
 
 
+def test_run_effects_pool_over_cases_and_sides():
+    pooled = gate.pool_run_effects([[0.009, 0.010, 0.011], [0.020], [0.030, 0.033]])
+    assert len(pooled) == 5  # the single run gives no effect
+    assert pooled[:3] == pytest.approx(gate.collect_run_effects([0.009, 0.010, 0.011]))
+    assert gate.pool_run_effects([[0.010], [0.020]]) is None
+
+
+def test_noise_between_current_runs_counts_too(tmp_path, capsys):
+    """One baseline run and three current processes at -0%, +8%, +16%: the current side's own spread is
+    run-to-run noise, so its 8% median shift is not called a regression (one current run at +8% would be)."""
+    base = _write(tmp_path, "base.json", seed=50, sigma=0.01)
+    for i, level in enumerate((1.0, 1.08, 1.16)):
+        _write(tmp_path / "cur", f"c{i}.json", factor=level, seed=60 + i, sigma=0.01)
+    status, out, _ = _gate(capsys, base, tmp_path / "cur")
+    assert status == 0, out
+    assert "run-to-run noise: " in out and "one baseline run and one current run" not in out
+    status, out, _ = _gate(capsys, base, tmp_path / "cur" / "c1.json")
+    assert status == 1 and "one baseline run and one current run" in out
+
+
 def test_noisy_baseline_runs_keep_a_shifted_run_from_failing(tmp_path, capsys):
     """Three baseline runs that differ by +-8% between processes: a current run 9% above their pooled median is
     within that run-to-run noise, although its rounds alone differ significantly from the pooled rounds."""
