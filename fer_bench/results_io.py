@@ -13,11 +13,14 @@ the parametrize id string, so a reordered or reworded id does not break matching
 
 from __future__ import annotations
 
+from collections import Counter
+
 import dataclasses
 import hashlib
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -385,20 +388,23 @@ def flatten_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def list_identity_differences(machines: Sequence[Machine]) -> list[tuple[str, dict[str, Any]]]:
-    """Dotted identity paths whose values differ between machines, with each machine's value (slug -> value).
+    """Dotted identity paths whose values differ between machines, with each machine's value (label -> value).
 
-    A path one machine lacks shows as None for it.
+    The label is the slug, or ``slug~<first 6 hash digits>`` where identities share a slug (as in compare's
+    columns). A path one machine lacks shows as None for it.
     """
     unique: dict[str, Machine] = {}
     for m in machines:
         unique.setdefault(m.identity_hash, m)
     if len(unique) < 2:
         return []
+    slug_count = Counter(m.slug for m in unique.values())
+    labels = {h: m.slug if slug_count[m.slug] == 1 else f"{m.slug}~{h.split(':')[-1][:6]}" for h, m in unique.items()}
     flat = {h: flatten_dict(m.identity) for h, m in unique.items()}
     paths = sorted(set().union(*(f.keys() for f in flat.values())))
     diffs = []
     for path in paths:
-        values = {unique[h].slug: flat[h].get(path) for h in unique}
+        values = {labels[h]: flat[h].get(path) for h in unique}
         if len({_canonical(v) for v in values.values()}) > 1:
             diffs.append((path, values))
     return diffs

@@ -117,6 +117,19 @@ def test_identity_differences_listed_above_the_table(two_machines, capsys):
     assert "`gpus.0.name`" in head and "`cpu.cores`" in head
 
 
+def test_identities_sharing_a_slug_keep_their_own_labels(tmp_path, capsys):
+    """Two runs of one machine, one with glibc's default malloc: same slug, two identities, both named apart."""
+    steady = create_fingerprint("box-2c", {"cpu": {"brand": "Xeon"}, "software": {"malloc": "glibc-steady"}})
+    system = create_fingerprint("box-2c", {"cpu": {"brand": "Xeon"}, "software": {"malloc": "glibc"}})
+    write_run(tmp_path / "a.json", create_run(create_train_cases(0.010, seed=1, sigma=0.01), system))
+    write_run(tmp_path / "b.json", create_run(create_train_cases(0.010, factor=0.8, seed=2, sigma=0.01), steady))
+    _, out, _ = _compare(capsys, tmp_path)
+    head = out.split("| group |")[0]
+    line = next(x for x in head.splitlines() if x.startswith("- `software.malloc`"))
+    assert f"box-2c~{system['identity_hash'][:6]}: glibc" in line
+    assert f"box-2c~{steady['identity_hash'][:6]}: glibc-steady" in line
+
+
 def test_json_format(two_machines, capsys):
     _, out, _ = _compare(capsys, two_machines, "--format", "json")
     records = json.loads(out)
