@@ -456,7 +456,7 @@ def evaluate_gate(
         elif tested:
             report.run_noise = float(np.sqrt(np.mean(effects ** 2)))
             report.notes.append(
-                f"run-to-run noise: {report.run_noise:.1%} (sd of log run medians, pooled over {len(effects)} "
+                f"run-to-run noise: {report.run_noise:.1%} (sd of log run medians, pooled over {len(effects)} case "
                 f"runs of {len(tested)} case(s))"
             )
     for key in missing:
