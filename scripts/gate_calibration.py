@@ -17,7 +17,8 @@ Runs are interleaved (A0, S0, A1, S1, ..., AK) so that drifting machine load tou
   * false alarms: gate(A_i -> A_{i+1}) for every i, the share of case comparisons flagged as a regression
     (also over all pairs i < j, a larger but correlated sample);
   * detection: gate(A_i -> S_i), the share of case comparisons flagged;
-  * the same two figures with the --baseline-runs runs before the current one pooled as the baseline.
+  * the same two figures for the CI recipe: --baseline-runs earlier runs pooled as the baseline against
+    --current-runs runs pooled as the current one (sliding windows over the runs).
 Each gate call is exactly what `fer-bench gate BASE CURRENT --threshold T --alpha A` decides (Holm over the cases).
 A JSON summary is written atomically to --out.
 """
@@ -151,7 +152,8 @@ def _env(args: argparse.Namespace, extra: dict | None) -> dict:
 
 def calibrate_extra(args: argparse.Namespace, workdir: Path) -> tuple[dict, dict]:
     """Extra matmuls per batch size worth --slowdown of the step, measured in a fresh process."""
-    code = "import json, bench_calibration as b; print(json.dumps(b.measure_calibration()))"
+    code = (f"from fer_bench.allocator import configure_malloc; configure_malloc({args.malloc!r}); "
+            "import json, bench_calibration as b; print(json.dumps(b.measure_calibration()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=_env(args, None),
                          capture_output=True, text=True, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
@@ -161,6 +163,7 @@ def calibrate_extra(args: argparse.Namespace, workdir: Path) -> tuple[dict, dict
 
 def run_benchmarks(args: argparse.Namespace, workdir: Path, out: Path, extra: dict | None) -> Path:
     cmd = [sys.executable, "-m", "pytest", "bench_calibration.py", "-q", "-p", "no:cacheprovider",
+           "-p", "fer_bench.plugin", f"--fer-malloc={args.malloc}",
            f"--benchmark-json={out}", "--benchmark-columns=median,iqr,rounds"]
     proc = subprocess.run(cmd, cwd=workdir, env=_env(args, extra), capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
@@ -173,7 +176,8 @@ def measure(args: argparse.Namespace, runs_dir: Path) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="fer_gate_cal_"))
     try:
         (workdir / "bench_calibration.py").write_text(BENCH_MODULE)
-        # an own ini file keeps the repository's tox.ini (and its plugin) out of the child pytest
+        # an own ini file keeps the repository's tox.ini out of the child pytest; the plugin comes in by -p, so
+        # the runs carry fingerprints and use the suite's --fer-malloc setting
         (workdir / "pytest.ini").write_text("[pytest]\n")
         extra, measured = calibrate_extra(args, workdir)
         loads: list[float] = []
@@ -194,8 +198,8 @@ def measure(args: argparse.Namespace, runs_dir: Path) -> dict:
 def _gate_counts(pairs, threshold: float, alpha: float) -> dict:
     flagged = total = 0
     ratios = []
-    for bases, cur in pairs:
-        report = evaluate_gate(bases, [cur], threshold=threshold, alpha=alpha)
+    for bases, currents in pairs:
+        report = evaluate_gate(bases, currents, threshold=threshold, alpha=alpha)
         for row in report.rows:
             total += 1
             flagged += row.status == "regression"
@@ -222,33 +226,36 @@ def _spread(ratios: list[float]) -> dict:
             "min_ratio": math.exp(logs[0]), "max_ratio": math.exp(logs[-1])}
 
 
-def gate_runs(runs_dir: Path, threshold: float, alpha: float, baseline_runs: int = 3) -> dict:
-    normal = [load_result(p) for p in sorted(runs_dir.glob("A*.json"))]
-    slow = [load_result(p) for p in sorted(runs_dir.glob("S*.json"))]
+def gate_runs(runs_dir: Path, threshold: float, alpha: float, baseline_runs: int = 5,
+              current_runs: int = 3) -> dict:
+    normal = [load_result(p) for p in sorted(runs_dir.glob("A*.json")) if not p.name.endswith(".fingerprint.json")]
+    slow = [load_result(p) for p in sorted(runs_dir.glob("S*.json")) if not p.name.endswith(".fingerprint.json")]
     if len(normal) < 2 or not slow:
         raise SystemExit(f"gate_calibration: {runs_dir} holds too few runs (A*.json, S*.json)")
-    return _rates_from_runs(normal, slow, threshold, alpha, baseline_runs)
+    return _rates_from_runs(normal, slow, threshold, alpha, baseline_runs, current_runs)
 
 
 def _rates_from_runs(normal: list, slow: list, threshold: float, alpha: float, baseline_runs: int,
-                     all_pairs: bool = True) -> dict:
-    aa = _gate_counts([([a], b) for a, b in zip(normal, normal[1:])], threshold, alpha)
-    pairs = [([normal[i]], normal[j]) for i in range(len(normal)) for j in range(i + 1, len(normal))]
+                     current_runs: int = 3, all_pairs: bool = True) -> dict:
+    aa = _gate_counts([([a], [b]) for a, b in zip(normal, normal[1:])], threshold, alpha)
+    pairs = [([normal[i]], [normal[j]]) for i in range(len(normal)) for j in range(i + 1, len(normal))]
     aa_all = _gate_counts(pairs if all_pairs else [], threshold, alpha)
-    det = _gate_counts([([a], s) for a, s in zip(normal, slow)], threshold, alpha)
+    det = _gate_counts([([a], [s]) for a, s in zip(normal, slow)], threshold, alpha)
     out = {
         "false_alarm": _public(aa) | {"ratio_spread": _spread(aa["ratios"])},
         "false_alarm_all_pairs": _public(aa_all),
         "detection": _public(det) | {"ratio_spread": _spread(det["ratios"])},
         "runs": {"normal": len(normal), "slow": len(slow)},
     }
-    k = baseline_runs
-    if k > 1 and len(normal) > k:
-        # the k runs just before the current one are the pooled baseline, as a folder of past runs would be
-        aa_k = _gate_counts([(normal[i - k:i], normal[i]) for i in range(k, len(normal))], threshold, alpha)
-        det_k = _gate_counts([(normal[i - k + 1:i + 1], slow[i]) for i in range(k - 1, len(slow))], threshold, alpha)
-        out[f"false_alarm_{k}_baseline_runs"] = _public(aa_k)
-        out[f"detection_{k}_baseline_runs"] = _public(det_k)
+    kb, kc = baseline_runs, current_runs
+    if kb >= 1 and kc >= 1 and (kb, kc) != (1, 1) and len(normal) >= kb + kc:
+        # The CI recipe: the kb runs stored before are the baseline folder, the kc runs of this job the current
+        # one. Sliding windows: every window is a fair trial, neighbouring windows share runs.
+        aa_p = [(normal[i - kb:i], normal[i:i + kc]) for i in range(kb, len(normal) - kc + 1)]
+        det_p = [(normal[i - kb + 1:i + 1], slow[i:i + kc]) for i in range(kb - 1, len(slow) - kc + 1)]
+        out["pooled"] = {"baseline_runs": kb, "current_runs": kc,
+                         "false_alarm": _public(_gate_counts(aa_p, threshold, alpha)),
+                         "detection": _public(_gate_counts(det_p, threshold, alpha))}
     return out
 
 
@@ -291,7 +298,8 @@ def model_rates(args: argparse.Namespace) -> list[dict]:
     out = []
     for run_sd in args.model:
         normal, slow = create_model_runs(run_sd, args, seed=int(run_sd * 1e6))
-        facts = _rates_from_runs(normal, slow, args.threshold, args.alpha, args.baseline_runs, all_pairs=False)
+        facts = _rates_from_runs(normal, slow, args.threshold, args.alpha, args.baseline_runs, args.current_runs,
+                                 all_pairs=False)
         out.append({"run_sd": run_sd, "round_sd": args.round_sd} | facts)
     return out
 
@@ -308,8 +316,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--slowdown", type=float, default=0.10, help="injected extra work. Default: %(default)r")
     p.add_argument("--threshold", type=float, default=0.05, help="gate threshold. Default: %(default)r")
     p.add_argument("--alpha", type=float, default=0.01, help="gate alpha. Default: %(default)r")
-    p.add_argument("--baseline-runs", type=int, default=3,
-                   help="also gate against this many pooled earlier runs. Default: %(default)r")
+    p.add_argument("--baseline-runs", type=int, default=5,
+                   help="the CI recipe's figures: this many earlier runs pooled as the baseline. Default: %(default)r")
+    p.add_argument("--current-runs", type=int, default=3,
+                   help="the CI recipe's figures: this many runs pooled as the current one. Default: %(default)r")
+    p.add_argument("--malloc", choices=("steady", "system"), default="steady",
+                   help="the suite's --fer-malloc for the workload's processes. Default: %(default)r")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the workload. Default: %(default)r")
     p.add_argument("--keep", metavar="DIR", help="keep the run JSONs in DIR (default: a temporary folder)")
     p.add_argument("--from-runs", metavar="DIR", help="gate the runs stored in DIR by --keep; measure nothing")
@@ -329,11 +341,12 @@ def main(argv=None) -> int:
     facts: dict = {}
     model = model_rates(args) if args.model else []
     for m in model:
-        print(f"model, run-to-run sd {m['run_sd']:.3f}, round sd {m['round_sd']:.3f}: one baseline run: false "
+        pooled = m.get("pooled", {})
+        print(f"model, run-to-run sd {m['run_sd']:.3f}, round sd {m['round_sd']:.3f}: one run a side: false "
               f"alarms {m['false_alarm']['rate']:.1%}, detection {m['detection']['rate']:.1%}; "
-              f"{args.baseline_runs} baseline runs: false alarms "
-              f"{m.get(f'false_alarm_{args.baseline_runs}_baseline_runs', {}).get('rate', math.nan):.1%}, "
-              f"detection {m.get(f'detection_{args.baseline_runs}_baseline_runs', {}).get('rate', math.nan):.1%}")
+              f"{args.baseline_runs} baseline and {args.current_runs} current runs: false alarms "
+              f"{pooled.get('false_alarm', {}).get('rate', math.nan):.1%}, "
+              f"detection {pooled.get('detection', {}).get('rate', math.nan):.1%}")
     if args.skip_measure:
         write_json_atomic(args.out, {"config": {k: v for k, v in vars(args).items() if k != "out"}, "model": model})
         return 0
@@ -343,7 +356,7 @@ def main(argv=None) -> int:
         runs_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="fer_gate_runs_"))
         runs_dir.mkdir(parents=True, exist_ok=True)
         facts = measure(args, runs_dir)
-    result = gate_runs(runs_dir, args.threshold, args.alpha, args.baseline_runs)
+    result = gate_runs(runs_dir, args.threshold, args.alpha, args.baseline_runs, args.current_runs)
     summary = {
         "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
         **facts,
@@ -363,11 +376,13 @@ def main(argv=None) -> int:
     print(f"detection of a {args.slowdown:.0%} slowdown: {det['flagged']}/{det['comparisons']} = {det['rate']:.1%} "
           f"(95% CI {det['wilson95'][0]:.1%}-{det['wilson95'][1]:.1%}); measured slowdown "
           f"{det['ratio_spread']['median_ratio']:.3f}x median")
-    k = args.baseline_runs
-    if f"false_alarm_{k}_baseline_runs" in result:
-        fa_k, det_k = result[f"false_alarm_{k}_baseline_runs"], result[f"detection_{k}_baseline_runs"]
-        print(f"with {k} pooled baseline runs: false alarms {fa_k['flagged']}/{fa_k['comparisons']} = "
-              f"{fa_k['rate']:.1%}, detection {det_k['flagged']}/{det_k['comparisons']} = {det_k['rate']:.1%}")
+    if "pooled" in result:
+        fa_k, det_k = result["pooled"]["false_alarm"], result["pooled"]["detection"]
+        print(f"{args.baseline_runs} baseline runs against {args.current_runs} current runs (the CI recipe): "
+              f"false alarms {fa_k['flagged']}/{fa_k['comparisons']} = {fa_k['rate']:.1%} "
+              f"(95% CI {fa_k['wilson95'][0]:.1%}-{fa_k['wilson95'][1]:.1%}), detection "
+              f"{det_k['flagged']}/{det_k['comparisons']} = {det_k['rate']:.1%} "
+              f"(95% CI {det_k['wilson95'][0]:.1%}-{det_k['wilson95'][1]:.1%})")
     print(f"A/A ratio spread: sd(log) {fa['ratio_spread']['sd_log_ratio']:.3f}, "
           f"range {fa['ratio_spread']['min_ratio']:.3f}-{fa['ratio_spread']['max_ratio']:.3f}; "
           f"summary written to {args.out} ({summary['seconds']:.0f} s)")
