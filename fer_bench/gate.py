@@ -7,7 +7,8 @@ measured calibration. In short, per case matched by function and params:
 * a two-sided Mann-Whitney U test (normal approximation, tie and continuity corrections) gives a p-value, corrected
   for the number of cases with Holm-Bonferroni;
 * a percentile bootstrap gives a confidence interval of the ratio of medians at 1 - alpha/m (Bonferroni, so the
-  intervals hold together);
+  intervals hold together); where a side has several runs, the interval also carries the run-to-run noise, pooled
+  over cases and sides and widened for its degrees of freedom;
 * a case is a *significant regression* when its corrected p-value is below alpha, its ratio is beyond the threshold
   (the minimum effect that matters) and its whole interval lies beyond no change.
 
@@ -21,6 +22,7 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +42,63 @@ BOOTSTRAP_SEED = 20240601
 
 
 # ----------------------------------------------------------------------------------------------- statistics
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - front * _beta_continued_fraction(b, a, 1.0 - x) / b
+
+
+def student_t_quantile(q: float, df: float) -> float:
+    """The q quantile (q > 0.5) of Student's t with ``df`` degrees of freedom, by bisection on its tail."""
+    tail = 1.0 - q
+    low, high = 0.0, 1.0
+    while 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + high * high)) > tail:
+        high *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + mid * mid)) > tail:
+            low = mid
+        else:
+            high = mid
+        if high - low < 1e-10 * high:
+            break
+    return 0.5 * (low + high)
+
+
+def small_sample_factor(confidence: float, df: int) -> float:
+    """t over z at the interval's two-sided confidence: how much wider an interval gets when its noise level
+    is estimated from ``df`` degrees of freedom instead of known. 1 for df of 200 or more."""
+    if df >= 200:
+        return 1.0
+    q = 1.0 - (1.0 - confidence) / 2.0
+    return student_t_quantile(q, df) / NormalDist().inv_cdf(q)
 
 
 def rank_average(values: np.ndarray) -> np.ndarray:
@@ -366,9 +425,9 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         else:
             row.verdict = f"{words}, within the threshold ({note})"
         return
+    k_base, k_cur = max(1, len(base.run_medians)), max(1, len(cur.run_medians))
     low, high = bootstrap_ratio_ci(base.data, cur.data, confidence, n_resamples, run_effects=effects,
-                                   n_current_runs=max(1, len(cur.run_medians)),
-                                   n_baseline_runs=max(1, len(base.run_medians)))
+                                   n_current_runs=k_cur, n_baseline_runs=k_base)
     if metric == "samples_per_s":  # the interval of the throughput ratio is the inverse of the time ratio's
         low, high = (1.0 / high if high > 0 else math.inf), (1.0 / low if low > 0 else math.inf)
     row.ci_low, row.ci_high = low, high
@@ -443,11 +502,17 @@ def evaluate_gate(
         confidence = 1.0 - alpha / max(1, len(tested))
         report.confidence = confidence
         n_resamples = resolve_resamples(confidence)
-        effects = pool_run_effects([base_pool[k].run_medians for k in tested]
-                                   + [cur_pool[k].run_medians for k in tested])
+        groups = [base_pool[k].run_medians for k in tested] + [cur_pool[k].run_medians for k in tested]
+        effects = pool_run_effects(groups)
+        widened = None
+        if effects is not None:
+            # The pooled effects estimate the noise level from a few runs, so the estimate is itself uncertain:
+            # widen them as a t interval would, with the pooled degrees of freedom (runs - 1 per case and side).
+            df = sum(len(g) - 1 for g in groups if len(g) >= 2)
+            widened = effects * small_sample_factor(confidence, df)
         for key in common:
             _decide(rows[key], base_pool[key], cur_pool[key], metric, threshold, alpha, confidence, n_resamples,
-                    effects)
+                    widened)
         if tested and effects is None:
             report.notes.append(
                 "one baseline run and one current run: run-to-run noise is not measured, only the noise between "
@@ -457,7 +522,7 @@ def evaluate_gate(
             report.run_noise = float(np.sqrt(np.mean(effects ** 2)))
             report.notes.append(
                 f"run-to-run noise: {report.run_noise:.1%} (sd of log run medians, pooled over {len(effects)} case "
-                f"runs of {len(tested)} case(s))"
+                f"runs of {len(tested)} case(s), {df} degrees of freedom)"
             )
     for key in missing:
         skipped = "skipped (--allow-missing)" if allow_missing else "fails closed"

@@ -323,6 +323,19 @@ def test_run_effects_widen_the_interval():
     assert (wide[1] - wide[0]) > 3 * (narrow[1] - narrow[0])
 
 
+@pytest.mark.parametrize("q, df", [(0.975, 4), (0.999, 6), (0.999, 1), (0.9995, 30), (0.95, 2), (0.9999, 150)])
+def test_student_t_quantile_matches_scipy(q, df):
+    stats = pytest.importorskip("scipy.stats")
+    assert gate.student_t_quantile(q, df) == pytest.approx(stats.t.ppf(q, df), rel=1e-8)
+
+
+def test_small_sample_factor():
+    # the 5 + 3 runs of one case at the Bonferroni confidence of 5 cases: t(0.999, 6) / z(0.999)
+    assert gate.small_sample_factor(0.998, 6) == pytest.approx(5.2076 / 3.0902, rel=1e-3)
+    assert gate.small_sample_factor(0.998, 30) < gate.small_sample_factor(0.998, 6)
+    assert gate.small_sample_factor(0.998, 500) == 1.0
+
+
 def test_run_effects_pool_over_cases_and_sides():
     pooled = gate.pool_run_effects([[0.009, 0.010, 0.011], [0.020], [0.030, 0.033]])
     assert len(pooled) == 5  # the single run gives no effect
@@ -338,7 +351,8 @@ def test_noise_between_current_runs_counts_too(tmp_path, capsys):
         _write(tmp_path / "cur", f"c{i}.json", factor=level, seed=60 + i, sigma=0.01)
     status, out, _ = _gate(capsys, base, tmp_path / "cur")
     assert status == 0, out
-    assert "run-to-run noise: " in out and "one baseline run and one current run" not in out
+    assert "run-to-run noise: " in out and "8 degrees of freedom" in out  # 4 cases x (3 - 1)
+    assert "one baseline run and one current run" not in out
     status, out, _ = _gate(capsys, base, tmp_path / "cur" / "c1.json")
     assert status == 1 and "one baseline run and one current run" in out
 
