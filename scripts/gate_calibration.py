@@ -36,7 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
 sys.path.insert(0, str(ROOT))
 
 from fer_bench._atomic import write_json_atomic  # noqa: E402
@@ -51,34 +52,13 @@ import time
 
 import pytest
 import torch
-from torch import nn
+from calibration_workload import create_step  # scripts/calibration_workload.py, on PYTHONPATH
 
 torch.set_num_threads(int(os.environ.get("FER_GATE_CAL_THREADS", "1")))
 BATCH_SIZES = json.loads(os.environ["FER_GATE_CAL_BATCH_SIZES"])
 ROUNDS = int(os.environ["FER_GATE_CAL_ROUNDS"])
 WARMUP = int(os.environ["FER_GATE_CAL_WARMUP"])
 EXTRA = json.loads(os.environ.get("FER_GATE_CAL_EXTRA", "{}"))  # batch size -> extra matmuls per step
-
-
-def create_step(batch_size):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 6 * 6, 7),
-    )
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch_size, 1, 48, 48)
-    y = torch.randint(0, 7, (batch_size,))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-
-    return step
 
 
 _A = torch.randn(64, 64)
@@ -144,6 +124,7 @@ def _env(args: argparse.Namespace, extra: dict | None) -> dict:
         FER_GATE_CAL_ROUNDS=str(args.rounds),
         FER_GATE_CAL_WARMUP=str(args.warmup),
     )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPTS), env.get("PYTHONPATH")]))
     env.pop("FER_GATE_CAL_EXTRA", None)
     if extra:
         env["FER_GATE_CAL_EXTRA"] = json.dumps(extra)

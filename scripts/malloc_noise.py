@@ -4,9 +4,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/malloc_noise.py --processes 12 --seconds 8
 
 For each --fer-malloc mode, starts --processes fresh processes one after another. Each applies the mode
-(fer_bench.allocator.configure_malloc), builds the calibration workload of scripts/gate_calibration.py (a 3-conv
-CNN training step) at batch sizes 8 and 16 and a 384x384 matrix product as a control, then calls the three in
-turn for --seconds. It prints, per mode and workload, the median of each process and the standard deviation of
+(fer_bench.allocator.configure_malloc), builds the calibration workload (scripts/calibration_workload.py, a
+3-conv CNN training step) at batch sizes 8 and 16 and a 384x384 matrix product as a control, then calls the
+three in turn for --seconds. It prints, per mode and workload, the median of each process and the standard deviation of
 their logs (the run-to-run noise), and the minor page faults per call. The control shows whether the CPU itself
 changed speed between processes.
 """
@@ -16,38 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 CHILD = r'''
 import json, resource, sys, time
 import torch
-from torch import nn
+from calibration_workload import create_step  # scripts/calibration_workload.py, on PYTHONPATH
 from fer_bench.allocator import configure_malloc
 
 mode, seconds = sys.argv[1], float(sys.argv[2])
 described = configure_malloc(mode)
 torch.set_num_threads(1)
-
-
-def create_step(batch_size):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 6 * 6, 7),
-    )
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(batch_size, 1, 48, 48), torch.randint(0, 7, (batch_size,))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-    return step
 
 
 a, b = torch.randn(384, 384), torch.randn(384, 384)
@@ -70,19 +53,32 @@ print(json.dumps({"malloc": described, "median_s": {k: sorted(v)[len(v) // 2] fo
 '''
 
 
+def _at_least_two(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 2")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--processes", type=int, default=12, help="processes per mode. Default: %(default)r")
+    p.add_argument("--processes", type=_at_least_two, default=12,
+                   help="processes per mode (2 or more: their spread is the figure). Default: %(default)r")
     p.add_argument("--seconds", type=float, default=8.0, help="timing per process. Default: %(default)r")
     p.add_argument("--modes", default="system,steady", help="comma list of --fer-malloc modes. Default: %(default)r")
     p.add_argument("--out", help="also write the per-process figures as JSON here")
     args = p.parse_args(argv)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent), env.get("PYTHONPATH")]))
     report = {}
     for mode in args.modes.split(","):
         runs = []
         for _ in range(args.processes):
             out = subprocess.run([sys.executable, "-c", CHILD, mode, str(args.seconds)], capture_output=True,
-                                 text=True, check=True)
+                                 text=True, check=True, env=env)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         report[mode] = runs
         print(f"--fer-malloc {mode} ({runs[0]['malloc']}), {len(runs)} processes:")
@@ -93,8 +89,6 @@ def main(argv=None) -> int:
             print(f"  {name:<11} median of medians {statistics.median(medians):7.2f} ms, range "
                   f"{min(medians):.2f}-{max(medians):.2f} ms, sd(log) {sd:.3f}, page faults per call {faults:.0f}")
     if args.out:
-        from pathlib import Path
-
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         from fer_bench._atomic import write_json_atomic
 
