@@ -120,7 +120,7 @@ class Preset:
 # cannot run is reported as skipped with the reason.
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
-        description="smoke run, about a minute on a 2-core CPU",
+        description="smoke run, about 20 seconds on a 2-core CPU",
         axes={"model": ["fer_cnn_2block"], "device": ["cpu", "cuda"], "batch_size": [32], "num_workers": [0],
               "precision": ["fp32", "amp_fp16"], "num_gpus": [1]},
         per_benchmark={"dataloader": {"num_workers": [0, 2]}},

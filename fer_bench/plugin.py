@@ -45,11 +45,25 @@ def pytest_configure(config):
     _configure_malloc(session.malloc)
     if not config.pluginmanager.hasplugin("benchmark"):
         return
+    _make_json_folder(config.getoption("benchmark_json", None))
     if session.save:
         config.option.benchmark_autosave = config.option.benchmark_autosave or _autosave_tag()
         config.option.benchmark_save_data = True  # the statistical gate needs every round
     if _storage_in_use(config):
         _use_hardware_storage(config, session)
+
+
+def _make_json_folder(json_path) -> None:
+    """Create the folder of --benchmark-json now, as pytest does for --junitxml: pytest-benchmark writes the file
+    only after every benchmark has run, and a missing folder would lose the run to a traceback at the end."""
+    if not isinstance(json_path, (str, os.PathLike)):
+        return  # unset, or an already open file (pytest-benchmark < 5.3)
+    folder = Path(json_path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        raise pytest.UsageError(f"--benchmark-json {json_path}: cannot create its folder {folder}: {why}") from None
 
 
 def _configure_malloc(mode: str) -> None:

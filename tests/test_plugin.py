@@ -192,15 +192,24 @@ def test_malloc_mode_is_applied_and_in_the_identity(pytester, run, args, malloc)
 
 @pytest.mark.parametrize("where", ["sub/out.json", "ABSOLUTE"])
 def test_sidecar_beside_a_json_in_another_folder(pytester, run, tmp_path, where):
-    """The sidecar goes beside the JSON wherever it is, not into the working directory."""
+    """The sidecar goes beside the JSON wherever it is, not into the working directory; a missing folder is
+    created before the run (pytest-benchmark would fail to write the file at the very end)."""
     target = tmp_path / "elsewhere" / "out.json" if where == "ABSOLUTE" else pytester.path / where
-    target.parent.mkdir(parents=True, exist_ok=True)
     pytester.makepyfile(test_x=AXES_TEST)
     result = run("--fer-preset", "quick", "--fer-devices", "cpu", "--fer-precisions", "fp32",
                  "--benchmark-json", str(target if where == "ABSOLUTE" else where))
     assert result.ret == 0, result.stdout.str()
-    assert target.with_name("out.fingerprint.json").is_file()
+    assert target.is_file() and target.with_name("out.fingerprint.json").is_file()
     assert not (pytester.path / "out.fingerprint.json").exists()
+
+
+def test_benchmark_json_folder_that_cannot_be_made(pytester, run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    pytester.makepyfile(test_x=AXES_TEST)
+    result = run("--fer-preset", "quick", "--benchmark-json", str(blocker / "out.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--benchmark-json {blocker}/out.json: cannot create its folder {blocker}: a file is in the way"])
 
 
 def test_save_goes_to_results_slug_with_sidecar(pytester, run):
