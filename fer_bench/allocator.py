@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def preloaded_allocator(maps_path: Path | None = None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def _load_glibc():
-    """glibc as a ctypes library, or None on another C library (musl, macOS, Windows)."""
+    """glibc as a ctypes library, or None on another C library (musl, macOS, Windows); loaded once."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:

@@ -179,8 +179,9 @@ def add_fer_options(group) -> None:
                                         "run of this hardware exists. Default: off (fail closed)")
     group.addoption("--fer-malloc", dest="fer_malloc", choices=MALLOC_MODES, default="steady",
                     help="glibc malloc for the run: 'steady' fixes its mmap and trim thresholds so a step's buffers "
-                         "reuse warm heap pages in every process (run-to-run noise of a training step fell from 6%% to 1.2%% here); "
-                         "'system' leaves malloc as it started. Recorded in the fingerprint. Default: %(default)r")
+                         "reuse warm heap pages in every process (run-to-run noise of a training step fell from 6%% "
+                         "to 1.2%% here); 'system' leaves malloc as it started. Recorded in the fingerprint. "
+                         "Default: %(default)r")
     group.addoption("--fer-save", dest="fer_save", action="store_true", default=False,
                     help="save this run under results/<machine slug>/ with its fingerprint (the README's bench "
                          "command). Default: off")

@@ -209,7 +209,8 @@ def test_benchmark_json_folder_that_cannot_be_made(pytester, run, tmp_path):
     pytester.makepyfile(test_x=AXES_TEST)
     result = run("--fer-preset", "quick", "--benchmark-json", str(blocker / "out.json"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*--benchmark-json {blocker}/out.json: cannot create its folder {blocker}: a file is in the way"])
+    result.stderr.fnmatch_lines(
+        [f"*--benchmark-json {blocker}/out.json: cannot create its folder {blocker}: a file is in the way"])
 
 
 def test_save_goes_to_results_slug_with_sidecar(pytester, run):
