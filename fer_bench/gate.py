@@ -170,15 +170,18 @@ def collect_run_effects(run_medians: Sequence[float]) -> np.ndarray | None:
     return (logs - logs.mean()) * math.sqrt(k / (k - 1))
 
 
-def pool_run_effects(groups: Sequence[Sequence[float]]) -> np.ndarray | None:
-    """The run effects of every group of run medians (one group per case and side) with two or more runs, pooled.
+def pool_run_effects(groups: Sequence[Sequence[float]]) -> tuple[np.ndarray | None, int]:
+    """The run effects of every group of run medians (one group per case and side) with two or more runs, pooled,
+    and their degrees of freedom; (None, 0) when no group has two runs.
 
     Run-to-run noise is a property of the machine and the suite more than of one case; 3 baseline runs give a
     case only 2 degrees of freedom, so one case's own estimate is often far too small (a false alarm) or too
     large. Pooled over cases and both sides, the estimate has (runs - 1) degrees of freedom per group.
     """
     effects = [e for e in (collect_run_effects(g) for g in groups) if e is not None]
-    return np.concatenate(effects) if effects else None
+    if not effects:
+        return None, 0
+    return np.concatenate(effects), sum(len(e) - 1 for e in effects)
 
 
 def bootstrap_ratio_ci(
@@ -502,13 +505,12 @@ def evaluate_gate(
         confidence = 1.0 - alpha / max(1, len(tested))
         report.confidence = confidence
         n_resamples = resolve_resamples(confidence)
-        groups = [base_pool[k].run_medians for k in tested] + [cur_pool[k].run_medians for k in tested]
-        effects = pool_run_effects(groups)
+        effects, df = pool_run_effects([base_pool[k].run_medians for k in tested]
+                                       + [cur_pool[k].run_medians for k in tested])
         widened = None
         if effects is not None:
             # The pooled effects estimate the noise level from a few runs, so the estimate is itself uncertain:
             # widen them as a t interval would, with the pooled degrees of freedom (runs - 1 per case and side).
-            df = sum(len(g) - 1 for g in groups if len(g) >= 2)
             widened = effects * small_sample_factor(confidence, df)
         for key in common:
             _decide(rows[key], base_pool[key], cur_pool[key], metric, threshold, alpha, confidence, n_resamples,

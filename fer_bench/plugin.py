@@ -45,7 +45,7 @@ def pytest_configure(config):
     _configure_malloc(session.malloc)
     if not config.pluginmanager.hasplugin("benchmark"):
         return
-    _make_json_folder(config.getoption("benchmark_json", None))
+    _make_json_folder(_benchmark_json_path(config))
     if session.save:
         config.option.benchmark_autosave = config.option.benchmark_autosave or _autosave_tag()
         config.option.benchmark_save_data = True  # the statistical gate needs every round
@@ -53,12 +53,21 @@ def pytest_configure(config):
         _use_hardware_storage(config, session)
 
 
-def _make_json_folder(json_path) -> None:
+def _benchmark_json_path(config) -> Path | None:
+    """--benchmark-json as a path: a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before.
+    (A Path's ``.name`` would be only its last part.)"""
+    value = config.getoption("benchmark_json", None)
+    if not value:
+        return None
+    return Path(value) if isinstance(value, (str, os.PathLike)) else Path(value.name)
+
+
+def _make_json_folder(json_path: Path | None) -> None:
     """Create the folder of --benchmark-json now, as pytest does for --junitxml: pytest-benchmark writes the file
     only after every benchmark has run, and a missing folder would lose the run to a traceback at the end."""
-    if not isinstance(json_path, (str, os.PathLike)):
-        return  # unset, or an already open file (pytest-benchmark < 5.3)
-    folder = Path(json_path).parent
+    if json_path is None:
+        return
+    folder = json_path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -289,12 +298,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     if fer.baseline_path is not None:
         _check_missing_baseline_cases(session, bs, fer)
-    json_path = session.config.getoption("benchmark_json", None)
+    json_path = _benchmark_json_path(session.config)
     targets = list(fer.written)
-    if json_path:
-        # a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before; a Path's .name would be
-        # only its last part
-        targets.insert(0, Path(json_path) if isinstance(json_path, (str, os.PathLike)) else Path(json_path.name))
+    if json_path is not None:
+        targets.insert(0, json_path)
     if not targets:
         return
     from fer_bench.hardware import write_sidecar

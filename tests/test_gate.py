@@ -337,10 +337,11 @@ def test_small_sample_factor():
 
 
 def test_run_effects_pool_over_cases_and_sides():
-    pooled = gate.pool_run_effects([[0.009, 0.010, 0.011], [0.020], [0.030, 0.033]])
+    pooled, df = gate.pool_run_effects([[0.009, 0.010, 0.011], [0.020], [0.030, 0.033]])
     assert len(pooled) == 5  # the single run gives no effect
+    assert df == 2 + 1
     assert pooled[:3] == pytest.approx(gate.collect_run_effects([0.009, 0.010, 0.011]))
-    assert gate.pool_run_effects([[0.010], [0.020]]) is None
+    assert gate.pool_run_effects([[0.010], [0.020]]) == (None, 0)
 
 
 def test_noise_between_current_runs_counts_too(tmp_path, capsys):
