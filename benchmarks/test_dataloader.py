@@ -8,7 +8,7 @@ reported as the cold-start figure, not inside the rounds.
 
 import pytest
 
-from fer_bench.bench import bench_dataloader
+from fer_bench.measure.bench import bench_dataloader
 
 
 @pytest.mark.benchmark(group="dataloader")

@@ -9,7 +9,7 @@ data-loading ratio against num_workers), and accuracy, macro-F1 and per-class re
 
 import pytest
 
-from fer_bench.bench import bench_epoch
+from fer_bench.measure.bench import bench_epoch
 
 
 @pytest.mark.benchmark(group="epoch")

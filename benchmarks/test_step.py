@@ -8,7 +8,7 @@ same full step as a bare hand loop in the same group, so every run shows the har
 
 import pytest
 
-from fer_bench.bench import bench_step, bench_train_step_reference
+from fer_bench.measure.bench import bench_step, bench_train_step_reference
 
 
 @pytest.mark.benchmark(group="forward")

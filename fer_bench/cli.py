@@ -56,8 +56,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    from fer_bench import hardware
-    from fer_bench.allocator import configure_malloc
+    from fer_bench.machine import fingerprint as hardware
+    from fer_bench.machine.allocator import configure_malloc
 
     try:
         configure_malloc(args.malloc)  # the identity a benchmark run with --fer-malloc MODE records
@@ -76,13 +76,13 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fer_bench.compare import cmd_compare as run
+    from fer_bench.results.compare import cmd_compare as run
 
     return run(args)
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from fer_bench.gate import cmd_gate as run
+    from fer_bench.results.gate import cmd_gate as run
 
     return run(args)
 
@@ -147,9 +147,9 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
         p = sub.add_parser(name, help=text, description=text)
         if name in load:
             if name == "compare":
-                from fer_bench.compare import add_compare_arguments as add_arguments
+                from fer_bench.results.compare import add_compare_arguments as add_arguments
             else:
-                from fer_bench.gate import add_gate_arguments as add_arguments
+                from fer_bench.results.gate import add_gate_arguments as add_arguments
             add_arguments(p)
         p.set_defaults(func=func)
     return parser

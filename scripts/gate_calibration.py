@@ -41,8 +41,8 @@ ROOT = SCRIPTS.parent
 sys.path.insert(0, str(ROOT))
 
 from fer_bench._atomic import write_json_atomic  # noqa: E402
-from fer_bench.gate import evaluate_gate  # noqa: E402 - gate never imports torch; this script's children do
-from fer_bench.results_io import load_result  # noqa: E402
+from fer_bench.results.gate import evaluate_gate  # noqa: E402 - gate never imports torch; this script's children do
+from fer_bench.results.runs import load_result  # noqa: E402
 
 BENCH_MODULE = '''\
 """Calibration workload of scripts/gate_calibration.py (generated)."""
@@ -133,7 +133,7 @@ def _env(args: argparse.Namespace, extra: dict | None) -> dict:
 
 def calibrate_extra(args: argparse.Namespace, workdir: Path) -> tuple[dict, dict]:
     """Extra matmuls per batch size worth --slowdown of the step, measured in a fresh process."""
-    code = (f"from fer_bench.allocator import configure_malloc; configure_malloc({args.malloc!r}); "
+    code = (f"from fer_bench.machine.allocator import configure_malloc; configure_malloc({args.malloc!r}); "
             "import json, bench_calibration as b; print(json.dumps(b.measure_calibration()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=_env(args, None),
                          capture_output=True, text=True, check=True)
@@ -251,7 +251,7 @@ def create_model_runs(run_sd: float, args: argparse.Namespace, seed: int) -> tup
     """
     import numpy as np
 
-    from fer_bench.results_io import CaseKey, CaseResult, Machine, RunResult
+    from fer_bench.results.runs import CaseKey, CaseResult, Machine, RunResult
 
     rng = np.random.default_rng(seed)
     machine = Machine(slug="model", identity_hash="model", identity={})

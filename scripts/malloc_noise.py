@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/malloc_noise.py --processes 12 --seconds 8
 
 For each --fer-malloc mode, starts --processes fresh processes one after another. Each applies the mode
-(fer_bench.allocator.configure_malloc), builds the calibration workload (scripts/calibration_workload.py, a
+(fer_bench.machine.allocator.configure_malloc), builds the calibration workload (scripts/calibration_workload.py, a
 3-conv CNN training step) at batch sizes 8 and 16 and a 384x384 matrix product as a control, then calls the
 three in turn for --seconds. It prints, per mode and workload, the median of each process and the standard deviation of
 their logs (the run-to-run noise), and the minor page faults per call. The control shows whether the CPU itself
@@ -26,7 +26,7 @@ CHILD = r'''
 import json, resource, sys, time
 import torch
 from calibration_workload import create_step  # scripts/calibration_workload.py, on PYTHONPATH
-from fer_bench.allocator import configure_malloc
+from fer_bench.machine.allocator import configure_malloc
 
 mode, seconds = sys.argv[1], float(sys.argv[2])
 described = configure_malloc(mode)

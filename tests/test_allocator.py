@@ -1,4 +1,4 @@
-"""fer_bench.allocator: the steady glibc malloc settings, with a fake libc, and their effect on the real glibc."""
+"""fer_bench.machine.allocator: the steady glibc malloc settings, with a fake libc, and their effect on the real glibc."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from fer_bench import allocator
-from fer_bench.allocator import M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD, configure_malloc, describe_malloc
+from fer_bench.machine import allocator
+from fer_bench.machine.allocator import M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD, configure_malloc, describe_malloc
 
 
 class FakeLibc:
@@ -73,7 +73,7 @@ def test_unreadable_maps_means_no_preloaded_allocator(monkeypatch, tmp_path):
 
 PROBE = textwrap.dedent("""
     import ctypes, json, sys
-    from fer_bench.allocator import configure_malloc
+    from fer_bench.machine.allocator import configure_malloc
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(n, ctypes.c_size_t) for n in
@@ -121,8 +121,8 @@ def test_release_free_heap_calls_malloc_trim():
 PEAK_PROBE = textwrap.dedent("""
     import json, sys
     import torch
-    from fer_bench.allocator import configure_malloc
-    from fer_bench.measure import measure
+    from fer_bench.machine.allocator import configure_malloc
+    from fer_bench.measure.timing import measure
 
     configure_malloc(sys.argv[1])
 

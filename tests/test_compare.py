@@ -1,4 +1,4 @@
-"""Tests of fer_bench.compare and fer_bench.plots (`fer-bench compare`), on result files from result_factory."""
+"""Tests of fer_bench.results.compare and fer_bench.results.plots (`fer-bench compare`), on result files from result_factory."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from fer_bench.cli import main
-from fer_bench.compare import create_view, describe_speedup, format_markdown_table
+from fer_bench.results.compare import create_view, describe_speedup, format_markdown_table
 from fer_bench.errors import FerBenchError
-from fer_bench.results_io import load_results
+from fer_bench.results.runs import load_results
 from result_factory import (
     create_batch_cases,
     create_fingerprint,
@@ -248,7 +248,7 @@ def test_plots_without_matplotlib_is_a_clear_error(two_machines, tmp_path, monke
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    from fer_bench.plots import write_plots
+    from fer_bench.results.plots import write_plots
 
     view = create_view("platforms", load_results([two_machines]))
     with pytest.raises(FerBenchError, match=r"fer_bench\[plots\]"):

@@ -1,4 +1,4 @@
-"""Tests of fer_bench.gate (`fer-bench gate`): statistics, verdicts, exit statuses and bad inputs."""
+"""Tests of fer_bench.results.gate (`fer-bench gate`): statistics, verdicts, exit statuses and bad inputs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_bench import gate
+from fer_bench.results import gate
 from fer_bench.cli import main
-from fer_bench.results_io import load_results
+from fer_bench.results.runs import load_results
 from result_factory import (
     create_benchmark,
     create_fingerprint,

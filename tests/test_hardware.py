@@ -1,4 +1,4 @@
-"""Tests for fer_bench.hardware: a fake py-cpuinfo, a fake /proc and /sys, a fake pynvml and a fake torch.
+"""Tests for fer_bench.machine.fingerprint: a fake py-cpuinfo, a fake /proc and /sys, a fake pynvml and a fake torch.
 
 Run: python -m pytest tests/test_hardware.py -q
 """
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fer_bench import hardware
+from fer_bench.machine import fingerprint as hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID_A = "GPU-5a1e0d6c-3f0b-8c2e-11aa-0123456789ab"
@@ -588,7 +588,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_importing_hardware_imports_no_heavy_library():
-    code = ("import sys, fer_bench.hardware; "
+    code = ("import sys, fer_bench.machine.fingerprint; "
             "print([m for m in ('torch', 'pynvml', 'cpuinfo', 'numpy') if m in sys.modules])")
     result = _run("-c", code)
     assert result.returncode == 0, result.stderr

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from fer_bench.errors import FerBenchError
-from fer_bench.results_io import CaseKey, CaseResult, RunResult, format_case, load_results
+from fer_bench.results.runs import CaseKey, CaseResult, RunResult, format_case, load_results
 
 METRICS = ("time", "samples_per_s", "peak_memory_bytes")
 EXIT_OK, EXIT_REGRESSION, EXIT_NO_BASELINE, EXIT_BAD_INPUT = 0, 1, 2, 3

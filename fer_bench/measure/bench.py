@@ -17,8 +17,8 @@ from fer_bench.data.dataset import FerData
 from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
 from fer_bench.engine.build import data_parallel
 from fer_bench.engine.device import resolve_device
-from fer_bench.measure import choose_rounds, measure, paired_overhead
-from fer_bench.session import FerSession
+from fer_bench.measure.timing import choose_rounds, measure, paired_overhead
+from fer_bench.plugin.session import FerSession
 
 STEP_PHASES = ("forward", "forward_backward", "train_step")
 
@@ -45,7 +45,7 @@ def _common_info(session: FerSession, config: RunConfig, training: Training | No
     if training is not None:
         info.update(training.settings)
     try:
-        from fer_bench.hardware import collect_telemetry
+        from fer_bench.machine.fingerprint import collect_telemetry
 
         info["telemetry"] = collect_telemetry()
     except Exception as exc:  # telemetry is best effort: a missing reading must not fail a measurement

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from fer_bench.allocator import release_free_heap
+from fer_bench.machine.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
 
 RSS_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -43,7 +43,7 @@ class PeakMemory:
 
     The CPU figure resets the kernel's high-water mark through /proc/self/clear_refs (Linux); where that file is
     not writable the figure is None rather than a number that belongs to an earlier case. Before the reset, free
-    heap memory is handed back (``malloc_trim``): the steady malloc of ``fer_bench.allocator`` keeps freed buffers
+    heap memory is handed back (``malloc_trim``): the steady malloc of ``fer_bench.machine.allocator`` keeps freed buffers
     resident, and without the trim a case's activations would already count in the baseline RSS.
     """
 

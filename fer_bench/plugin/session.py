@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_bench.engine.config import AXES
-from fer_bench.options import PRESETS, Preset
+from fer_bench.plugin.options import PRESETS, Preset
 
 
 @dataclass
@@ -83,7 +83,7 @@ class FerSession:
     def get_fingerprint(self) -> dict:
         """This machine's fingerprint, collected once per session."""
         if self.fingerprint is None:
-            from fer_bench.hardware import collect_fingerprint
+            from fer_bench.machine.fingerprint import collect_fingerprint
 
             self.fingerprint = collect_fingerprint()
         return self.fingerprint
@@ -91,7 +91,7 @@ class FerSession:
     def record_telemetry(self, when: str) -> None:
         """Volatile readings (clocks, temperatures, load) at the session's start or end, for the sidecar."""
         if when not in self.telemetry:
-            from fer_bench.hardware import collect_telemetry
+            from fer_bench.machine.fingerprint import collect_telemetry
 
             self.telemetry[when] = collect_telemetry()
 

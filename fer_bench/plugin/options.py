@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from fer_bench.allocator import MODES as MALLOC_MODES
+from fer_bench.machine.allocator import MODES as MALLOC_MODES
 from fer_bench.engine.config import PRECISIONS, parse_device_name
 from fer_bench.errors import FerBenchError
 

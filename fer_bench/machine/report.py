@@ -1,4 +1,4 @@
-"""Readable and MLPerf-shaped reports of a hardware fingerprint (see fer_bench.hardware)."""
+"""Readable and MLPerf-shaped reports of a hardware fingerprint (see fer_bench.machine.fingerprint)."""
 
 from __future__ import annotations
 

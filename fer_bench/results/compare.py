@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fer_bench.errors import FerBenchError
-from fer_bench.results_io import (
+from fer_bench.results.runs import (
     CaseKey,
     RunResult,
     format_case,
@@ -571,7 +571,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = create_view(args.view, runs, metric=args.metric, baseline=args.baseline, groups=args.group)
     sys.stdout.write(format_view(table, args.format))
     if args.plots:
-        from fer_bench.plots import write_plots
+        from fer_bench.results.plots import write_plots
 
         views = {v: (table if v == args.view else create_view(v, runs, metric=args.metric, baseline=args.baseline,
                                                               groups=args.group)) for v in VIEWS}

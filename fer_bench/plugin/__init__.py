@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from fer_bench.engine.config import AXES
-from fer_bench.options import add_fer_options
-from fer_bench.session import FerSession, stable_fingerprint
+from fer_bench.plugin.options import add_fer_options
+from fer_bench.plugin.session import FerSession, stable_fingerprint
 
 SESSION_KEY = pytest.StashKey[FerSession]()
 DEFAULT_STORAGE = "file://./.benchmarks"
@@ -77,7 +77,7 @@ def _make_json_folder(json_path: Path | None) -> None:
 
 def _configure_malloc(mode: str) -> None:
     """Before anything is timed or fingerprinted: the fingerprint records the malloc this run used."""
-    from fer_bench.allocator import configure_malloc
+    from fer_bench.machine.allocator import configure_malloc
 
     try:
         configure_malloc(mode)
@@ -195,7 +195,7 @@ def pytest_runtest_call(item):
     try:
         return (yield)
     except Exception as exc:
-        from fer_bench.measure import is_out_of_memory
+        from fer_bench.measure.timing import is_out_of_memory
 
         if not is_out_of_memory(exc):
             raise
@@ -214,7 +214,7 @@ def pytest_runtest_call(item):
 
 
 def _release_memory() -> None:
-    from fer_bench.measure import release_memory
+    from fer_bench.measure.timing import release_memory
 
     release_memory()
 
@@ -274,7 +274,7 @@ def _select_same_hardware_baseline(bs, fer: FerSession) -> None:
 
     Fails closed: with no such run the session stops before running anything, unless --fer-allow-other-machine.
     """
-    from fer_bench.baseline import list_stored_runs, select_baseline
+    from fer_bench.results.baseline import list_stored_runs, select_baseline
 
     name_filter = None if bs.compare is True else str(bs.compare)
     runs = list_stored_runs(Path(bs.storage.path), name_filter)
@@ -304,7 +304,7 @@ def pytest_sessionfinish(session, exitstatus):
         targets.insert(0, json_path)
     if not targets:
         return
-    from fer_bench.hardware import write_sidecar
+    from fer_bench.machine.fingerprint import write_sidecar
 
     fer.record_telemetry("start")
     fer.record_telemetry("end")
@@ -315,7 +315,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _check_missing_baseline_cases(session, bs, fer: FerSession) -> None:
-    from fer_bench.baseline import missing_cases
+    from fer_bench.results.baseline import missing_cases
 
     known = {name for mapping in bs.compared_mapping.values() for name in mapping}
     missing = missing_cases([b.fullname for b in bs.benchmarks], known)

@@ -6,7 +6,7 @@ could and never raises.
 
 * ``identity``: CPU model, flags and cores, cgroup CPU quota, memory (GiB), OS and kernel, Python, the visible GPUs'
   models, memory, compute capability and MIG mode, the NVIDIA driver, torch / CUDA / cuDNN, and the malloc in use
-  (``fer_bench.allocator``: to the gates a steady and an unsteady heap are different machines). No hostname, no
+  (``fer_bench.machine.allocator``: to the gates a steady and an unsteady heap are different machines). No hostname, no
   GPU UUIDs (sibling nodes of one model must match), no clocks, temperatures or free memory.
   ``identity_hash`` is the first 16 hex digits of the sha256 of its canonical JSON.
 * ``slug``: a readable folder name such as ``epyc-7763-16c__h100-80gb-x1__torch2.14-cu13``. Two different
@@ -308,7 +308,7 @@ def collect_software_info(info: dict) -> None:
 
     torch is imported here, never at module level; nothing below creates a CUDA context.
     """
-    from fer_bench.allocator import describe_malloc
+    from fer_bench.machine.allocator import describe_malloc
 
     sw = info.setdefault("software", {})
     sw["fer_bench"] = __version__
@@ -666,5 +666,5 @@ def write_sidecar(results_path: str | os.PathLike, fp: dict | None = None) -> Pa
     return write_json_atomic(sidecar_path(results_path), collect_fingerprint() if fp is None else fp)
 
 
-# Reports of a fingerprint live in their own module; re-exported for `fer_bench.hardware.format_fingerprint`.
-from fer_bench.hardware_report import format_fingerprint, to_mlperf  # noqa: E402,F401
+# Reports of a fingerprint live in their own module; re-exported for `fer_bench.machine.fingerprint.format_fingerprint`.
+from fer_bench.machine.report import format_fingerprint, to_mlperf  # noqa: E402,F401

@@ -196,7 +196,7 @@ def write_plots(views: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """One PNG per view with data into ``out_dir`` (created); returns the paths written.
 
     Args:
-        views: view name -> fer_bench.compare.ViewTable.
+        views: view name -> fer_bench.results.compare.ViewTable.
 
     Raises:
         FerBenchError: matplotlib is missing.
