@@ -1,0 +1,268 @@
+"""The axis registry: every benchmark axis declared once, importable without torch.
+
+An axis is one entry of ``REGISTRY``. Its name is the fixture name a benchmark asks for, the key of the result's
+``params``, the RunConfig field and ``--benchmark-group-by=param:<name>``; the entry also holds its id prefix, its
+``--fer-*`` option and validator, the values each preset runs, why a machine cannot run a value, and the engine
+setting it drives. The pytest plugin (options, parametrization, ids, ``run_config``), ``fer-bench compare`` and
+``fer-bench gate`` (parameter order, matching old runs) and the tests all read it, so a new axis is one entry here
+plus the engine code that applies it.
+
+Ids read ``efficientnet_b0-cpu-bs64-w2-fp32-g1`` and never change once published: stored baselines are matched by
+them. An axis added later (``optimizer``, ``memory_format``) declares ``since_default``: at that value it adds
+nothing to an id and nothing to a case's match key, so runs made before the axis existed still match new ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "bf16")
+OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+PRESET_NAMES = ("quick", "default", "full")
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_UNSET = object()
+
+
+def parse_device_name(text: str) -> str:
+    """A device string (cpu, cuda, cuda:N, mps), lower-cased, validated without touching the hardware.
+
+    Raises:
+        ValueError: not a device.
+    """
+    name = str(text).strip().lower()
+    if not _DEVICE_RE.match(name):
+        raise ValueError(f"{text!r} is not a device; valid: cpu, cuda, cuda:N, mps")
+    return name
+
+
+def _int_parser(minimum: int) -> Callable[[str], int]:
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: Any) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or isinstance(text, bool) or value < minimum or (isinstance(text, float)
+                                                                          and text != value):
+            raise ValueError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+def _choice_parser(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
+    def parse(text: Any) -> str:
+        name = str(text).strip().lower()
+        if name not in choices:
+            raise ValueError(f"{text!r} is not {what}; valid: {', '.join(choices)}")
+        return name
+
+    return parse
+
+
+def _parse_model(text: Any) -> str:
+    from fer_bench.models import list_models  # registers the zoo; timm itself loads only when a model is built
+
+    known = list_models()
+    if text not in known:
+        raise ValueError(f"{text!r} is not a registered model; valid: {', '.join(known)}")
+    return str(text)
+
+
+# --------------------------------------------------------------------------------------------- skip reasons
+# Each takes the axis value and the whole case; they import torch lazily, so importing this module never does.
+
+
+def _device_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
+    from fer_bench.engine.device import resolve_device
+
+    resolved = resolve_device(value, case.get("num_gpus", 1))
+    return None if resolved.available else resolved.reason
+
+
+def _precision_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
+    if "device" not in case:
+        return None
+    from fer_bench.engine.device import resolve_device
+    from fer_bench.engine.precision import precision_unavailable_reason
+
+    return precision_unavailable_reason(value, resolve_device(case["device"], case.get("num_gpus", 1)).device)
+
+
+def _pin_memory_unavailable(value: bool, case: Mapping[str, Any]) -> str | None:
+    if value and not str(case.get("device", "cpu")).startswith("cuda"):
+        return "pin_memory only matters for copies to a CUDA device"
+    return None
+
+
+def _pin_memory_values(case: Mapping[str, Any]) -> list[bool]:
+    """Pinned host memory is a CUDA knob: both values on a CUDA device, unpinned elsewhere."""
+    return [False, True] if str(case.get("device", "cpu")).startswith("cuda") else [False]
+
+
+# --------------------------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One benchmark axis. See the module docstring for where each field is read.
+
+    Attributes:
+        name: fixture name, ``params`` key, RunConfig field, ``param:<name>`` for grouping.
+        parse: validates one value (text from the command line, or a Python value), returns it normalised;
+            raises ValueError with a message that names the value and the valid ones.
+        option: the ``--fer-*`` option (None: the axis has no option, its values follow from other axes).
+        help: what the option's values are, for ``pytest --help``.
+        presets: the values each preset runs (every benchmark with this axis, unless the preset narrows it).
+        id_prefix: put before the value in a case id (``bs`` + 64 -> ``bs64``).
+        format_id: renders a value for the id instead of the prefix (pin_memory: ``pin``/``nopin``).
+        since_default: for an axis added after ids were published, the value that adds nothing to an id or to a
+            case's match key (a run made before the axis existed ran at this value).
+        unavailable: why this machine cannot run a value of a case (the case is still collected, and skipped).
+        values_for: values that follow from the rest of a case, for an axis without an option.
+        choices: the closed set of values, where there is one (compare's column order).
+        engine: what the axis sets in the engine, for the docs and `fer-bench axes`.
+    """
+
+    name: str
+    parse: Callable[[Any], Any]
+    option: str | None
+    help: str
+    presets: Mapping[str, tuple] = field(default_factory=dict)
+    id_prefix: str = ""
+    format_id: Callable[[Any], str] | None = None
+    since_default: Any = _UNSET
+    unavailable: Callable[[Any, Mapping[str, Any]], str | None] | None = None
+    values_for: Callable[[Mapping[str, Any]], list] | None = None
+    choices: tuple | None = None
+    engine: str = ""
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination of the option (``fer_<name>``)."""
+        return f"fer_{self.name}"
+
+    @property
+    def has_since_default(self) -> bool:
+        return self.since_default is not _UNSET
+
+    def id_part(self, value: Any) -> str | None:
+        """This axis's part of a case id; None when it adds nothing (an added axis at its original value)."""
+        if self.has_since_default and value == self.since_default:
+            return None
+        if self.format_id is not None:
+            return self.format_id(value)
+        return f"{self.id_prefix}{value}"
+
+    def parse_list(self, text: str) -> list:
+        """A comma-separated option value, each item validated, repeats dropped (order kept).
+
+        Raises:
+            argparse.ArgumentTypeError: naming the option, the offending item and the valid values.
+        """
+        items = [item.strip() for item in str(text).split(",")]
+        if not str(text).strip() or any(not item for item in items):
+            raise argparse.ArgumentTypeError(f"{self.option}: {text!r} is not a comma-separated list of values")
+        out = []
+        for item in items:
+            try:
+                out.append(self.parse(item))
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"{self.option}: {exc}") from None
+        return list(dict.fromkeys(out))
+
+
+def _presets(quick: Iterable, default: Iterable, full: Iterable) -> dict[str, tuple]:
+    return {"quick": tuple(quick), "default": tuple(default), "full": tuple(full)}
+
+
+REGISTRY: tuple[Axis, ...] = (
+    Axis("model", _parse_model, "--fer-models", "models to benchmark (see `fer-bench models`)",
+         _presets(["fer_cnn_2block"],
+                  ["fer_cnn_2block", "fer_cnn_4block", "vgg_fer", "efficientnet_b0", "resnet18"],
+                  ["fer_cnn_2block", "fer_cnn_3block", "fer_cnn_4block", "fer_cnn_5block", "vgg_fer",
+                   "efficientnet_b0", "efficientnet_b0_rgb224", "resnet18", "hrnet_w18_small"]),
+         engine="the network create_model builds (fer_bench.models registry)"),
+    Axis("device", parse_device_name, "--fer-devices", "devices: cpu, cuda, cuda:N, mps",
+         _presets(["cpu", "cuda"], ["cpu", "cuda"], ["cpu", "cuda"]),
+         unavailable=_device_unavailable, engine="the torch.device the model, batches and loader target"),
+    Axis("batch_size", _int_parser(1), "--fer-batch-sizes", "batch sizes (per GPU)",
+         _presets([32], [64], [32, 64, 128, 256]), id_prefix="bs",
+         engine="images per step (per GPU), and the loader's batch"),
+    Axis("num_workers", _int_parser(0), "--fer-num-workers",
+         "DataLoader worker counts (test_dataloader, test_epoch)",
+         _presets([0], [0], [0, 2, 4, 8, 16]), id_prefix="w", engine="the DataLoader's num_workers"),
+    Axis("precision", _choice_parser(PRECISIONS, "a precision"), "--fer-precisions",
+         f"precisions: {', '.join(PRECISIONS)}",
+         _presets(["fp32", "amp_fp16"], ["fp32", "amp_bf16", "amp_fp16"], ["fp32", "amp_fp16", "amp_bf16", "bf16"]),
+         unavailable=_precision_unavailable, choices=PRECISIONS,
+         engine="autocast dtype, parameter dtype and GradScaler (engine.precision.resolve_precision)"),
+    Axis("num_gpus", _int_parser(1), "--fer-num-gpus", "GPU counts (nn.DataParallel when above 1)",
+         _presets([1], [1], [1, 2, 4, 8]), id_prefix="g",
+         engine="nn.DataParallel over this many consecutive devices"),
+    Axis("optimizer", _choice_parser(OPTIMIZERS, "an optimizer"), "--fer-optimizers",
+         f"optimizers: {', '.join(OPTIMIZERS)} (test_train_step, test_train_step_reference, test_epoch)",
+         _presets(["adam"], ["adam"], ["adam"]), format_id=lambda v: f"opt_{v}", since_default="adam",
+         choices=OPTIMIZERS, engine="the torch.optim optimizer of the step (engine.optim.create_optimizer)"),
+    Axis("memory_format", _choice_parser(MEMORY_FORMATS, "a memory format"), "--fer-memory-formats",
+         f"memory formats of weights and inputs: {', '.join(MEMORY_FORMATS)} (step and epoch benchmarks)",
+         _presets(["contiguous"], ["contiguous"], ["contiguous"]), since_default="contiguous",
+         choices=MEMORY_FORMATS, engine="torch.channels_last for the model's weights and each input batch"),
+    Axis("pin_memory", bool, None, "pinned host memory for the loader (CUDA devices only)",
+         format_id=lambda v: "pin" if v else "nopin", unavailable=_pin_memory_unavailable,
+         values_for=_pin_memory_values, engine="the DataLoader's pin_memory"),
+)
+
+AXES: dict[str, Axis] = {axis.name: axis for axis in REGISTRY}
+#: Axis names in registry order: the order of ids, params and table columns.
+AXIS_NAMES: tuple[str, ...] = tuple(AXES)
+#: Axes with a --fer-* option.
+OPTION_AXES: tuple[Axis, ...] = tuple(a for a in REGISTRY if a.option)
+
+
+def get_axis(name: str) -> Axis:
+    try:
+        return AXES[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not an axis; axes: {', '.join(AXIS_NAMES)}") from None
+
+
+def order_axes(names: Iterable[str]) -> list[str]:
+    """Axis names in registry order; other names after them, alphabetically."""
+    names = set(names)
+    return [a for a in AXIS_NAMES if a in names] + sorted(names - set(AXIS_NAMES))
+
+
+def case_id(case: Mapping[str, Any]) -> str:
+    """``efficientnet_b0-cpu-bs64-w2-fp32-g1``: the parts in registry order, an added axis at its original value
+    left out. Stable: stored baselines are matched by it."""
+    parts = [AXES[name].id_part(case[name]) for name in order_axes(case) if name in AXES]
+    return "-".join(p for p in parts if p is not None)
+
+
+def case_unavailable_reason(case: Mapping[str, Any]) -> str | None:
+    """Why this machine cannot run the case: the first reason of its axes in registry order, or None."""
+    for name in order_axes(case):
+        axis = AXES.get(name)
+        if axis is not None and axis.unavailable is not None:
+            reason = axis.unavailable(case[name], case)
+            if reason:
+                return reason
+    return None
+
+
+def match_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params a case is matched by across runs: an added axis at its original value is dropped, so a run
+    made before that axis existed matches a new run of the same work."""
+    out = {}
+    for name, value in params.items():
+        axis = AXES.get(name)
+        if axis is not None and axis.has_since_default and value == axis.since_default:
+            continue
+        out[name] = value
+    return out
