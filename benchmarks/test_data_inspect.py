@@ -24,6 +24,7 @@ import pytest
 from fer_bench.data.constants import FER2013_SPLIT_SIZES, SPLIT_CODES
 from fer_bench.data.dataset import FerData
 from fer_bench.data.writers import write_fer2013_csv
+from fer_bench.workload import create_workload
 
 COLD_TARGET_S = 5.0
 WARM_TARGET_S = 1.5
@@ -54,6 +55,8 @@ def run_inspect(path: Path, cache: Path, expect_cache: str) -> None:
 
 
 def record_target(benchmark, target_s: float) -> None:
+    benchmark.extra_info["workload"] = create_workload(
+        {"kind": "fer2013_csv", "rows": NUM_IMAGES, "pixels": "uniform random, seed 0"}, images_per_round=NUM_IMAGES)
     benchmark.extra_info["target_s"] = target_s
     if benchmark.stats is not None:  # None under --benchmark-disable
         median = benchmark.stats.stats.median

@@ -1,5 +1,5 @@
 """Full epochs: a training epoch plus the evaluation pass, over model x device x batch_size x num_workers x
-precision x num_gpus.
+precision x num_gpus x optimizer x memory_format.
 
     pytest benchmarks/test_epoch.py --fer-num-workers 0,2,4,8 --fer-epoch-images 4096 --benchmark-json out.json
 
@@ -13,5 +13,6 @@ from fer_bench.measure.bench import bench_epoch
 
 
 @pytest.mark.benchmark(group="epoch")
-def test_epoch(benchmark, fer_session, run_config, model, device, batch_size, num_workers, precision, num_gpus):
+def test_epoch(benchmark, fer_session, run_config, model, device, batch_size, num_workers, precision, num_gpus,
+               optimizer, memory_format):
     bench_epoch(benchmark, fer_session, run_config)

@@ -126,7 +126,10 @@ class Axis:
         unavailable: why this machine cannot run a value of a case (the case is still collected, and skipped).
         values_for: values that follow from the rest of a case, for an axis without an option.
         choices: the closed set of values, where there is one (compare's column order).
-        engine: what the axis sets in the engine, for the docs and `fer-bench axes`.
+        engine: what the axis sets in the engine, for the docs.
+        check_at_configure: option values are checked by ``parse`` when pytest configures, not while it parses
+            the command line: a user's conftest registers its own models after pytest's first look at the
+            options, and before configure.
     """
 
     name: str
@@ -141,6 +144,7 @@ class Axis:
     values_for: Callable[[Mapping[str, Any]], list] | None = None
     choices: tuple | None = None
     engine: str = ""
+    check_at_configure: bool = False
 
     @property
     def dest(self) -> str:
@@ -168,12 +172,21 @@ class Axis:
         items = [item.strip() for item in str(text).split(",")]
         if not str(text).strip() or any(not item for item in items):
             raise argparse.ArgumentTypeError(f"{self.option}: {text!r} is not a comma-separated list of values")
+        if self.check_at_configure:
+            return list(dict.fromkeys(items))
+        try:
+            return self.check(items)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def check(self, values: Iterable) -> list:
+        """Each value parsed, repeats dropped (order kept); ValueError naming the option and the value."""
         out = []
-        for item in items:
+        for value in values:
             try:
-                out.append(self.parse(item))
+                out.append(self.parse(value))
             except ValueError as exc:
-                raise argparse.ArgumentTypeError(f"{self.option}: {exc}") from None
+                raise ValueError(f"{self.option}: {exc}") from None
         return list(dict.fromkeys(out))
 
 
@@ -187,7 +200,7 @@ REGISTRY: tuple[Axis, ...] = (
                   ["fer_cnn_2block", "fer_cnn_4block", "vgg_fer", "efficientnet_b0", "resnet18"],
                   ["fer_cnn_2block", "fer_cnn_3block", "fer_cnn_4block", "fer_cnn_5block", "vgg_fer",
                    "efficientnet_b0", "efficientnet_b0_rgb224", "resnet18", "hrnet_w18_small"]),
-         engine="the network create_model builds (fer_bench.models registry)"),
+         engine="the network create_model builds (fer_bench.models registry)", check_at_configure=True),
     Axis("device", parse_device_name, "--fer-devices", "devices: cpu, cuda, cuda:N, mps",
          _presets(["cpu", "cuda"], ["cpu", "cuda"], ["cpu", "cuda"]),
          unavailable=_device_unavailable, engine="the torch.device the model, batches and loader target"),
@@ -223,13 +236,6 @@ AXES: dict[str, Axis] = {axis.name: axis for axis in REGISTRY}
 AXIS_NAMES: tuple[str, ...] = tuple(AXES)
 #: Axes with a --fer-* option.
 OPTION_AXES: tuple[Axis, ...] = tuple(a for a in REGISTRY if a.option)
-
-
-def get_axis(name: str) -> Axis:
-    try:
-        return AXES[name]
-    except KeyError:
-        raise KeyError(f"{name!r} is not an axis; axes: {', '.join(AXIS_NAMES)}") from None
 
 
 def order_axes(names: Iterable[str]) -> list[str]:

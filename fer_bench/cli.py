@@ -35,7 +35,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
     data = create_synthetic(size=args.size, seed=args.seed)
     written = write_dataset(data, args.out, args.format)
-    print(f"wrote {len(data)} synthetic images as {args.format} to {args.out} ({len(written)} files)")
+    print(f"wrote the {len(data)}-image synthetic set as {args.format} to {args.out} ({len(written)} files)")
     return 0
 
 
@@ -46,12 +46,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    header = f"{'name':<28} {'params':>12} {'input':>11} {'GFLOPs':>8}"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        size = f"{r['in_chans']}x{r['input_size']}x{r['input_size']}"
-        print(f"{r['name']:<28} {r['num_params']:>12,} {size:>11} {r['gflops']:>8.3f}")
+    from fer_bench.results.format import format_text_table
+
+    table = [[r["name"], f"{r['num_params']:,}", f"{r['in_chans']}x{r['input_size']}x{r['input_size']}",
+              f"{r['gflops']:.3f}"] for r in rows]
+    print(format_text_table(["name", "params", "input", "GFLOPs"], table, right=(1, 2, 3)))
     return 0
 
 
@@ -60,7 +59,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     from fer_bench.machine.allocator import configure_malloc
 
     try:
-        configure_malloc(args.malloc)  # the identity a benchmark run with --fer-malloc MODE records
+        configure_malloc(args.malloc)  # the stack (malloc) a benchmark run with --fer-malloc MODE records
     except RuntimeError as exc:
         raise FerBenchError(f"--malloc {args.malloc}: {exc}; pass --malloc system") from None
     fp = hardware.collect_fingerprint()
@@ -72,6 +71,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         _print_json(fp)
     else:
         print(hardware.format_fingerprint(fp))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from fer_bench.plugin.presets import list_preset_costs
+
+    for line in list_preset_costs(args.path, args.preset or ()):
+        print(line)
     return 0
 
 
@@ -121,7 +128,11 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
 
     p = data_sub.add_parser("synth", help="write the synthetic set in a real FER2013 format")
     p.add_argument("out", help="output path: a .csv file for --format csv, a folder for --format folder")
-    p.add_argument("--format", choices=("csv", "folder"), default="csv", help="Default: %(default)r")
+    from fer_bench.data.writers import DATASET_FORMATS  # numpy only, no torch
+
+    p.add_argument("--format", choices=DATASET_FORMATS, default="csv",
+                   help="csv: fer2013.csv; icml: icml_face_data.csv; train: train.csv (Training rows); test: test.csv "
+                        "(test rows, pixels only); folder: train/ and test/ of class folders. Default: %(default)r")
     p.add_argument("--size", type=_positive_int, default=None, help="total images. Default: FER2013's 35887")
     p.add_argument("--seed", type=int, default=0, help="Default: %(default)r")
     p.set_defaults(func=cmd_data_synth)
@@ -131,14 +142,23 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("fingerprint", help="print this machine's hardware fingerprint")
+    p = sub.add_parser("fingerprint", help="print this machine's fingerprint: hardware identity and software stack")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="the whole fingerprint as JSON")
-    g.add_argument("--slug", action="store_true", help="only the readable slug")
+    g.add_argument("--slug", action="store_true", help="only the readable slug of the hardware (the results folder)")
     g.add_argument("--mlperf", action="store_true", help="as an MLPerf system description")
     p.add_argument("--malloc", choices=("steady", "system"), default="steady",
-                   help="the identity of a benchmark run with this --fer-malloc. Default: %(default)r")
+                   help="the software stack of a benchmark run with this --fer-malloc. Default: %(default)r")
     p.set_defaults(func=cmd_fingerprint)
+
+    p = sub.add_parser("presets", help="each preset's cases per benchmark, its time budget and its expected time "
+                                       "on this machine (from the runs under results/<slug>/)")
+    p.add_argument("path", nargs="?", default="benchmarks", help="the benchmark modules. Default: %(default)r")
+    from fer_bench.plugin.presets import PRESETS  # torch-free
+
+    p.add_argument("--preset", action="append", choices=list(PRESETS),
+                   help="only this preset (repeatable). Default: every preset")
+    p.set_defaults(func=cmd_presets)
 
     # compare and gate import pandas: their options are registered only when one of them is the command, so
     # every other subcommand (a warm `data inspect` above all) starts without paying for that import

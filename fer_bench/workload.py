@@ -81,11 +81,6 @@ def workload_differences(a: Mapping[str, Any] | None, b: Mapping[str, Any] | Non
     return diffs
 
 
-def differs_only_in_counts(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    """True when the workloads differ, and only in image counts (per-image throughput stays comparable)."""
-    return bool(workload_differences(a, b)) and not workload_differences(a, b, ignore_counts=True)
-
-
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text[:12] if isinstance(value, str) and len(value) == 64 else text  # a content hash, shortened

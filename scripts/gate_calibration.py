@@ -209,8 +209,8 @@ def _spread(ratios: list[float]) -> dict:
 
 def gate_runs(runs_dir: Path, threshold: float, alpha: float, baseline_runs: int = 5,
               current_runs: int = 3) -> dict:
-    normal = [load_result(p) for p in sorted(runs_dir.glob("A*.json")) if not p.name.endswith(".fingerprint.json")]
-    slow = [load_result(p) for p in sorted(runs_dir.glob("S*.json")) if not p.name.endswith(".fingerprint.json")]
+    normal = [load_result(p) for p in sorted(runs_dir.glob("A*.json"))]
+    slow = [load_result(p) for p in sorted(runs_dir.glob("S*.json"))]
     if len(normal) < 2 or not slow:
         raise SystemExit(f"gate_calibration: {runs_dir} holds too few runs (A*.json, S*.json)")
     return _rates_from_runs(normal, slow, threshold, alpha, baseline_runs, current_runs)

@@ -1,11 +1,11 @@
 """Build fake pytest-benchmark result JSONs (with or without a fer_bench fingerprint) for the compare/gate tests.
 
-The layout follows what pytest-benchmark 5 writes with --benchmark-json, plus ``machine_info["fer_bench"]``.
+The layout follows what pytest-benchmark 5 writes with --benchmark-json, plus what the plugin adds:
+``machine_info["fer_bench"]`` (the hardware identity) and the top-level ``"fer_bench"`` key (the software stack).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 from pathlib import Path
@@ -13,25 +13,53 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fer_bench.machine.identity import create_stack_record, hash_identity, sidecar_path
+
 AXIS_ID = {"batch_size": "bs{}", "num_workers": "w{}", "num_gpus": "g{}"}
+#: The keys the plugin puts into machine_info["fer_bench"] (fer_bench.plugin.session.STABLE_FINGERPRINT_KEYS).
+MACHINE_INFO_KEYS = ("schema", "fer_bench_version", "slug", "identity_hash", "identity")
 
 
-def create_fingerprint(slug: str, identity: dict | None = None, schema: int = 1) -> dict:
-    """A fer_bench fingerprint whose identity hash follows from its identity dict."""
+def create_stack(**changes: object) -> dict:
+    """A schema 2 software stack (torch 2.14.1 on CUDA 13, glibc-steady malloc), with ``changes`` applied;
+    ``kernel=...`` changes the OS kernel."""
+    stack = {"os": {"os": "Linux", "kernel": "6.1.0", "distro": "Debian GNU/Linux 12 (bookworm)"}, "python": "3.11",
+             "python_implementation": "CPython", "gpu_driver_version": None, "torch": "2.14.1+cu130",
+             "torch_cuda": "13.0", "torch_hip": None, "cudnn": "9.24.0", "malloc": "glibc-steady"}
+    if "kernel" in changes:
+        stack["os"] = {**stack["os"], "kernel": changes.pop("kernel")}
+    stack.update(changes)
+    return stack
+
+
+def create_fingerprint(slug: str, identity: dict | None = None, schema: int = 2, stack: dict | None = None) -> dict:
+    """A fer_bench fingerprint whose identity hash follows from its (hardware) identity dict.
+
+    ``schema=1`` fakes a fingerprint from before the split: the stack's fields go into the one identity, as
+    fer_bench wrote them then, and the hash covers both.
+    """
     identity = identity if identity is not None else {"cpu": {"brand": slug, "cores": 2}, "gpus": []}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return {
+    stack = stack if stack is not None else create_stack()
+    if schema == 1:
+        software = {k: stack.get(k) for k in ("torch", "torch_cuda", "torch_hip", "cudnn", "malloc")}
+        identity = {"os": stack.get("os"), "python": stack.get("python"),
+                    "python_implementation": stack.get("python_implementation"),
+                    "gpu_driver_version": stack.get("gpu_driver_version"), "software": software, **identity}
+    fp = {
         "schema": schema,
         "fer_bench_version": "0.1.0",
         "identity": identity,
-        "identity_hash": digest,
+        "identity_hash": hash_identity(identity),
         "slug": slug,
         "hostname": f"{slug}-host",
         "cpu": identity.get("cpu", {}),
         "gpus": identity.get("gpus", []),
-        "software": {"torch": "2.14.1"},
+        "software": {"torch": stack.get("torch")},
         "telemetry": {},
     }
+    if schema != 1:
+        fp.update(stack=stack, stack_hash=hash_identity(stack))
+    return fp
 
 
 def create_rounds(median_s: float, n: int = 30, sigma: float = 0.03, seed: int = 0) -> list[float]:
@@ -81,31 +109,41 @@ def create_benchmark(
 
 def create_run(benchmarks: list[dict], fingerprint: dict | None = None, *, when: str = "2026-01-01T12:00:00+00:00",
                node: str = "testnode", cpu_brand: str = "Test CPU") -> dict:
-    """A whole pytest-benchmark JSON document; the fingerprint goes into machine_info["fer_bench"]."""
+    """A whole pytest-benchmark JSON document, as the plugin writes it: the fingerprint's identity goes into
+    machine_info["fer_bench"] (a schema 1 fingerprint whole, as fer_bench wrote it then) and its stack into the
+    top-level "fer_bench" key."""
     machine_info = {
         "node": node, "processor": "", "machine": "x86_64", "python_implementation": "CPython",
         "python_version": "3.11.7", "release": "6.1", "system": "Linux",
         "cpu": {"brand_raw": cpu_brand, "count": 2, "arch": "X86_64"},
     }
-    if fingerprint is not None:
-        machine_info["fer_bench"] = fingerprint
-    return {
+    doc = {
         "machine_info": machine_info,
         "commit_info": {"id": "0" * 40, "dirty": False, "project": "fer_bench", "branch": "main"},
         "benchmarks": benchmarks,
         "datetime": when,
         "version": "5.3.1",
     }
+    if fingerprint is not None and "stack" in fingerprint:
+        machine_info["fer_bench"] = {k: fingerprint[k] for k in MACHINE_INFO_KEYS if k in fingerprint}
+        doc["fer_bench"] = create_stack_record(fingerprint)
+    elif fingerprint is not None:
+        machine_info["fer_bench"] = fingerprint
+    return doc
 
 
-def write_run(path: Path, run: dict, *, sidecar: bool = False) -> Path:
-    """Write ``run`` to ``path``; with ``sidecar`` the fingerprint moves to NAME.fingerprint.json."""
+def write_run(path: Path, run: dict, *, sidecar: bool = False, legacy_sidecar: bool = False) -> Path:
+    """Write ``run`` to ``path``; with ``sidecar`` the fingerprint (identity and stack) moves to NAME.fingerprint,
+    with ``legacy_sidecar`` to the old name NAME.fingerprint.json."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     run = json.loads(json.dumps(run))
-    if sidecar:
-        fp = run["machine_info"].pop("fer_bench")
-        path.with_name(path.stem + ".fingerprint.json").write_text(json.dumps(fp))
+    if sidecar or legacy_sidecar:
+        fp = {**run["machine_info"].pop("fer_bench"), **run.pop("fer_bench", {})}
+        target = sidecar_path(path)
+        if legacy_sidecar:
+            target = target.with_name(target.name + ".json")
+        target.write_text(json.dumps(fp))
     path.write_text(json.dumps(run, indent=1))
     return path
 

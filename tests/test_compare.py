@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from fer_bench.cli import main
-from fer_bench.results.compare import create_view, describe_speedup, format_markdown_table
+from fer_bench.results.compare import create_view, format_frame
 from fer_bench.errors import FerBenchError
+from fer_bench.machine.identity import create_hardware_identity
 from fer_bench.results.runs import load_results
 from result_factory import (
     create_batch_cases,
@@ -21,6 +22,7 @@ from result_factory import (
     create_precision_cases,
     create_run,
     create_scaling_cases,
+    create_stack,
     create_train_cases,
     create_workers_cases,
     write_run,
@@ -118,16 +120,51 @@ def test_identity_differences_listed_above_the_table(two_machines, capsys):
 
 
 def test_identities_sharing_a_slug_keep_their_own_labels(tmp_path, capsys):
-    """Two runs of one machine, one with glibc's default malloc: same slug, two identities, both named apart."""
-    steady = create_fingerprint("box-2c", {"cpu": {"brand": "Xeon"}, "software": {"malloc": "glibc-steady"}})
-    system = create_fingerprint("box-2c", {"cpu": {"brand": "Xeon"}, "software": {"malloc": "glibc"}})
-    write_run(tmp_path / "a.json", create_run(create_train_cases(0.010, seed=1, sigma=0.01), system))
-    write_run(tmp_path / "b.json", create_run(create_train_cases(0.010, factor=0.8, seed=2, sigma=0.01), steady))
+    """Two machines that differ only in memory: same slug, two hardware identities, both named apart."""
+    small = create_fingerprint("box-2c", {"cpu": {"brand": "Xeon"}, "memory_gib": 24})
+    large = create_fingerprint("box-2c", {"cpu": {"brand": "Xeon"}, "memory_gib": 48})
+    write_run(tmp_path / "a.json", create_run(create_train_cases(0.010, seed=1, sigma=0.01), small))
+    write_run(tmp_path / "b.json", create_run(create_train_cases(0.010, factor=0.8, seed=2, sigma=0.01), large))
     _, out, _ = _compare(capsys, tmp_path)
     head = out.split("| group |")[0]
-    line = next(x for x in head.splitlines() if x.startswith("- `software.malloc`"))
-    assert f"box-2c~{system['identity_hash'][:6]}: glibc" in line
-    assert f"box-2c~{steady['identity_hash'][:6]}: glibc-steady" in line
+    line = next(x for x in head.splitlines() if x.startswith("- `memory_gib`"))
+    assert f"box-2c~{small['identity_hash'][:6]}: 24" in line
+    assert f"box-2c~{large['identity_hash'][:6]}: 48" in line
+    assert "Software stack differences" not in head
+
+
+def test_one_machine_with_two_stacks_gets_a_platform_per_stack(tmp_path, capsys):
+    """A torch upgrade and the malloc on one machine: one hardware identity, two stacks side by side, and the
+    notes name what changed in the stack."""
+    hardware = {"cpu": {"brand": "Xeon"}, "gpus": []}
+    old = create_fingerprint("box-2c", hardware, stack=create_stack(malloc="glibc"))
+    new = create_fingerprint("box-2c", hardware, stack=create_stack(torch="2.15.0+cu130"))
+    assert old["identity_hash"] == new["identity_hash"]
+    write_run(tmp_path / "a.json", create_run(create_train_cases(0.010, seed=1, sigma=0.01), old,
+                                              when="2026-01-01T00:00:00"))
+    write_run(tmp_path / "b.json", create_run(create_train_cases(0.010, factor=0.8, seed=2, sigma=0.01), new,
+                                              when="2026-02-01T00:00:00"))
+    _, out, _ = _compare(capsys, tmp_path)
+    head = out.split("| group |")[0]
+    old_label, new_label = f"box-2c@{old['stack_hash'][:6]}", f"box-2c@{new['stack_hash'][:6]}"
+    assert f"`{old_label}/cpu`" in out and f"`{new_label}/cpu`" in out and "older entr" not in out
+    assert "Identity differences" not in head
+    lines = head.split("Software stack differences between the machines:")[1].splitlines()
+    assert f"- `malloc`: {old_label}: glibc; {new_label}: glibc-steady" in lines
+    assert f"- `torch`: {old_label}: 2.14.1+cu130; {new_label}: 2.15.0+cu130" in lines
+    assert f"stack {new['stack_hash']}" in head
+
+
+def test_legacy_schema_1_run_is_the_same_hardware_as_a_schema_2_run(tmp_path):
+    """A run from before the split and one after, same hardware and stack: one machine, one stack."""
+    hardware = create_hardware_identity({"cpu": {"brand": "Xeon", "effective_cpus": 2}, "memory": {"total_gib": 24}})
+    write_run(tmp_path / "old.json", create_run(create_train_cases(0.01, seed=1), create_fingerprint(
+        "box-2c__cpu__torch2.14-cu13", hardware, schema=1)), legacy_sidecar=True)
+    write_run(tmp_path / "new.json", create_run(create_train_cases(0.01, seed=2), create_fingerprint(
+        "xeon-2c__cpu", hardware)))
+    old, new = sorted(load_results([tmp_path]), key=lambda r: r.path.name, reverse=True)
+    assert old.machine == new.machine and old.machine.slug == "xeon-2c__cpu"
+    assert old.machine.stack == new.machine.stack and old.machine.stack_hash == new.machine.stack_hash
 
 
 def test_json_format(two_machines, capsys):
@@ -147,9 +184,15 @@ def test_plain_pytest_benchmark_file_is_an_unknown_machine(tmp_path, capsys):
     assert out.count("2.0x faster") >= 3
 
 
-def test_sidecar_fingerprint_is_read(tmp_path, capsys):
-    write_run(tmp_path / "a.json", create_run(create_train_cases(0.01, seed=1), SLOW), sidecar=True)
-    assert (tmp_path / "a.fingerprint.json").is_file()
+@pytest.mark.parametrize("legacy", [False, True])
+def test_sidecar_fingerprint_is_read(tmp_path, capsys, legacy):
+    """The sidecar NAME.fingerprint, or the legacy NAME.fingerprint.json; neither is taken for a run."""
+    write_run(tmp_path / "a.json", create_run(create_train_cases(0.01, seed=1), SLOW), sidecar=not legacy,
+              legacy_sidecar=legacy)
+    assert (tmp_path / ("a.fingerprint.json" if legacy else "a.fingerprint")).is_file()
+    runs = load_results([tmp_path])
+    assert [r.path.name for r in runs] == ["a.json"]
+    assert runs[0].machine.stack == SLOW["stack"] and runs[0].machine.stack_hash == SLOW["stack_hash"]
     _, out, _ = _compare(capsys, tmp_path)
     assert "`laptop-i5-4c/cpu`" in out and "unknown" not in out
 
@@ -271,11 +314,9 @@ def test_compare_never_imports_torch(two_machines):
     assert "speedup" in proc.stdout.splitlines()[0]
 
 
-def test_wording_and_markdown_escaping():
-    assert describe_speedup(12.44) == "12.4x faster"
-    assert describe_speedup(1 / 1.3) == "1.30x slower"
-    assert describe_speedup(1.001) == "same speed"
-    table = format_markdown_table(pd.DataFrame([{"a|b": "x|y", "n": None}]))
+def test_markdown_escaping():
+    table = format_frame(pd.DataFrame([{"a|b": "x|y", "n": None}]))
+    assert table.splitlines()[0] == "| a\\|b | n |"
     assert table.splitlines()[2] == "| x\\|y |  |"
 
 
@@ -286,3 +327,28 @@ def test_folder_scan_skips_json_that_is_not_a_result(two_machines, capsys):
     # named on the command line, the same file is an error
     with pytest.raises(FerBenchError, match="not a pytest-benchmark result"):
         load_results([two_machines / "laptop" / "summary.json"])
+
+
+def test_precision_view_marks_emulated_cells(tmp_path, capsys):
+    """A run's extra_info says whether a precision ran natively; compare marks the cells that did not."""
+    from result_factory import create_benchmark, create_rounds
+
+    note = "amp_bf16 is emulated on this CPU (no avx512_bf16/amx_bf16): slower than fp32 here is expected, not a bug"
+    cases = []
+    for p, factor, native in (("fp32", 1.0, True), ("amp_bf16", 3.0, False), ("bf16", 0.8, True)):
+        extra = {"precision_native": native, **({} if native else {"precision_note": note})}
+        cases.append(create_benchmark(
+            "test_train_step", {"model": "resnet18", "device": "cpu", "batch_size": 64, "precision": p},
+            create_rounds(0.040 * factor, n=10, sigma=0.005), group="train_step", extra_info=extra))
+    # a run made before precision_native was recorded says nothing: never marked
+    old = [create_benchmark("test_forward", {"model": "resnet18", "device": "cpu", "batch_size": 64, "precision": p},
+                            create_rounds(0.01, n=10, sigma=0.005), group="forward") for p in ("fp32", "amp_bf16")]
+    write_run(tmp_path / "laptop.json", create_run(cases + old, SLOW))
+    frame = _csv(capsys, tmp_path, "--view", "precision")
+    emulated = frame.set_index(["benchmark", "precision"])["emulated"]
+    assert emulated[("test_train_step", "amp_bf16")] == True  # noqa: E712 (a CSV boolean)
+    assert not emulated[("test_train_step", "fp32")] and not emulated[("test_forward", "amp_bf16")]
+    _, out, _ = _compare(capsys, tmp_path, "--view", "precision")
+    assert "ms (3.0x slower, emulated) |" in out
+    assert out.count("emulated)") == 1
+    assert "emulated: amp_bf16 on laptop-i5-4c/cpu: no native hardware support" in out

@@ -157,3 +157,21 @@ def test_format_inspect_table(tmp_path):
         assert rows[split] == [str(sum(values.values()))] + [str(values[c]) for c in CLASS_NAMES]
     assert rows["all"][0] == "60"
     assert f"mean {data.images.mean():.2f}" in text
+
+
+@pytest.mark.parametrize("fmt, detected, images, labeled", [
+    ("csv", "fer2013_csv", 300, True), ("icml", "icml_face_data_csv", 300, True),
+    ("train", "train_csv", None, True), ("test", "test_csv", None, False)])
+def test_synth_writes_each_csv_layout(tmp_path, cache_root, fmt, detected, images, labeled):
+    """`fer-bench data synth --format` writes every CSV layout the readers know; train and test take their rows."""
+    from fer_bench.cli import main
+    from fer_bench.data.fer2013 import load_fer2013
+    from fer_bench.data.synthetic import create_synthetic
+
+    out = tmp_path / f"{fmt}.csv"
+    assert main(["data", "synth", "--size", "300", "--format", fmt, str(out)]) == 0
+    data = load_fer2013(out, use_cache=False)
+    synthetic = create_synthetic(size=300)
+    train_rows = len(synthetic.indices("train"))
+    expected = images if images is not None else (train_rows if fmt == "train" else 300 - train_rows)
+    assert data.format == detected and len(data) == expected and data.labeled == labeled

@@ -40,19 +40,21 @@ def batch(n: int = 8, size: int = 48):
 
 # --- RunConfig -------------------------------------------------------------------------------------------------
 
-def test_run_config_case_id_and_axes():
-    cfg = RunConfig(model="efficientnet_b0", device="CPU", batch_size=64, num_workers=2)
-    assert cfg.device == "cpu"
-    assert cfg.case_id() == "efficientnet_b0-cpu-bs64-w2-fp32-g1"
-    assert list(cfg.axes()) == ["model", "device", "batch_size", "num_workers", "precision", "num_gpus"]
+def test_run_config_axes_come_from_the_registry():
+    cfg = RunConfig(model="efficientnet_b0", device="CPU", batch_size=64, num_workers=2, optimizer="SGD")
+    assert cfg.device == "cpu" and cfg.optimizer == "sgd"
+    assert list(cfg.axes()) == ["model", "device", "batch_size", "num_workers", "precision", "num_gpus",
+                                "optimizer", "memory_format"]
+    assert not cfg.channels_last and RunConfig(model="x", memory_format="channels_last").channels_last
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"batch_size": 0}, "batch_size"),
     ({"num_workers": -1}, "num_workers"),
-    ({"precision": "fp8"}, "precision 'fp8'"),
-    ({"optimizer": "lion"}, "optimizer 'lion'"),
-    ({"device": "tpu"}, "device 'tpu'"),
+    ({"precision": "fp8"}, "precision: 'fp8' is not a precision; valid: fp32"),
+    ({"optimizer": "lion"}, "optimizer: 'lion' is not an optimizer"),
+    ({"memory_format": "nhwc"}, "memory_format: 'nhwc' is not a memory format; valid: contiguous, channels_last"),
+    ({"device": "tpu"}, "device: 'tpu' is not a device"),
     ({"num_gpus": 0}, "num_gpus"),
     ({"lr": 0.0}, "lr"),
 ])
@@ -267,7 +269,7 @@ def test_evaluate_constant_predictor():
 
 def test_create_train_step_from_config():
     training = create_train_step(RunConfig(model="fer_cnn_2block", batch_size=4, precision="amp_bf16",
-                                           channels_last=True))
+                                           memory_format="channels_last"))
     x, y = training.example_batch()
     assert x.shape == (4, training.in_chans, training.input_size, training.input_size)
     assert x.is_contiguous(memory_format=torch.channels_last)
@@ -281,3 +283,81 @@ def test_create_train_step_refuses_unavailable_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(FerBenchError, match="no CUDA device"):
         create_train_step(RunConfig(model="fer_cnn_2block", device="cuda"))
+
+
+# ---------------------------------------------------------------- native or emulated precision
+
+
+from fer_bench.engine.precision import describe_precision_native, find_isa_cap, resolve_precision_native  # noqa: E402
+
+AVX512_BF16 = ["sse4_2", "avx", "avx2", "avx512f", "avx512_bf16", "avx512_vnni"]
+AMX = ["avx2", "avx512f", "amx_bf16", "amx_tile"]
+AVX2_ONLY = ["sse4_2", "fma", "avx", "avx2"]
+
+
+@pytest.mark.parametrize("flags, env, native", [
+    (AVX512_BF16, {}, True),
+    (AMX, {}, True),
+    (AVX2_ONLY, {}, False),
+    (AVX512_BF16, {"ATEN_CPU_CAPABILITY": "avx2"}, False),
+    (AVX512_BF16, {"ATEN_CPU_CAPABILITY": "default"}, False),
+    (AVX512_BF16, {"ATEN_CPU_CAPABILITY": "avx512"}, True),
+    (AVX512_BF16, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+    (AVX512_BF16, {"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),  # AVX-512 without its bf16 instructions
+    (AVX512_BF16, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+    (AMX, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),
+    (AVX512_BF16, {"DNNL_MAX_CPU_ISA": "AVX2"}, False),
+    (AVX512_BF16, {"ONEDNN_MAX_CPU_ISA": "ALL"}, True),
+])
+@pytest.mark.parametrize("precision", ["amp_bf16", "bf16"])
+def test_bf16_on_a_cpu_is_native_only_with_the_flags_and_no_isa_cap(precision, flags, env, native):
+    is_native, note = resolve_precision_native(precision, "cpu", cpu_flags=flags, env=env)
+    assert is_native is native
+    if native:
+        assert note is None
+    else:
+        assert note.startswith(f"{precision} is emulated on this CPU (")
+        assert note.endswith("): slower than fp32 here is expected, not a bug")
+
+
+def test_emulated_notes_say_why():
+    _, note = resolve_precision_native("amp_bf16", "cpu", cpu_flags=AVX2_ONLY, env={})
+    assert note == ("amp_bf16 is emulated on this CPU (no avx512_bf16/amx_bf16): slower than fp32 here is expected, "
+                    "not a bug")
+    _, note = resolve_precision_native("amp_bf16", "cpu", cpu_flags=AVX512_BF16, env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert "(ONEDNN_MAX_CPU_ISA=AVX2 keeps torch off avx512_bf16)" in note
+    assert find_isa_cap({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}) == "ATEN_CPU_CAPABILITY=avx2"
+    assert find_isa_cap({}) is None
+
+
+@pytest.mark.parametrize("precision, device, flags, capability, native", [
+    ("fp32", "cpu", AVX2_ONLY, None, True),
+    ("amp_fp16", "cpu", AVX512_BF16, None, False),  # CPU fp16 needs avx512_fp16 / amx_fp16
+    ("amp_fp16", "cpu", ["avx512_fp16"], None, True),
+    ("amp_bf16", "cuda", (), (8, 0), True),
+    ("bf16", "cuda", (), (7, 5), False),
+    ("amp_fp16", "cuda", (), (7, 0), True),
+    ("amp_bf16", "mps", (), None, False),
+    ("amp_fp16", "mps", (), None, True),
+])
+def test_precision_native_by_device(precision, device, flags, capability, native):
+    assert resolve_precision_native(precision, device, cpu_flags=flags, env={},
+                                    cuda_capability=capability)[0] is native
+
+
+def test_cpu_flags_only_count_for_the_cpu_and_env_caps_only_for_bf16():
+    assert resolve_precision_native("amp_fp16", "cpu", cpu_flags=["amx_fp16"],
+                                    env={"ATEN_CPU_CAPABILITY": "avx2"})[0] is True
+    assert resolve_precision_native("amp_bf16", "cuda", cpu_flags=AVX2_ONLY, env={"ATEN_CPU_CAPABILITY": "avx2"},
+                                    cuda_capability=(9, 0))[0] is True
+
+
+def test_describe_precision_native_for_extra_info(monkeypatch):
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert describe_precision_native("amp_bf16", "cpu", AVX512_BF16) == {"precision_native": True}
+    info = describe_precision_native("amp_bf16", "cpu", AVX2_ONLY)
+    assert info["precision_native"] is False and "no avx512_bf16/amx_bf16" in info["precision_note"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert describe_precision_native("bf16", "cpu", AVX512_BF16)["precision_native"] is False

@@ -1,4 +1,5 @@
-"""Tests for fer_bench.machine.fingerprint: a fake py-cpuinfo, a fake /proc and /sys, a fake pynvml and a fake torch.
+"""Tests for fer_bench.machine.fingerprint (and the identity, slug and sidecar name it takes from
+fer_bench.machine.identity): a fake py-cpuinfo, a fake /proc and /sys, a fake pynvml and a fake torch.
 
 Run: python -m pytest tests/test_hardware.py -q
 """
@@ -20,6 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from fer_bench.machine import fingerprint as hardware
+from fer_bench.machine import identity as machine_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID_A = "GPU-5a1e0d6c-3f0b-8c2e-11aa-0123456789ab"
@@ -141,7 +143,7 @@ def test_two_gpus_with_their_static_facts(machine):
     ident = fp["identity"]
     assert ident["gpu_count"] == 2
     assert [g["name"] for g in ident["gpus"]] == ["NVIDIA H100 80GB HBM3"] * 2
-    assert ident["gpu_driver_version"] == "550.54.15"
+    assert "uuid" not in ident["gpus"][0] and fp["stack"]["gpu_driver_version"] == "550.54.15"
     assert UUID_A not in json.dumps(ident) and UUID_B not in json.dumps(ident)
 
 
@@ -183,7 +185,7 @@ def test_no_pynvml_means_no_gpus(machine, monkeypatch):
     fp = machine.collect()
     assert fp["gpus"] == [] and fp["telemetry"]["gpus"] == []
     assert "pynvml" in fp["software"]["nvml_error"]
-    assert "__cpu__" in fp["slug"] and fp["identity"]["gpu_count"] == 0
+    assert fp["slug"].endswith("__cpu") and fp["identity"]["gpu_count"] == 0
     assert hardware.collect_telemetry()["gpus"] == []
 
 
@@ -236,23 +238,21 @@ def test_identity_hash_ignores_volatile_readings(machine, monkeypatch):
     assert after["telemetry"]["memory_available_bytes"] == 1000000 * 1024
     assert after["telemetry"] != before["telemetry"] and after["gpus"] != before["gpus"]
     assert hardware.identity_diff(before, after) == []
-    assert after["identity_hash"] == before["identity_hash"]
+    assert after["identity_hash"] == before["identity_hash"] and after["stack_hash"] == before["stack_hash"]
     assert after["slug"] == before["slug"]
 
 
 @pytest.mark.parametrize("change, path", [
-    ("gpu_model", "gpus.0.name"), ("gpu_count", "gpu_count"), ("torch", "software.torch"),
+    ("gpu_model", "gpus.0.name"), ("gpu_count", "gpu_count"),
     ("cgroup_quota", "cpu.effective_cpus"), ("memory", "memory_gib"),
 ])
-def test_identity_hash_changes_with_hardware_or_stack(machine, monkeypatch, change, path):
+def test_identity_hash_changes_with_hardware(machine, monkeypatch, change, path):
     before = machine.collect()
     if change == "gpu_model":
         gpu = machine.nvml.GPUS[0]
         gpu.name, gpu.memory_total, gpu.compute_capability = "NVIDIA A100-SXM4-40GB", 42505273344, (8, 0)
     elif change == "gpu_count":
         machine.nvml.GPUS.pop()
-    elif change == "torch":
-        monkeypatch.setitem(sys.modules, "torch", make_fake_torch(version="2.15.0+cu130"))
     elif change == "cgroup_quota":
         machine.write("cgroup/cpu.max", "50000 100000\n")
     else:
@@ -262,12 +262,48 @@ def test_identity_hash_changes_with_hardware_or_stack(machine, monkeypatch, chan
     assert path in [p for p, _, _ in hardware.identity_diff(before, after)]
 
 
+@pytest.mark.parametrize("change, line", [
+    ("torch", "torch 2.14.1+cu130 -> 2.15.0+cu130"),
+    ("driver", "gpu driver 550.54.15 -> 570.86.10"),
+    ("kernel", None),
+])
+def test_a_stack_change_keeps_the_hardware_identity(machine, monkeypatch, change, line):
+    """A torch, driver or kernel upgrade on the same hardware: the same identity hash and slug, another stack."""
+    before = machine.collect()
+    if change == "torch":
+        monkeypatch.setitem(sys.modules, "torch", make_fake_torch(version="2.15.0+cu130"))
+    elif change == "driver":
+        machine.nvml.DRIVER_VERSION = "570.86.10"
+    else:
+        monkeypatch.setattr(platform, "release", lambda: "9.9.9-test")
+        line = f"kernel {before['stack']['os']['kernel']} -> 9.9.9-test"
+    after = machine.collect()
+    assert after["identity_hash"] == before["identity_hash"] and after["slug"] == before["slug"]
+    assert hardware.identity_diff(before, after) == []
+    assert after["stack_hash"] != before["stack_hash"]
+    assert machine_identity.stack_changes(before, after) == [line]
+
+
 def test_identity_hash_is_canonical():
     a = {"b": 1, "a": {"y": [1, 2], "x": None}}
     b = {"a": {"x": None, "y": [1, 2]}, "b": 1}
-    assert hardware.identity_hash(a) == hardware.identity_hash(b)
-    assert re.fullmatch(r"[0-9a-f]{16}", hardware.identity_hash(a))
-    assert hardware.identity_hash(a) != hardware.identity_hash({**a, "b": 2})
+    assert machine_identity.hash_identity(a) == machine_identity.hash_identity(b)
+    assert re.fullmatch(r"[0-9a-f]{16}", machine_identity.hash_identity(a))
+    assert machine_identity.hash_identity(a) != machine_identity.hash_identity({**a, "b": 2})
+
+
+def test_identity_is_hardware_and_stack_is_software(machine):
+    fp = machine.collect()
+    assert set(fp["identity"]) == {"cpu", "memory_gib", "gpu_count", "gpus"}
+    assert set(fp["identity"]["cpu"]) == set(machine_identity.CPU_KEYS)
+    assert fp["identity"]["gpus"][0] == {"name": "NVIDIA H100 80GB HBM3", "memory_total_gib": 80,
+                                         "compute_capability": "9.0", "mig_mode": "disabled"}
+    assert fp["stack"]["os"]["distro"] == "Ubuntu 22.04.4 LTS"
+    assert fp["stack"]["torch"] == "2.14.1+cu130" and fp["stack"]["cudnn"] == "9.24.0"
+    assert fp["stack"]["gpu_driver_version"] == "550.54.15"
+    assert fp["stack"]["python"] == ".".join(platform.python_version_tuple()[:2])
+    assert fp["schema"] == 2 and fp["identity_hash"] == machine_identity.hash_identity(fp["identity"])
+    assert fp["stack_hash"] == machine_identity.hash_identity(fp["stack"])
 
 
 def test_identity_diff_paths():
@@ -290,7 +326,7 @@ def test_cpu_memory_and_system_sections(machine):
     assert fp["telemetry"]["cpu_mhz"] == 2550.0  # mean of the fake /proc/cpuinfo, no cpufreq files
     assert fp["software"]["torch"] == "2.14.1+cu130" and fp["software"]["cudnn"] == "9.24.0"
     assert fp["software"]["nccl"] == "2.30.7" and fp["software"]["torch_num_threads"] == 4
-    assert fp["slug"] == f"epyc-7763-{usable_cpus()}c__h100-80gb-x2__torch2.14-cu13"
+    assert fp["slug"] == f"epyc-7763-{usable_cpus()}c__h100-80gb-x2"
     assert fp["errors"] == []
 
 
@@ -323,7 +359,8 @@ def test_without_torch(machine, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     fp = machine.collect()
     assert fp["software"]["torch"] is None and "torch" in fp["software"]["torch_error"]
-    assert fp["slug"].endswith("__torch-none") and fp["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert fp["stack"]["torch"] is None and fp["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert fp["slug"].endswith("__h100-80gb-x2")
 
 
 def test_a_failing_collector_costs_only_its_own_section(machine, monkeypatch):
@@ -434,7 +471,7 @@ def test_decode_clock_event_reasons(mask, names):
     ("", "unknown-cpu"),
 ])
 def test_shorten_cpu_name(brand, short):
-    assert hardware.shorten_cpu_name(brand) == short
+    assert machine_identity.shorten_cpu_name(brand) == short
 
 
 @pytest.mark.parametrize("name, gib, short", [
@@ -447,29 +484,30 @@ def test_shorten_cpu_name(brand, short):
     ("NVIDIA L4", None, "l4"),
 ])
 def test_shorten_gpu_name(name, gib, short):
-    assert hardware.shorten_gpu_name(name, gib) == short
+    assert machine_identity.shorten_gpu_name(name, gib) == short
 
 
-def _identity(brand, cores, gpus, torch, cuda=None):
+def _identity(brand, cores, gpus):
     return {"cpu": {"brand": brand, "effective_cpus": cores},
-            "gpus": [{"name": n, "memory_total_gib": g} for n, g in gpus],
-            "software": {"torch": torch, "torch_cuda": cuda}}
+            "gpus": [{"name": n, "memory_total_gib": g} for n, g in gpus]}
 
 
 @pytest.mark.parametrize("identity, slug", [
-    (_identity("AMD EPYC 7763 64-Core Processor", 2, [("NVIDIA H100 80GB HBM3", 80)], "2.14.1+cu130", "13.0"),
-     "epyc-7763-2c__h100-80gb-x1__torch2.14-cu13"),
-    (_identity("Intel(R) Xeon(R) Platinum 8480+", 16, [], "2.14.1+cpu"),
-     "xeon-platinum-8480-16c__cpu__torch2.14-cpu"),
-    (_identity("AMD EPYC 7742 64-Core Processor", 128, [("NVIDIA A100-SXM4-40GB", 40)] * 8, "2.3.0", "12.1"),
-     "epyc-7742-128c__a100-sxm4-40gb-x8__torch2.3-cu12"),
+    (_identity("AMD EPYC 7763 64-Core Processor", 2, [("NVIDIA H100 80GB HBM3", 80)]), "epyc-7763-2c__h100-80gb-x1"),
+    (_identity("AMD EPYC 7763 64-Core Processor", 16, [("NVIDIA H100 80GB HBM3", 80)]),
+     "epyc-7763-16c__h100-80gb-x1"),
+    (_identity("Intel(R) Xeon(R) Platinum 8480+", 16, []), "xeon-platinum-8480-16c__cpu"),
+    (_identity("Intel(R) Xeon(R) Processor", 2, []), "xeon-2c__cpu"),
+    (_identity("AMD EPYC 7742 64-Core Processor", 128, [("NVIDIA A100-SXM4-40GB", 40)] * 8),
+     "epyc-7742-128c__a100-sxm4-40gb-x8"),
     (_identity("Intel(R) Core(TM) i9-13900K", 32, [("NVIDIA GeForce RTX 4090", 24), ("NVIDIA GeForce RTX 3090", 24),
-                                                    ("NVIDIA GeForce RTX 4090", 24)], None),
-     "i9-13900k-32c__rtx-4090-24gb-x2_rtx-3090-24gb-x1__torch-none"),
+                                                    ("NVIDIA GeForce RTX 4090", 24)]),
+     "i9-13900k-32c__rtx-4090-24gb-x2_rtx-3090-24gb-x1"),
 ])
 def test_make_slug(identity, slug):
-    assert hardware.make_slug(identity) == slug
-    assert hardware.make_slug({"identity": identity}) == slug
+    """The slug names the hardware only: a torch upgrade keeps the storage folder."""
+    assert machine_identity.make_slug(identity) == slug
+    assert machine_identity.make_slug({"identity": identity}) == slug
 
 
 # ------------------------------------------------------------------------------------------- contract, output
@@ -494,8 +532,8 @@ def test_contract_keys_values_and_no_newlines(machine):
     _check_contract(fp)
     json.dumps(fp, allow_nan=False)
     assert fp["software"]["nvidia_driver_version"] == "550.54.15"
-    top = {"schema", "fer_bench_version", "identity", "identity_hash", "slug", "hostname", "cpu", "memory",
-           "system", "software", "gpus", "telemetry", "collected_at"}
+    top = {"schema", "fer_bench_version", "identity", "identity_hash", "slug", "stack", "stack_hash", "hostname",
+           "cpu", "memory", "system", "software", "gpus", "telemetry", "collected_at"}
     assert top <= set(fp)
     _check_contract(hardware.collect_telemetry())
 
@@ -503,11 +541,14 @@ def test_contract_keys_values_and_no_newlines(machine):
 def test_format_fingerprint(machine, monkeypatch):
     fp = machine.collect()
     text = hardware.format_fingerprint(fp)
-    assert fp["slug"] in text and fp["identity_hash"] in text
+    assert fp["slug"] in text and f"identity:  {fp['identity_hash']}  (hardware;" in text
+    assert f"stack:     {fp['stack_hash']}  (torch 2.14.1+cu130 (CUDA 13.0, cuDNN 9.24.0), NVIDIA driver 550.54.15" \
+        in text and "malloc" in text
     assert text.count("NVIDIA H100 80GB HBM3") == 2 and "driver:    NVIDIA 550.54.15" in text
     monkeypatch.setitem(sys.modules, "pynvml", None)
     assert "gpus:      none (pynvml not importable" in hardware.format_fingerprint(machine.collect())
     assert "slug:      None" in hardware.format_fingerprint({})
+    assert "stack:     None  (not recorded)" in hardware.format_fingerprint({})
 
 
 # Every field mlcommons/logging's training system_desc_checker requires ("division" spelled right; the
@@ -539,6 +580,7 @@ def test_to_mlperf(machine, monkeypatch):
     assert desc["accelerator_interconnect"].startswith("NVLink")
     assert desc["framework"].startswith("PyTorch 2.14.1+cu130") and desc["operating_system"] == "Ubuntu 22.04.4 LTS"
     assert desc["other_software_stack"]["cuda_driver_version"] == "12.4" and desc["submitter"] == ""
+    assert fp["identity_hash"] in desc["hw_notes"] and desc["sw_notes"] == f"fer_bench stack {fp['stack_hash']}"
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
     cpu_only = hardware.to_mlperf(machine.collect())
@@ -548,32 +590,44 @@ def test_to_mlperf(machine, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------- sidecar
 @pytest.mark.parametrize("results, sidecar", [
-    ("out.json", "out.fingerprint.json"), ("runs/0001_abc.json", "runs/0001_abc.fingerprint.json"),
-    ("run", "run.fingerprint.json"), ("a.b.json", "a.b.fingerprint.json"),
+    ("out.json", "out.fingerprint"), ("runs/0001_abc.json", "runs/0001_abc.fingerprint"),
+    ("run", "run.fingerprint"), ("a.b.json", "a.b.fingerprint"),
 ])
 def test_sidecar_path(results, sidecar):
-    assert hardware.sidecar_path(results) == Path(sidecar)
+    """Not ending in .json: pytest-benchmark's *.json globbing of its storage never loads a sidecar as a run."""
+    assert machine_identity.sidecar_path(results) == Path(sidecar)
+    assert machine_identity.is_sidecar(sidecar) and machine_identity.is_sidecar(sidecar + ".json")
+    assert not machine_identity.is_sidecar(results)
+
+
+def test_find_sidecar_prefers_the_new_name_and_accepts_the_legacy_one(tmp_path):
+    results = tmp_path / "0001_abc.json"
+    assert machine_identity.find_sidecar(results) is None
+    (tmp_path / "0001_abc.fingerprint.json").write_text("{}")
+    assert machine_identity.find_sidecar(results) == tmp_path / "0001_abc.fingerprint.json"
+    (tmp_path / "0001_abc.fingerprint").write_text("{}")
+    assert machine_identity.find_sidecar(results) == tmp_path / "0001_abc.fingerprint"
 
 
 def test_write_sidecar_writes_beside_results(tmp_path):
-    fp = {"schema": 1, "slug": "x__cpu__torch-none", "identity_hash": "0" * 16}
+    fp = {"schema": 2, "slug": "x__cpu", "identity_hash": "0" * 16}
     path = hardware.write_sidecar(tmp_path / "out.json", fp)
-    assert path == tmp_path / "out.fingerprint.json"
+    assert path == tmp_path / "out.fingerprint"
     assert json.loads(path.read_text()) == fp
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fingerprint.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fingerprint"]
 
 
 def test_write_sidecar_is_atomic(tmp_path, monkeypatch):
-    old = hardware.write_sidecar(tmp_path / "out.json", {"schema": 1, "slug": "old"})
+    old = hardware.write_sidecar(tmp_path / "out.json", {"schema": 2, "slug": "old"})
 
     def crash(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        hardware.write_sidecar(tmp_path / "out.json", {"schema": 1, "slug": "new"})
+        hardware.write_sidecar(tmp_path / "out.json", {"schema": 2, "slug": "new"})
     assert json.loads(old.read_text())["slug"] == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fingerprint.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fingerprint"]
 
 
 def test_write_sidecar_collects_when_no_fingerprint_given(machine):
@@ -600,9 +654,10 @@ def test_cli_fingerprint_on_this_machine():
     assert result.returncode == 0, result.stderr
     fp = json.loads(result.stdout)
     _check_contract(fp)
-    assert fp["identity_hash"] == hardware.identity_hash(fp["identity"])
-    assert fp["slug"] == hardware.make_slug(fp["identity"])
-    assert re.fullmatch(r"[a-z0-9._-]+", fp["slug"]) and fp["slug"].count("__") == 2
+    assert fp["identity_hash"] == machine_identity.hash_identity(fp["identity"])
+    assert fp["stack_hash"] == machine_identity.hash_identity(fp["stack"])
+    assert fp["slug"] == machine_identity.make_slug(fp["identity"])
+    assert re.fullmatch(r"[a-z0-9._-]+", fp["slug"]) and fp["slug"].count("__") == 1
 
     slug = _run("-m", "fer_bench", "fingerprint", "--slug")
     assert slug.returncode == 0 and slug.stdout.strip() == fp["slug"]
@@ -614,16 +669,17 @@ def test_cli_fingerprint_on_this_machine():
     text = _run("-m", "fer_bench", "fingerprint")
     assert text.returncode == 0 and text.stderr == "", text.stderr
     assert f"identity:  {fp['identity_hash']}" in text.stdout  # the same hash in another process
+    assert f"stack:     {fp['stack_hash']}" in text.stdout
     assert fp["slug"] in text.stdout
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the steady malloc settings are glibc's")
-def test_cli_fingerprint_gives_the_identity_of_each_malloc_mode():
-    """The default is the suite's default (--fer-malloc steady); the two modes are different identities, with the
-    same slug."""
+def test_cli_fingerprint_gives_the_stack_of_each_malloc_mode():
+    """The default is the suite's default (--fer-malloc steady); the two modes are one hardware identity with two
+    software stacks."""
     steady = json.loads(_run("-m", "fer_bench", "fingerprint", "--json").stdout)
     system = json.loads(_run("-m", "fer_bench", "fingerprint", "--json", "--malloc", "system").stdout)
-    assert steady["identity"]["software"]["malloc"] == "glibc-steady"
-    assert system["identity"]["software"]["malloc"] == "glibc"
-    assert steady["identity_hash"] != system["identity_hash"] and steady["slug"] == system["slug"]
-    assert hardware.identity_diff(steady, system) == [("software.malloc", "glibc-steady", "glibc")]
+    assert steady["stack"]["malloc"] == "glibc-steady" and system["stack"]["malloc"] == "glibc"
+    assert steady["identity_hash"] == system["identity_hash"] and steady["slug"] == system["slug"]
+    assert steady["stack_hash"] != system["stack_hash"]
+    assert machine_identity.stack_changes(steady, system) == ["malloc glibc-steady -> glibc"]

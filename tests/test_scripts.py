@@ -45,8 +45,8 @@ def test_gate_calibration_measures_real_runs(tmp_path):
     assert summary["extra_matmuls"]["4"] >= 1
     a0 = json.loads((runs / "A000.json").read_text())
     if platform.libc_ver()[0] == "glibc":
-        assert a0["machine_info"]["fer_bench"]["identity"]["software"]["malloc"] == "glibc-steady"
-    assert (runs / "A000.fingerprint.json").is_file()
+        assert a0["fer_bench"]["stack"]["malloc"] == "glibc-steady"
+    assert (runs / "A000.fingerprint").is_file()
     assert a0["benchmarks"][0]["extra_info"]["injected_matmuls"] == 0
     s0 = json.loads((runs / "S000.json").read_text())
     assert s0["benchmarks"][0]["extra_info"]["injected_matmuls"] == summary["extra_matmuls"]["4"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,17 @@ class FerData:
             source=self.source,
             meta=dict(self.meta),
         )
+
+    def content_digest(self) -> str:
+        """SHA-256 of the decoded images, labels and splits: the same faces give the same digest whichever
+        format (csv, image folder, npz) they were read from."""
+        h = hashlib.sha256()
+        for array in (self.images, self.labels, self.splits):
+            if array is None:
+                h.update(b"unlabeled")
+            else:
+                h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
 
     def class_counts(self) -> dict[str, dict[str, int]] | None:
         """{split: {class: count}} for every split present, or None when unlabeled."""

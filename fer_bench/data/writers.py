@@ -49,13 +49,26 @@ def _token_table() -> np.ndarray:
 _TOKENS = _token_table()
 
 
+#: The layouts `fer-bench data synth --format` writes: the Kaggle fer2013.csv, the competition bundle's three CSVs,
+#: and the image folder.
+DATASET_FORMATS = ("csv", "icml", "train", "test", "folder")
+
+
 def write_dataset(data: FerData, out: str | os.PathLike, fmt: str) -> list[Path]:
-    """Write ``data`` as ``fmt``: "csv" (fer2013.csv layout) or "folder" (train/ and test/ of class folders)."""
+    """Write ``data`` as ``fmt``: "csv" (fer2013.csv), "icml" (icml_face_data.csv), "train" (train.csv, the
+    Training rows), "test" (test.csv: the test rows' pixels, no labels) or "folder" (train/ and test/ of class
+    folders)."""
     if fmt == "csv":
         return [write_fer2013_csv(data, out)]
+    if fmt == "icml":
+        return [write_icml_csv(data, out)]
+    if fmt == "train":
+        return [write_train_csv(data.subset("train"), out)]
+    if fmt == "test":
+        return [write_test_csv(data.subset(*[s for s in data.split_names() if s != "train"]), out)]
     if fmt == "folder":
         return write_image_folder(data, out)
-    raise FerBenchError(f"unknown output format {fmt!r}; expected 'csv' or 'folder'")
+    raise FerBenchError(f"unknown output format {fmt!r}; expected one of {', '.join(DATASET_FORMATS)}")
 
 
 def write_fer2013_csv(data: FerData, out: str | os.PathLike, *, newline: str = "\n", bom: bool = False) -> Path:

@@ -4,7 +4,7 @@ Never imports pytest: the benchmarks, the CLI and a user's own script all drive 
 """
 
 from fer_bench.engine.build import Training, create_train_step, unavailable_reason
-from fer_bench.engine.config import AXES, OPTIMIZERS, PRECISIONS, RunConfig
+from fer_bench.engine.config import AXES, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS, RunConfig
 from fer_bench.engine.device import ResolvedDevice, resolve_device, synchronize
 from fer_bench.engine.loop import EpochStats, evaluate, train_epoch
 from fer_bench.engine.metrics import ClassificationReport, confusion_matrix
@@ -13,7 +13,7 @@ from fer_bench.engine.precision import PrecisionPolicy, apply_backend_settings, 
 from fer_bench.engine.step import TrainStep
 
 __all__ = [
-    "AXES", "OPTIMIZERS", "PRECISIONS", "ClassificationReport", "EpochStats", "PrecisionPolicy", "ResolvedDevice",
+    "AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "ClassificationReport", "EpochStats", "PrecisionPolicy", "ResolvedDevice",
     "RunConfig", "TrainStep", "Training", "apply_backend_settings", "confusion_matrix", "create_optimizer",
     "create_train_step", "evaluate", "resolve_device", "resolve_precision", "synchronize", "train_epoch",
     "unavailable_reason",

@@ -1,29 +1,19 @@
-"""RunConfig: the six benchmark axes plus the training settings, frozen and validated once."""
+"""RunConfig: one benchmark case (its axes, declared in fer_bench.axes) plus the training settings, frozen and
+validated once."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
+from fer_bench.axes import AXES as AXIS_REGISTRY, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS
 from fer_bench.errors import FerBenchError
 
-AXES = ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
-PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "bf16")
-OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
-_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
-
-
-def parse_device_name(text: str) -> str:
-    """Validate a device string (cpu, cuda, cuda:N, mps) without touching the hardware."""
-    name = text.strip().lower()
-    if not _DEVICE_RE.match(name):
-        raise FerBenchError(f"device {text!r} is not one of cpu, cuda, cuda:N, mps")
-    return name
+__all__ = ["AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "RunConfig"]
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One benchmark case: the six axes plus what shapes a training step.
+    """One benchmark case: every axis of the registry that shapes a training step, plus the settings.
 
     ``tf32`` and ``cudnn_benchmark`` are explicit so that a result records them instead of inheriting whatever a
     previous case left in ``torch.backends``.
@@ -36,35 +26,34 @@ class RunConfig:
     precision: str = "fp32"
     num_gpus: int = 1
     optimizer: str = "adam"
+    memory_format: str = "contiguous"
     lr: float = 1e-3
-    channels_last: bool = False
     seed: int = 0
     tf32: bool = False
     cudnn_benchmark: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "device", parse_device_name(self.device))
-        for name in ("batch_size", "num_gpus"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise FerBenchError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise FerBenchError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
-        if self.precision not in PRECISIONS:
-            raise FerBenchError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise FerBenchError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        for name in AXES:
+            if name == "model":
+                continue  # a name the registry may not know yet (a user's model registered later)
+            try:
+                object.__setattr__(self, name, AXIS_REGISTRY[name].parse(getattr(self, name)))
+            except ValueError as exc:
+                raise FerBenchError(f"{name}: {exc}") from None
         if not self.lr > 0:
             raise FerBenchError(f"lr must be positive, got {self.lr!r}")
 
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format == "channels_last"
+
     def axes(self) -> dict:
-        """The six axes, under the names used by fixtures, JSON params and extra_info."""
+        """The axes, under the names used by fixtures, JSON params and extra_info."""
         return {axis: getattr(self, axis) for axis in AXES}
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def case_id(self) -> str:
-        """A readable id such as ``efficientnet_b0-cpu-bs64-w2-fp32-g1``."""
-        return (f"{self.model}-{self.device}-bs{self.batch_size}-w{self.num_workers}"
-                f"-{self.precision}-g{self.num_gpus}")
+
+#: The registry's axes that are RunConfig fields, in registry order.
+AXES: tuple[str, ...] = tuple(name for name in AXIS_REGISTRY if name in {f.name for f in fields(RunConfig)})

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fer_bench.engine.config import parse_device_name
+from fer_bench.axes import parse_device_name
+from fer_bench.errors import FerBenchError
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ def resolve_device(name: str, num_gpus: int = 1) -> ResolvedDevice:
     Returns a ResolvedDevice whose ``reason`` says why the device cannot run here (no CUDA device, index out of
     range, fewer GPUs than ``num_gpus``); bad spellings raise FerBenchError.
     """
-    name = parse_device_name(name)
+    try:
+        name = parse_device_name(name)
+    except ValueError as exc:
+        raise FerBenchError(f"device: {exc}") from None
     if name == "cpu":
         if num_gpus > 1:
             return ResolvedDevice(name, None, f"num_gpus={num_gpus} needs a GPU device, not cpu")

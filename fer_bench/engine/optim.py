@@ -6,7 +6,7 @@ from typing import Iterable
 
 import torch
 
-from fer_bench.engine.config import OPTIMIZERS
+from fer_bench.axes import OPTIMIZERS
 from fer_bench.errors import FerBenchError
 
 

@@ -1,18 +1,21 @@
 """resolve_precision: one place that turns fp32 / amp_fp16 / amp_bf16 / bf16 into autocast, dtype and scaler.
 
 Also the explicit backend settings (TF32, cudnn.benchmark) that change what a precision means on NVIDIA GPUs:
-they are set for every case, never inherited, and returned so results record them.
+they are set for every case, never inherited, and returned so results record them. And whether the hardware runs a
+precision natively (resolve_precision_native): bf16 on a CPU without avx512_bf16 or amx_bf16 is emulated, and
+slower than fp32 there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import ContextManager, Iterable, Mapping
 
 import torch
 
-from fer_bench.engine.config import PRECISIONS
+from fer_bench.axes import PRECISIONS
 from fer_bench.errors import FerBenchError
 
 
@@ -68,6 +71,79 @@ def precision_unavailable_reason(name: str, device: torch.device | str) -> str |
     if device.type == "mps" and name in ("amp_bf16", "bf16"):
         return f"{name} is not supported by fer_bench on mps"
     return None
+
+
+#: CPU flags (as the fingerprint names them) of native bfloat16 and float16 arithmetic.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+FP16_CPU_FLAGS = ("avx512_fp16", "amx_fp16")
+#: oneDNN ISA caps that keep bf16 instructions (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA values, upper case).
+_ONEDNN_BF16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+                     "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
+ISA_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
+def find_isa_cap(env: Mapping[str, str]) -> str | None:
+    """The environment variable that keeps torch off native bf16 on the CPU, as ``NAME=value``, or None.
+
+    ``ATEN_CPU_CAPABILITY`` below avx512 (default, avx2) caps ATen's vectorised kernels; ``ONEDNN_MAX_CPU_ISA``
+    (older name ``DNNL_MAX_CPU_ISA``) below AVX512_CORE_BF16 caps oneDNN's convolutions and matmuls, which then
+    convert bf16 to fp32 and back around fp32 arithmetic.
+    """
+    aten = (env.get("ATEN_CPU_CAPABILITY") or "").strip()
+    if aten and not aten.lower().startswith("avx512"):
+        return f"ATEN_CPU_CAPABILITY={aten}"
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        isa = (env.get(var) or "").strip()
+        if isa and isa.upper() not in _ONEDNN_BF16_ISAS:
+            return f"{var}={isa}"
+    return None
+
+
+def resolve_precision_native(name: str, device_type: str, *, cpu_flags: Iterable[str] = (),
+                             env: Mapping[str, str] | None = None,
+                             cuda_capability: tuple[int, int] | None = None) -> tuple[bool, str | None]:
+    """Whether the hardware runs ``name`` natively, and when not, a note that says why a slow result is expected.
+
+    bf16 (amp_bf16, bf16) is native on a CPU with avx512_bf16 or amx_bf16, unless an environment variable caps
+    torch's ISA below them (find_isa_cap); fp16 on a CPU needs avx512_fp16 or amx_fp16. On CUDA, bf16 is native
+    from compute capability 8.0 and fp16 everywhere; on mps, fp16. fp32 is always native.
+
+    Args:
+        cpu_flags: the fingerprint's CPU flags (``fingerprint["cpu"]["flags"]``).
+        env: the environment (os.environ when None).
+        cuda_capability: the GPU's (major, minor), where known.
+    """
+    if name == "fp32" or name not in PRECISIONS:
+        return True, None
+    bf16 = name in ("amp_bf16", "bf16")
+    expected = "slower than fp32 here is expected, not a bug"
+    if device_type == "cpu":
+        wanted = BF16_CPU_FLAGS if bf16 else FP16_CPU_FLAGS
+        have = [f for f in wanted if f in set(cpu_flags)]
+        if not have:
+            return False, f"{name} is emulated on this CPU (no {'/'.join(wanted)}): {expected}"
+        cap = find_isa_cap(os.environ if env is None else env) if bf16 else None
+        if cap:
+            return False, f"{name} is emulated on this CPU ({cap} keeps torch off {have[0]}): {expected}"
+        return True, None
+    if device_type == "cuda":
+        if bf16 and cuda_capability is not None and tuple(cuda_capability) < (8, 0):
+            major, minor = cuda_capability
+            return False, f"{name} is emulated on this GPU (compute capability {major}.{minor}, below 8.0): {expected}"
+        return True, None
+    if device_type == "mps" and bf16:
+        return False, f"{name} is emulated on mps: {expected}"
+    return True, None
+
+
+def describe_precision_native(name: str, device: torch.device | str, cpu_flags: Iterable[str] = ()) -> dict:
+    """extra_info's ``precision_native`` (and ``precision_note`` when emulated) for ``name`` on ``device``."""
+    device = torch.device(device)
+    capability = None
+    if device.type == "cuda" and torch.cuda.is_available():
+        capability = torch.cuda.get_device_capability(device)
+    native, note = resolve_precision_native(name, device.type, cpu_flags=cpu_flags, cuda_capability=capability)
+    return {"precision_native": native, **({"precision_note": note} if note else {})}
 
 
 def resolve_precision(name: str, device: torch.device | str) -> PrecisionPolicy:

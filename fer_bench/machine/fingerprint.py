@@ -1,19 +1,24 @@
-"""This machine's hardware fingerprint: an identity that says which machine it is, telemetry that drifts.
+"""This machine's fingerprint: a hardware identity that says which machine it is, the software stack it runs,
+and telemetry that drifts.
 
 `collect_fingerprint()` composes small ``collect_*_info(info)`` functions (pyperf's habit); each mutates one dict
 and tolerates a missing library, an unreadable /proc or /sys file or a missing NVIDIA driver: it records what it
 could and never raises.
 
-* ``identity``: CPU model, flags and cores, cgroup CPU quota, memory (GiB), OS and kernel, Python, the visible GPUs'
-  models, memory, compute capability and MIG mode, the NVIDIA driver, torch / CUDA / cuDNN, and the malloc in use
-  (``fer_bench.machine.allocator``: to the gates a steady and an unsteady heap are different machines). No hostname, no
-  GPU UUIDs (sibling nodes of one model must match), no clocks, temperatures or free memory.
-  ``identity_hash`` is the first 16 hex digits of the sha256 of its canonical JSON.
-* ``slug``: a readable folder name such as ``epyc-7763-16c__h100-80gb-x1__torch2.14-cu13``. Two different
-  identities can share a slug (another kernel, another driver): results are stored under the slug and the
-  identity hash is the arbiter of "same machine".
+* ``identity`` (hardware): CPU model, flags and cores, cgroup CPU quota, memory (GiB), the visible GPUs' models,
+  memory, compute capability and MIG mode. No hostname, no GPU UUIDs (sibling nodes of one model must match), no
+  clocks, temperatures or free memory. ``identity_hash`` (the first 16 hex digits of the sha256 of its canonical
+  JSON) decides "same machine" for the gates and keys the storage folder.
+* ``stack`` (software): OS, kernel and distro, Python, the NVIDIA driver, torch / CUDA / cuDNN, and the malloc in
+  use (``fer_bench.machine.allocator``); ``stack_hash`` likewise. The gates compare runs of the same hardware across
+  stacks and name what changed, so a torch or driver upgrade that slows training shows as a regression.
+* ``slug``: a readable folder name of the hardware such as ``epyc-7763-16c__h100-80gb-x1``. Two different
+  identities can share a slug: results are stored under the slug and the identity hash is the arbiter.
 * ``telemetry``: clocks, temperatures, power, throttle reasons, load, free memory. `collect_telemetry()` reads
   no py-cpuinfo and keeps NVML initialised, so it is cheap enough to call per benchmark result.
+
+Identity, stack, hashes, slug and the sidecar's name are built by the torch-free ``fer_bench.machine.identity``,
+which the results readers share.
 
 GPU facts come from NVML (nvidia-ml-py), not from CUDA, so fingerprinting creates no CUDA context (the one CUDA
 call, torch.cuda.device_count(), initialises the driver but makes no context). GPUs hidden by
@@ -26,22 +31,26 @@ from __future__ import annotations
 import atexit
 import copy
 import datetime as _dt
-import hashlib
-import json
 import math
 import os
 import platform
 import re
 import socket
 import sys
-from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from fer_bench import __version__
+from fer_bench.machine.identity import (
+    SCHEMA,
+    create_hardware_identity,
+    create_stack,
+    hash_identity,
+    make_slug,
+    sidecar_path,
+)
 
-SCHEMA = 1
 # Module attributes rather than constants inside functions so tests can point them at a fake tree.
 PROC_ROOT = Path("/proc")
 SYS_ROOT = Path("/sys")
@@ -533,80 +542,6 @@ def collect_telemetry() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- identity
-def create_identity(fp: dict) -> dict:
-    """The fields that make two machines the same hardware and software stack (see the module docstring)."""
-    cpu, system, sw = fp.get("cpu", {}), fp.get("system", {}), fp.get("software", {})
-    gpus = fp.get("gpus", [])
-    python = ".".join((system.get("python_version") or "").split(".")[:2]) or None
-    return {
-        "cpu": {key: cpu.get(key) for key in ("brand", "arch", "vendor", "family", "model", "flags", "sockets",
-                                               "physical_cores", "logical_cores", "effective_cpus",
-                                               "cgroup_cpu_quota")},
-        "memory_gib": fp.get("memory", {}).get("total_gib"),
-        "os": {key: system.get(key) for key in ("os", "kernel", "distro")},
-        "python": python,
-        "python_implementation": system.get("python_implementation"),
-        "gpu_count": len(gpus),
-        "gpus": [{key: g.get(key) for key in ("name", "memory_total_gib", "compute_capability", "mig_mode")}
-                 for g in gpus],
-        "gpu_driver_version": sw.get("nvidia_driver_version"),
-        "software": {key: sw.get(key) for key in ("torch", "torch_cuda", "torch_hip", "cudnn", "malloc")},
-    }
-
-
-def identity_hash(identity: dict) -> str:
-    """First 16 hex digits of the sha256 of the identity's canonical JSON."""
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
-
-
-def _slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")
-
-
-def shorten_cpu_name(brand: str | None) -> str:
-    """"AMD EPYC 7763 64-Core Processor" -> "epyc-7763": vendor words, clock and graphics dropped."""
-    text = re.sub(r"\((r|tm)\)|®|™", " ", brand or "", flags=re.I)
-    text = re.split(r"@|\bw/|\bwith\b", text, flags=re.I)[0]
-    text = re.sub(r"\b\w+-core\b|\b\d+(st|nd|rd|th)\s+gen\b", " ", text, flags=re.I)
-    text = re.sub(r"\b(amd|intel|apple|processor|cpu|core)\b", " ", text, flags=re.I)
-    return _slugify(text) or "unknown-cpu"
-
-
-def shorten_gpu_name(name: str | None, memory_gib: int | None = None) -> str:
-    """"NVIDIA H100 80GB HBM3" -> "h100-80gb"; the memory size is appended when the name lacks one."""
-    text = re.sub(r"\b(nvidia|geforce|tesla|hbm\w*|gddr\w*)\b", " ", name or "", flags=re.I)
-    short = _slugify(text) or "unknown-gpu"
-    if memory_gib and not re.search(r"\d+gb\b", short):
-        short = f"{short}-{memory_gib}gb"
-    return short
-
-
-def make_slug(fp_or_identity: dict) -> str:
-    """A readable, filesystem-safe name: ``<cpu>-<N>c__<gpus or cpu>__torch<X.Y>-<cuXX|rocmX|cpu>``.
-
-    Not unique: two identities may share a slug; the identity hash is the arbiter.
-    """
-    ident = fp_or_identity.get("identity", fp_or_identity)
-    cpu = ident.get("cpu") or {}
-    cores = cpu.get("effective_cpus")
-    cpu_part = shorten_cpu_name(cpu.get("brand") or cpu.get("arch")) + (f"-{cores}c" if cores else "")
-    counts = Counter(shorten_gpu_name(g.get("name"), g.get("memory_total_gib")) for g in ident.get("gpus") or [])
-    gpu_part = "_".join(f"{name}-x{n}" for name, n in counts.items()) or "cpu"
-    sw = ident.get("software") or {}
-    version = re.match(r"(\d+)\.(\d+)", str(sw.get("torch") or ""))
-    if not version:
-        sw_part = "torch-none"
-    elif sw.get("torch_cuda"):
-        sw_part = f"torch{version[1]}.{version[2]}-cu{str(sw['torch_cuda']).split('.')[0]}"
-    elif sw.get("torch_hip"):
-        sw_part = f"torch{version[1]}.{version[2]}-rocm{str(sw['torch_hip']).split('.')[0]}"
-    else:
-        sw_part = f"torch{version[1]}.{version[2]}-cpu"
-    parts = (cpu_part, gpu_part, sw_part)
-    return "__".join(re.sub(r"[^a-z0-9._-]+", "-", p).strip("-.") or "unknown" for p in parts)
-
-
 def _diff(path: str, a: Any, b: Any, out: list[tuple[str, Any, Any]]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
@@ -620,7 +555,9 @@ def _diff(path: str, a: Any, b: Any, out: list[tuple[str, Any, Any]]) -> None:
 
 
 def identity_diff(a_fp: dict, b_fp: dict) -> list[tuple[str, Any, Any]]:
-    """Identity fields that differ, as (dotted path, a's value, b's value); fingerprints or identities."""
+    """Hardware identity fields that differ, as (dotted path, a's value, b's value); fingerprints or identities.
+
+    The software stack's changes: ``identity.stack_changes``."""
     out: list[tuple[str, Any, Any]] = []
     _diff("", a_fp.get("identity", a_fp), b_fp.get("identity", b_fp), out)
     return out
@@ -642,25 +579,20 @@ def collect_fingerprint(*, refresh: bool = False) -> dict:
             except Exception as exc:  # a bug in one collector must not cost the others
                 info["errors"].append(f"{collect.__name__}: {type(exc).__name__}: {exc}")
         info = _sanitize(info)
-        identity = create_identity(info)
+        identity, stack = create_hardware_identity(info), create_stack(info)
         _FINGERPRINT = {
-            "schema": SCHEMA, "fer_bench_version": __version__, "identity_hash": identity_hash(identity),
-            "slug": make_slug(identity), "hostname": info.get("hostname"), "collected_at": _utc_now(),
-            "identity": identity, **{k: info.get(k, {}) for k in ("cpu", "memory", "system", "software")},
+            "schema": SCHEMA, "fer_bench_version": __version__, "identity_hash": hash_identity(identity),
+            "slug": make_slug(identity), "stack_hash": hash_identity(stack), "hostname": info.get("hostname"),
+            "collected_at": _utc_now(), "identity": identity, "stack": stack,
+            **{k: info.get(k, {}) for k in ("cpu", "memory", "system", "software")},
             "gpus": info.get("gpus", []), "telemetry": collect_telemetry(), "errors": info["errors"],
         }
     return copy.deepcopy(_FINGERPRINT)
 
 
-def sidecar_path(results_path: str | os.PathLike) -> Path:
-    """``out.json`` -> ``out.fingerprint.json`` (a name without .json gets the suffix appended)."""
-    path = Path(results_path)
-    stem = path.name[:-5] if path.name.endswith(".json") else path.name
-    return path.with_name(f"{stem}.fingerprint.json")
-
-
 def write_sidecar(results_path: str | os.PathLike, fp: dict | None = None) -> Path:
-    """Write the fingerprint beside a results file, atomically; returns the sidecar's path."""
+    """Write the fingerprint beside a results file (``NAME.fingerprint``, see ``identity.sidecar_path``),
+    atomically; returns the sidecar's path."""
     from fer_bench._atomic import write_json_atomic
 
     return write_json_atomic(sidecar_path(results_path), collect_fingerprint() if fp is None else fp)

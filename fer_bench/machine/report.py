@@ -1,4 +1,5 @@
-"""Readable and MLPerf-shaped reports of a hardware fingerprint (see fer_bench.machine.fingerprint)."""
+"""Readable and MLPerf-shaped reports of a fingerprint: hardware identity and software stack
+(see fer_bench.machine.fingerprint)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,22 @@ def _or_dash(value: Any) -> Any:
     return "-" if value is None else value
 
 
+def _describe_stack(stack: dict) -> str:
+    """The software stack in one line: ``torch 2.14.1+cu130 (CUDA 13.0, cuDNN 9.24.0), driver -, ...``."""
+    if not stack:
+        return "not recorded"
+    system = stack.get("os") or {}
+    torch = f"torch {_or_dash(stack.get('torch'))}"
+    if stack.get("torch_cuda"):
+        torch += f" (CUDA {stack['torch_cuda']}, cuDNN {_or_dash(stack.get('cudnn'))})"
+    elif stack.get("torch_hip"):
+        torch += f" (HIP {stack['torch_hip']})"
+    return (f"{torch}, NVIDIA driver {_or_dash(stack.get('gpu_driver_version'))}, "
+            f"{stack.get('python_implementation') or 'Python'} {_or_dash(stack.get('python'))}, "
+            f"{system.get('distro') or system.get('os') or '?'} kernel {_or_dash(system.get('kernel'))}, "
+            f"malloc {_or_dash(stack.get('malloc'))}")
+
+
 def format_fingerprint(fp: dict) -> str:
     """A few readable lines: what ``fer-bench fingerprint`` prints."""
     cpu, mem, system, sw = (fp.get(k) or {} for k in ("cpu", "memory", "system", "software"))
@@ -28,7 +45,9 @@ def format_fingerprint(fp: dict) -> str:
     quota = cpu.get("cgroup_cpu_quota")
     lines = [
         f"slug:      {fp.get('slug')}",
-        f"identity:  {fp.get('identity_hash')}  (schema {fp.get('schema')}, collected {fp.get('collected_at')})",
+        f"identity:  {fp.get('identity_hash')}  (hardware; schema {fp.get('schema')}, collected "
+        f"{fp.get('collected_at')})",
+        f"stack:     {fp.get('stack_hash')}  ({_describe_stack(fp.get('stack') or {})})",
         f"host:      {fp.get('hostname')}  {system.get('distro') or system.get('os')}, kernel {system.get('kernel')}, "
         f"{system.get('python_implementation')} {system.get('python_version')}",
         f"cpu:       {cpu.get('brand')} ({cpu.get('arch')}), {cpu.get('physical_cores')} physical / "
@@ -114,7 +133,8 @@ def to_mlperf(fp: dict) -> dict:
         "accelerator_interconnect": interconnect,
         "accelerator_interconnect_topology": "",
         "cooling": "",
-        "hw_notes": f"fer_bench identity {fp.get('identity_hash')}; effective CPUs {cpu.get('effective_cpus')}",
+        "hw_notes": f"fer_bench hardware identity {fp.get('identity_hash')}; effective CPUs "
+                    f"{cpu.get('effective_cpus')}",
         "framework": framework,
         "other_software_stack": {
             "cuda_version": sw.get("torch_cuda") or "", "cuda_driver_version": sw.get("cuda_driver_version") or "",
@@ -126,5 +146,5 @@ def to_mlperf(fp: dict) -> dict:
             "fer_bench_version": fp.get("fer_bench_version") or "",
         },
         "operating_system": system.get("distro") or system.get("os") or "",
-        "sw_notes": "",
+        "sw_notes": f"fer_bench stack {fp.get('stack_hash')}" if fp.get("stack_hash") else "",
     }

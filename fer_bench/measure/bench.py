@@ -6,6 +6,7 @@ the same way whatever the model, device or precision.
 
 from __future__ import annotations
 
+import os
 import time
 from statistics import median
 
@@ -16,11 +17,23 @@ from fer_bench.data.constants import CLASS_NAMES
 from fer_bench.data.dataset import FerData
 from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
 from fer_bench.engine.build import data_parallel
-from fer_bench.engine.device import resolve_device
-from fer_bench.measure.timing import choose_rounds, measure, paired_overhead
+from fer_bench.engine.device import resolve_device, synchronize
+from fer_bench.measure.timing import MIN_ROUNDS, WARMUP_ROUNDS, choose_rounds, measure, paired_overhead
 from fer_bench.plugin.session import FerSession
+from fer_bench.workload import create_workload
 
 STEP_PHASES = ("forward", "forward_backward", "train_step")
+#: The fewest alternating pairs the harness-overhead figure is made of.
+MIN_OVERHEAD_PAIRS = 8
+#: What counting a step's FLOPs (FlopCounterMode, after the timed rounds) costs, in calls of the step.
+FLOP_COUNT_CALLS = 2
+#: Each phase's rank among the step cases of one model, batch and precision: a call of a phase takes at least as
+#: long as one of a lower rank (a forward pass is part of the backward pass's step, which is part of a training
+#: step), so the budget skips a case at once when a lower phase already showed it cannot fit.
+PHASE_RANKS = {"forward": 0, "forward_backward": 1, "train_step_reference": 2, "train_step": 2}
+PHASE_BY_RANK = {0: "forward", 1: "forward and backward", 2: "training step"}
+#: An epoch's fewest timed rounds (its cold epoch comes first, untimed).
+EPOCH_MIN_ROUNDS = 3
 
 
 def take(data: FerData, split: str, limit: int) -> FerData:
@@ -40,16 +53,36 @@ def _eval_split(data: FerData) -> str | None:
     return names[0] if names else None
 
 
-def _common_info(session: FerSession, config: RunConfig, training: Training | None = None) -> dict:
+def _common_info(session: FerSession, config: RunConfig, training: Training | None = None, **counts) -> dict:
+    """What every result records: its axes, the settings that shaped it, its workload and the telemetry."""
     info = {**config.axes(), "data": session.data_description, "preset": session.preset_name}
     if training is not None:
         info.update(training.settings)
+    info["workload"] = create_workload(session.data_identity, input_size=info.get("input_size"),
+                                       in_chans=info.get("in_chans"), **counts)
+    if config.model != "none":  # a loader pass has no precision
+        info.update(_precision_native(session, config))
     try:
         from fer_bench.machine.fingerprint import collect_telemetry
 
         info["telemetry"] = collect_telemetry()
     except Exception as exc:  # telemetry is best effort: a missing reading must not fail a measurement
         info["telemetry"] = {"error": str(exc)}
+    return info
+
+
+def _precision_native(session: FerSession, config: RunConfig) -> dict:
+    """``precision_native`` (and ``precision_note`` when emulated), from the fingerprint's CPU flags."""
+    from fer_bench.engine.precision import ISA_ENV_VARS, describe_precision_native
+
+    device = resolve_device(config.device, config.num_gpus).device
+    flags = session.get_fingerprint().get("cpu", {}).get("flags") or ()
+    info = describe_precision_native(config.precision, device, flags)
+    if device.type == "cpu":
+        capped = {var: os.environ[var] for var in ISA_ENV_VARS if os.environ.get(var)}
+        if capped:  # changes fp32 as well: the same machine runs at another speed
+            info["cpu_isa_env"] = capped
+    session.note_precision(info)
     return info
 
 
@@ -84,18 +117,31 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
     """forward (eval, no grad), forward_backward, or the full train_step, on a batch already on the device."""
     if phase not in STEP_PHASES:
         raise ValueError(f"phase must be one of {STEP_PHASES}")
+    planner = _step_planner(session, config, phase, extra_calls=FLOP_COUNT_CALLS)
     training = create_train_step(config)
     x, y = device_batch(session, training)
     step = training.step
     fn = {"forward": lambda: step.forward(x),
           "forward_backward": lambda: step.forward_backward(x, y),
           "train_step": lambda: step.step(x, y)}[phase]
-    with step.policy.autocast():
-        flops = _flops(step.model, x, backward=phase != "forward")
+
+    def flops() -> int | None:
+        with step.policy.autocast():
+            return _flops(step.model, x, backward=phase != "forward")
+
+    # the FLOP count runs a step's worth of work after the rounds: kept beside them in the budget's plan
     info = measure(benchmark, fn, device=step.device, samples_per_call=config.batch_size, phase=phase,
                    target_s=session.preset.target_round_s, flops_per_call=flops,
-                   extra=_common_info(session, config, training))
+                   extra=_common_info(session, config, training), planner=planner)
     return info
+
+
+def _step_planner(session: FerSession, config: RunConfig, phase: str, extra_calls: int):
+    """The budget's planner of a step case, made before the model is built: a case whose cheaper phase (same
+    model, batch, precision...) already showed its minimum cannot fit is skipped at no cost."""
+    family = tuple(v for k, v in config.axes().items() if k not in ("optimizer", "num_workers"))
+    return session.round_planner(extra_calls, family=family, rank=PHASE_RANKS[phase], phase_names=PHASE_BY_RANK,
+                                 min_rounds=MIN_ROUNDS, calls_before=1 + WARMUP_ROUNDS)  # cold + warm-up
 
 
 def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig) -> dict:
@@ -108,6 +154,8 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
     """
     from fer_bench.models import create_model
 
+    # the paired pass (a warm pair, then at least MIN_OVERHEAD_PAIRS pairs) is kept beside the minimum rounds
+    planner = _step_planner(session, config, "train_step_reference", extra_calls=2 * (MIN_OVERHEAD_PAIRS + 1))
     training = create_train_step(config)  # the same input batch, and the harness side of the paired overhead
     device, policy = training.step.device, training.step.policy
     x, y = device_batch(session, training)
@@ -147,14 +195,20 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
 
     info = measure(benchmark, bare_step, device=device, samples_per_call=config.batch_size,
                    phase="train_step_reference", target_s=session.preset.target_round_s,
-                   extra=_common_info(session, config))
+                   extra=_common_info(session, config, training), planner=planner)
     if "step_time_ms" in info:
         estimate = info["step_time_ms"] / 1e3
-        pairs = choose_rounds(2 * estimate, session.preset.target_round_s, 8, 100)
-        overhead = paired_overhead(lambda: training.step.step(x, y), bare_step, device=device, pairs=pairs)
+        wanted = choose_rounds(2 * estimate, session.preset.target_round_s, MIN_OVERHEAD_PAIRS, 100)
+        fit = session.fit_calls(per_call_s=2 * estimate, minimum=MIN_OVERHEAD_PAIRS + 1, wanted=wanted + 1)
+        if fit:
+            overhead = paired_overhead(lambda: training.step.step(x, y), bare_step, device=device, pairs=fit - 1)
+            session.overheads[benchmark.name] = overhead["harness_overhead_fraction"]
+        else:  # an extra: the case keeps its rounds, the overhead figure is left out and says why
+            overhead = {"harness_overhead_skipped": f"over the time budget: {MIN_OVERHEAD_PAIRS} pairs would take "
+                                                    f"{2 * estimate * (MIN_OVERHEAD_PAIRS + 1):.1f} s more"}
+            session.overhead_skipped.append(benchmark.name)
         benchmark.extra_info.update(overhead)
         info.update(overhead)
-        session.overheads[config.case_id()] = overhead["harness_overhead_fraction"]
     return info
 
 
@@ -180,12 +234,13 @@ def bench_dataloader(benchmark, session: FerSession, *, device: str, batch_size:
             pass
 
     config = RunConfig(model="none", device=device, batch_size=batch_size, num_workers=num_workers)
-    extra = _common_info(session, config)
-    extra.pop("model")
+    extra = _common_info(session, config, images_per_round=n_batches * batch_size)
+    for axis in ("model", "precision", "num_gpus", "optimizer", "memory_format"):
+        extra.pop(axis)  # a loader pass has none of these
     extra.update(pin_memory=pin_memory, loader=loader.settings(), images_per_round=n_batches * batch_size)
     return measure(benchmark, one_pass, device=torch_device, samples_per_call=n_batches * batch_size,
                    phase="dataloader", target_s=session.preset.target_round_s * 2, min_rounds=5,
-                   warmup_rounds=1, extra=extra)
+                   warmup_rounds=1, extra=extra, planner=session.round_planner())
 
 
 def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
@@ -219,12 +274,16 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
         report = evaluate(training.step, eval_loader)
         records.append((stats, report, time.perf_counter() - t0))
 
-    extra = _common_info(session, config, training)
+    extra = _common_info(session, config, training, train_images=len(train), eval_images=len(evaluation))
     extra.update(loader=train_loader.settings(), train_images=len(train), eval_images=len(evaluation),
                  eval_split=eval_split)
+    planner = session.round_planner()
+    if planner is not None:
+        _check_epoch_floor(planner, session, training, len(train) // config.batch_size)
     info = measure(benchmark, one_epoch, device=device, samples_per_call=len(train), phase="epoch",
-                   target_s=session.preset.target_round_s * 4, min_rounds=3, max_rounds=20, warmup_rounds=0,
-                   extra=extra)
+                   target_s=session.preset.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
+                   warmup_rounds=0,
+                   extra=extra, planner=planner)
     timed = records[1:] or records  # the first record is the cold-start epoch
     stats_list = [r[0] for r in timed]
     last_stats, last_report, _ = records[-1]
@@ -249,6 +308,20 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     benchmark.extra_info.update(figures)
     info.update(figures)
     return info
+
+
+def _check_epoch_floor(planner, session: FerSession, training: Training, batches: int) -> None:
+    """An epoch's cold call is the budget's only estimate of it, and the most a skipped epoch can waste; an epoch
+    takes at least its batches' forward passes, so two forward passes on one batch (the first warms it; eval mode,
+    no grad: the model is left as it was) skip an epoch that cannot fit before it runs."""
+    x, _ = device_batch(session, training)
+    training.step.forward(x)
+    t0 = time.perf_counter()
+    training.step.forward(x)
+    synchronize(training.step.device)
+    per_batch = time.perf_counter() - t0
+    planner.check_floor(batches * per_batch, calls_before=1, min_rounds=EPOCH_MIN_ROUNDS,
+                        why=f"{batches} forward passes alone take {batches * per_batch:.1f} s an epoch")
 
 
 __all__ = ["bench_dataloader", "bench_epoch", "bench_step", "bench_train_step_reference", "take"]

@@ -6,8 +6,9 @@ What this module guarantees (see ../shared/design/METHOD.md):
   allocator growth stay out of the timed rounds) and the cold start is reported as its own figure;
 - on CUDA the device is synchronised inside the timed region, and CUDA-event device time is recorded beside the
   host time;
-- the number of rounds comes from a time budget, bounded below so the median and IQR mean something, and the
-  relative IQR is recorded so a noisy result says so.
+- the number of rounds fills a round-time target, bounded below so the median and IQR mean something, and, under
+  a run's time budget, bounded above by the case's share of it (fer_bench.plugin.budget); the relative IQR is
+  recorded so a noisy result says so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import torch
 from fer_bench.machine.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
 
+#: measure()'s defaults: the fewest timed rounds (a median and IQR over fewer mean little) and the warm-up calls.
+MIN_ROUNDS = 7
+WARMUP_ROUNDS = 3
 RSS_CLEAR_REFS = Path("/proc/self/clear_refs")
 RSS_STATUS = Path("/proc/self/status")
 
@@ -91,9 +95,22 @@ def _timed_call(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_per_call: int, phase: str,
-            target_s: float = 1.0, min_rounds: int = 7, max_rounds: int = 500, warmup_rounds: int = 3,
-            flops_per_call: int | None = None, extra: dict | None = None) -> dict:
+            target_s: float = 1.0, min_rounds: int = MIN_ROUNDS, max_rounds: int = 500,
+            warmup_rounds: int = WARMUP_ROUNDS,
+            flops_per_call: int | Callable[[], int | None] | None = None, extra: dict | None = None,
+            planner: Callable[..., Any] | None = None) -> dict:
     """Time ``fn`` (one step, one epoch...) with ``benchmark.pedantic`` and fill ``benchmark.extra_info``.
+
+    Args:
+        flops_per_call: FLOPs of one call, or a callable that counts them (called once, after the timed rounds
+            and the peak-memory reading).
+        planner: the run's time budget (FerSession.round_planner, a fer_bench.plugin.budget.CasePlanner).
+            ``after_cold(cold_s, calls_left=, min_rounds=)`` follows the cold call and may skip the case (pytest's
+            Skipped) when that call alone spent its allowance; ``plan(estimate_s=, calls_left=, min_rounds=)``
+            follows the first warm call (the cold call without a warm-up) and returns a plan with ``max_rounds``
+            (None: no cap) and ``info`` (recorded in extra_info), or skips when the minimum rounds do not fit;
+            ``replan(estimate_s=, min_rounds=)`` caps the rounds again with the warm-up's median. The rounds fill
+            ``target_s``, at most ``max_rounds``.
 
     Returns the figures it recorded (also when pytest-benchmark is disabled, with the timing keys left out).
     """
@@ -101,14 +118,29 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
     info: dict[str, Any] = {"phase": phase, "samples_per_call": samples_per_call}
     info.update(extra or {})
     cold = _timed_call(fn, device)
+    if planner is not None:  # a cold call that alone spent the case's allowance ends it here
+        planner.after_cold(cold, calls_left=warmup_rounds, min_rounds=min_rounds)
     # The peak covers the warm-up and timed rounds: parameters and optimizer state are live after the cold call,
     # and on the CPU the free heap goes back to the kernel first, so the warm-up faults the activations in again.
     memory = PeakMemory(device)
     memory.reset()
-    warm = [_timed_call(fn, device) for _ in range(warmup_rounds)]
+    warm = [_timed_call(fn, device) for _ in range(min(1, warmup_rounds))]
+    plan = None
+    if planner is not None:
+        # the cheap estimate: a case that cannot fit is skipped before the rest of its warm-up
+        first = warm[0] if warm else cold
+        plan = planner.plan(estimate_s=first, calls_left=warmup_rounds - len(warm), min_rounds=min_rounds)
+    more = warmup_rounds - len(warm)
+    warm += [_timed_call(fn, device) for _ in range(more)]
     estimate = statistics.median(warm) if warm else cold
     rounds = choose_rounds(estimate, target_s, min_rounds, max_rounds)
-    info.update(cold_start_ms=cold * 1e3, warmup_rounds=warmup_rounds, rounds=rounds,
+    if plan is not None:
+        info.update(plan.info)
+        if more:  # one warm call can mislead (a cache, a neighbour's load): cap again with the warm-up's median
+            plan = planner.replan(estimate_s=estimate, min_rounds=min_rounds)
+        if plan.max_rounds is not None:
+            rounds = max(min_rounds, min(rounds, plan.max_rounds))
+    info.update(cold_start_ms=cold * 1e3, warmup_rounds=warmup_rounds, rounds=rounds, planned_rounds=rounds,
                 gc_enabled_while_timing=gc.isenabled())
 
     events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
@@ -130,6 +162,8 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
 
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
     info["peak_memory_bytes"] = memory.peak_bytes()
+    if callable(flops_per_call):  # counted after the rounds: a case the budget skips never pays for it
+        flops_per_call = flops_per_call()
 
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is not None:  # None under --benchmark-disable

@@ -1,29 +1,42 @@
-"""pytest hooks of fer_bench (registered by the root conftest.py): options, parametrization, fingerprint, storage.
+"""The fer_bench pytest plugin: hooks only.
 
-Only hooks live here; options are parsed in options.py, read once into session.FerSession, and the measurement
-itself is in bench.py and measure.py.
+Installed with fer_bench as a ``pytest11`` entry point, so a user's own benchmark modules get the axes and
+fixtures; this repository's conftest.py also names it. Options are declared in ``options`` (one per axis of
+fer_bench.axes), read once into ``session.FerSession``; presets live in ``presets``; what reaches into
+pytest-benchmark beyond its hooks lives in ``storage``; the measurement itself is in fer_bench.measure. The run's
+time budget (its arithmetic and ledger) is in ``budget``, the progress line's wording in ``progress``; RunLedger
+below feeds them per item.
+
+The plugin stays inert (no malloc change, no fingerprint, machine_info and storage as pytest-benchmark makes them)
+in a session that passes no ``--fer-*`` option, does not name the plugin (``-p fer_bench.plugin`` or a conftest's
+``pytest_plugins``) and collects no benchmark that uses its axes or fixtures.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from pathlib import Path
 
 import pytest
 
-from fer_bench.engine.config import AXES
-from fer_bench.plugin.options import add_fer_options
-from fer_bench.plugin.session import FerSession, stable_fingerprint
+from fer_bench.axes import AXES, case_id, case_unavailable_reason, order_axes
+from fer_bench.plugin import storage
+from fer_bench.plugin.options import add_fer_options, option_dests
+from fer_bench.plugin.session import FerSession
 
 SESSION_KEY = pytest.StashKey[FerSession]()
-DEFAULT_STORAGE = "file://./.benchmarks"
-AXIS_ID_PREFIX = {"batch_size": "bs", "num_workers": "w", "num_gpus": "g"}
+PLUGIN_NAME = "fer_bench.plugin"
+#: Fixtures that make a test a fer_bench benchmark (besides the axes).
+FER_FIXTURES = frozenset({"fer_session", "run_config"})
 
 
 def get_session(config) -> FerSession:
     return config.stash[SESSION_KEY]
+
+
+def is_active(config) -> bool:
+    return get_session(config).active
 
 
 def pytest_addoption(parser):
@@ -31,35 +44,61 @@ def pytest_addoption(parser):
     add_fer_options(group)
 
 
-def _storage_in_use(config) -> bool:
-    opt = config.option
-    return bool(getattr(opt, "benchmark_save", None) or getattr(opt, "benchmark_autosave", None)
-                or getattr(opt, "benchmark_compare", None))
+def _named_explicitly(config) -> bool:
+    """``-p fer_bench.plugin``, or a conftest loaded before configure that lists it in ``pytest_plugins``."""
+    if PLUGIN_NAME in (getattr(config.known_args_namespace, "plugins", None) or []):
+        return True
+    for plugin in config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", "").endswith("conftest.py"):
+            declared = getattr(plugin, "pytest_plugins", ())
+            if PLUGIN_NAME in ([declared] if isinstance(declared, str) else list(declared)):
+                return True
+    return False
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """Build the session, and key pytest-benchmark's storage by hardware before pytest-benchmark (trylast) opens it."""
+    """Build the session; when fer_bench is asked for, set it up before pytest-benchmark (trylast) opens its
+    storage."""
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
-    _configure_malloc(session.malloc)
-    if not config.pluginmanager.hasplugin("benchmark"):
+    asked = any(config.getoption(dest) is not None for dest in option_dests())
+    if asked or _named_explicitly(config):
+        _activate(config, session, at_configure=True)
+
+
+def _activate(config, session: FerSession, *, at_configure: bool) -> None:
+    """Everything fer_bench changes in a session, done once: its malloc, and (before pytest-benchmark opens its
+    storage) the folder of --benchmark-json and the storage keyed by hardware."""
+    if session.active:
         return
-    _make_json_folder(_benchmark_json_path(config))
+    session.active = True
+    problem = storage.unsupported_pair() if config.pluginmanager.hasplugin("benchmark") else None
+    if problem:
+        raise pytest.UsageError(f"fer_bench: {problem}")
+    session.check_options()
+    ledger = RunLedger(config)
+    config.pluginmanager.register(ledger, "fer_bench-run-ledger")
+    session.undo.append(lambda: config.pluginmanager.unregister(ledger))
+    _configure_malloc(session.malloc)
+    if not config.pluginmanager.hasplugin("benchmark") or not at_configure:
+        return
+    _make_json_folder(storage.benchmark_json_path(config))
+    session.undo.append(storage.skip_legacy_sidecars())
     if session.save:
         config.option.benchmark_autosave = config.option.benchmark_autosave or _autosave_tag()
         config.option.benchmark_save_data = True  # the statistical gate needs every round
-    if _storage_in_use(config):
-        _use_hardware_storage(config, session)
+    if storage.storage_in_use(config):
+        storage.key_storage_by_hardware(config, session.rootpath / "results", session.get_fingerprint()["slug"])
+    root = storage.file_storage_root(config)
+    if config.option.benchmark_compare and root is not None:
+        _select_same_hardware_baseline(config, session, root)
 
 
-def _benchmark_json_path(config) -> Path | None:
-    """--benchmark-json as a path: a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before.
-    (A Path's ``.name`` would be only its last part.)"""
-    value = config.getoption("benchmark_json", None)
-    if not value:
-        return None
-    return Path(value) if isinstance(value, (str, os.PathLike)) else Path(value.name)
+def pytest_unconfigure(config):
+    session = config.stash.get(SESSION_KEY, None)
+    while session is not None and session.undo:
+        session.undo.pop()()
 
 
 def _make_json_folder(json_path: Path | None) -> None:
@@ -91,46 +130,7 @@ def _autosave_tag() -> str:
     return get_tag()
 
 
-def _use_hardware_storage(config, session: FerSession) -> None:
-    """Saved runs go to results/<slug>/ instead of .benchmarks/<OS-Python>/, which mixes different GPUs.
-
-    pytest-benchmark has no hook for its machine id (issue #185); its session module looks the function up at
-    configure time, so replacing that name here, before its trylast pytest_configure, is enough.
-    """
-    if config.option.benchmark_storage == DEFAULT_STORAGE:
-        config.option.benchmark_storage = "file://" + str(session.rootpath / "results")
-    slug = session.get_fingerprint()["slug"]
-    import pytest_benchmark.session as pb_session
-
-    pb_session.get_machine_id = lambda: slug
-
-
-def case_id(case: dict) -> str:
-    """``efficientnet_b0-cpu-bs64-w2-fp32-g1``: stable, since stored baselines are matched by it."""
-    parts = []
-    for axis, value in case.items():
-        if axis == "pin_memory":
-            parts.append("pin" if value else "nopin")
-        else:
-            parts.append(f"{AXIS_ID_PREFIX.get(axis, '')}{value}")
-    return "-".join(parts)
-
-
-def case_skip_reason(case: dict) -> str | None:
-    """Why this machine cannot run the case (the case is still collected, and reported as skipped)."""
-    from fer_bench.engine.device import resolve_device
-    from fer_bench.engine.precision import precision_unavailable_reason
-
-    if "device" not in case:
-        return None
-    resolved = resolve_device(case["device"], case.get("num_gpus", 1))
-    if not resolved.available:
-        return resolved.reason
-    if "precision" in case:
-        return precision_unavailable_reason(case["precision"], resolved.device)
-    if case.get("pin_memory") and resolved.device.type != "cuda":
-        return "pin_memory only matters for copies to a CUDA device"
-    return None
+# ---------------------------------------------------------------------------------------------- collection
 
 
 def _benchmark_name(metafunc) -> str:
@@ -153,22 +153,28 @@ def _explicitly_parametrized(metafunc) -> set[str]:
 def pytest_generate_tests(metafunc):
     """Expand the axes a benchmark asks for (as fixture names) into cases; a test's own parametrize wins."""
     explicit = _explicitly_parametrized(metafunc)
-    axes = [a for a in AXES if a in metafunc.fixturenames and a not in explicit]
+    axes = order_axes(a for a in AXES if a in metafunc.fixturenames and a not in explicit)
     if not axes:
         return
     session = get_session(metafunc.config)
-    cases = session.cases(_benchmark_name(metafunc), axes)
-    argnames = list(axes)
-    if "pin_memory" in metafunc.fixturenames:
-        argnames.append("pin_memory")
-        cases = [{**c, "pin_memory": pin} for c in cases
-                 for pin in ((False, True) if str(c.get("device", "cpu")).startswith("cuda") else (False,))]
     params = []
-    for case in cases:
-        reason = case_skip_reason(case)
+    for case in session.cases(_benchmark_name(metafunc), axes):
+        reason = case_unavailable_reason(case)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
-        params.append(pytest.param(*[case[a] for a in argnames], id=case_id(case), marks=marks))
-    metafunc.parametrize(argnames, params)
+        params.append(pytest.param(*[case[a] for a in axes], id=case_id(case), marks=marks))
+    metafunc.parametrize(axes, params)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """A session that did not ask for fer_bench becomes active once it collects a benchmark that uses it."""
+    fer = get_session(config)
+    if fer.active:
+        return
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & FER_FIXTURES or names & set(AXES):
+            _activate(config, fer, at_configure=False)
+            return
 
 
 @pytest.fixture(scope="session")
@@ -182,16 +188,20 @@ def fer_session(request) -> FerSession:
 @pytest.fixture
 def run_config(request):
     """The case's RunConfig, built from the axis parameters pytest_generate_tests gave this test."""
-    from fer_bench.engine.config import RunConfig
+    from fer_bench.engine.config import AXES as CONFIG_AXES, RunConfig
 
-    params = getattr(request.node, "callspec", None)
-    values = {a: params.params[a] for a in AXES if params is not None and a in params.params}
+    callspec = getattr(request.node, "callspec", None)
+    values = {a: callspec.params[a] for a in CONFIG_AXES if callspec is not None and a in callspec.params}
     return RunConfig(**{"model": values.pop("model", "none"), **values})
+
+
+# ---------------------------------------------------------------------------------------------- running
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """An out-of-memory error is the case's result: skipped with the batch size, memory released, run goes on."""
+    _guard_budget(item)
     try:
         return (yield)
     except Exception as exc:
@@ -213,6 +223,23 @@ def pytest_runtest_call(item):
     pytest.skip(f"out of memory at batch size {batch}" + (f" on {device}" if device else ""))
 
 
+def _guard_budget(item) -> None:
+    """A benchmark that calls benchmark.pedantic itself (not measure()) is planned after its first call."""
+    session = get_session(item.config)
+    fixture = (getattr(item, "funcargs", None) or {}).get("benchmark")
+    session.case_benchmark = fixture
+    if not session.active or session.budget is None or fixture is None or not hasattr(fixture, "pedantic"):
+        return
+    from fer_bench.plugin.budget import guard_pedantic
+
+    def drop_partial_stats(stats) -> None:  # a skipped case leaves no one-round result in the JSON
+        held = getattr(getattr(item.config, "_benchmarksession", None), "benchmarks", None)
+        if stats is not None and held is not None and stats in held:
+            held.remove(stats)
+
+    guard_pedantic(fixture, session.budget, drop_partial_stats)
+
+
 def _release_memory() -> None:
     from fer_bench.measure.timing import release_memory
 
@@ -228,78 +255,160 @@ def pytest_runtest_setup(item):
         _release_memory()
 
 
+# ---------------------------------------------------------------------------------------------- results
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_benchmark_generate_machine_info(config):
-    """machine_info holds identity and slow-changing facts only, so pytest-benchmark's machine-difference warning
-    fires for other hardware, not for a hotter GPU or another hostname (those go to the sidecar)."""
+    """machine_info holds the hardware identity only, so pytest-benchmark's machine-difference warning fires for
+    other hardware, not for a torch upgrade, a hotter GPU or another hostname (those go to the JSON's top-level
+    ``fer_bench`` key and the sidecar). Inert sessions get pytest-benchmark's own machine_info."""
+    if not is_active(config):
+        return None
     import platform
 
     fp = get_session(config).get_fingerprint()
     return {
         "machine": platform.machine(),
         "processor": fp.get("identity", {}).get("cpu", {}).get("brand") or platform.processor(),
-        "python_implementation": platform.python_implementation(),
-        "python_version": ".".join(platform.python_version_tuple()[:2]),  # as in the identity: no patch level
         "system": platform.system(),
         "fer_bench": stable_fingerprint(fp),
     }
 
 
-def pytest_sessionstart(session):
-    """Pick the same-hardware baseline for --benchmark-compare, and give every saved run its sidecar."""
+STABLE_FINGERPRINT_KEYS = ("schema", "fer_bench_version", "slug", "identity_hash", "identity")
+
+
+def stable_fingerprint(fp: dict) -> dict:
+    """The hardware identity part of the fingerprint: what goes into machine_info["fer_bench"]."""
+    return {k: fp[k] for k in STABLE_FINGERPRINT_KEYS if k in fp}
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """The software stack and how the run was made, beside machine_info (they are not the machine)."""
+    if not is_active(config):
+        return
+    output_json["fer_bench"] = get_session(config).run_record()
+
+
+def pytest_collection_finish(session):
+    """Give every run pytest-benchmark saves its sidecar; open the time budget's ledger."""
     bs = getattr(session.config, "_benchmarksession", None)
-    if bs is None:
-        return
     fer = get_session(session.config)
-    if bs.compare and hasattr(bs.storage, "path"):
-        _select_same_hardware_baseline(bs, fer)
-    storage = getattr(bs, "storage", None)
-    if storage is None or not hasattr(storage, "save") or not hasattr(storage, "get"):
+    if fer.active:
+        _start_budget(fer, session.items)
+    if bs is not None and fer.active:
+        storage.track_saved_files(bs, fer.written.append)
+
+
+def _start_budget(fer: FerSession, items) -> None:
+    """The items the budget is shared among: benchmarks that will run (collected, not marked skip)."""
+    fer.total_items = len(items)
+    fer.collected = [(item.nodeid, item.name) for item in items]
+    fer.item_index = {item.nodeid: i for i, item in enumerate(items, 1)}
+    fer.start_budget([item.nodeid for item in items if _will_run_benchmark(item)])
+
+
+def _will_run_benchmark(item) -> bool:
+    if "benchmark" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("skip"):
+        return False
+    return not any(m.args and m.args[0] is True for m in item.iter_markers("skipif"))
+
+
+class RunLedger:
+    """Per-item hooks of an active session (registered when fer_bench activates): the budget's ledger, each
+    result's wall time, the progress line. The log hooks get no config, so this object holds it."""
+
+    def __init__(self, config):
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid, location):
+        budget = get_session(self.config).budget
+        if budget is not None:
+            budget.start(nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        """Nothing of the budget left: skip before the case's fixtures build anything."""
+        budget = get_session(self.config).budget
+        if budget is not None and budget.current == item.nodeid:
+            reason = budget.spent_reason()
+            if reason:
+                from fer_bench.plugin.budget import skip_case
+
+                skip_case(reason)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logfinish(self, nodeid, location):
+        """Close the item in the ledger, record its wall time, and print the progress line."""
+        fer = get_session(self.config)
+        budget = fer.budget
+        if budget is None or nodeid not in budget.left:
+            return
+        wall = budget.finish(nodeid)
+        fixture, fer.case_benchmark = fer.case_benchmark, None
+        if fixture is not None and isinstance(getattr(fixture, "extra_info", None), dict):
+            fixture.extra_info["case_wall_s"] = round(wall, 3)  # setup, build and teardown included
+        _print_progress(self.config, fer, nodeid, wall)
+
+
+def _print_progress(config, fer: FerSession, nodeid: str, wall: float) -> None:
+    from fer_bench.plugin.progress import Throttle, format_progress
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
         return
-    original = storage.save
+    budget = fer.budget
+    if fer.progress_throttle is None:
+        fer.progress_throttle = Throttle.for_mode(fer.progress, bool(getattr(reporter, "isatty", False))) or False
+    throttle = fer.progress_throttle
+    if not throttle or not throttle.should_print(budget.clock(), last=budget.remaining == 0):
+        return
+    name = nodeid.split("::")[-1]
+    note = "skipped: over the time budget" if nodeid in budget.skipped else ""
+    line = format_progress(fer.item_index.get(nodeid, 0), fer.total_items, name, wall, budget.elapsed(),
+                           budget.estimate_left(), note)
+    if reporter.verbosity < 0:  # -q writes its dots with no file name and keeps no line state: frame the line
+        reporter.write("\n" + line + "\n")
+        return
+    # no newline after it: pytest starts its next line (a file's dots, a -v result, the summary) with one, so the
+    # progress line adds no blank line
+    reporter.ensure_newline()
+    reporter.write(line)
 
-    def save(output_json, save_name):
-        folder = Path(storage.get("x")).parent
-        before = set(folder.glob("*.json"))
-        original(output_json, save_name)
-        for path in sorted(set(folder.glob("*.json")) - before):
-            if not path.name.endswith(".fingerprint.json"):
-                fer.written.append(path)
 
-    storage.save = save
+def _select_same_hardware_baseline(config, fer: FerSession, root: Path) -> None:
+    """Point --benchmark-compare at the newest stored run of this hardware (pytest-benchmark would take the
+    newest file of the slug folder, whatever made it) before pytest-benchmark loads it. Fails closed: with no
+    such run the session stops before running anything, unless --fer-allow-other-machine."""
+    from fer_bench.results.baseline import list_stack_notes, list_stored_runs, select_baseline
 
-
-def _select_same_hardware_baseline(bs, fer: FerSession) -> None:
-    """Replace pytest-benchmark's choice (the newest file of the slug folder) by the newest run of this identity.
-
-    Fails closed: with no such run the session stops before running anything, unless --fer-allow-other-machine.
-    """
-    from fer_bench.results.baseline import list_stored_runs, select_baseline
-
-    name_filter = None if bs.compare is True else str(bs.compare)
-    runs = list_stored_runs(Path(bs.storage.path), name_filter)
+    compare = config.option.benchmark_compare
+    name_filter = None if compare is True else str(compare)
+    runs = list_stored_runs(root, name_filter)
     fp = fer.get_fingerprint()
     chosen, problem = select_baseline(runs, fp["identity_hash"], allow_other_machine=fer.allow_other_machine)
     if problem:
-        raise pytest.UsageError(f"fer_bench: --benchmark-compare: {problem} (looked in {bs.storage.path})")
-    loaded = list(bs.storage.load(str(chosen.path)))
-    bs.compared_mapping = {path: {b["fullname"]: b for b in data["benchmarks"]} for path, data in loaded}
+        raise pytest.UsageError(f"fer_bench: --benchmark-compare: {problem} (looked in {root})")
+    config.option.benchmark_compare = str(chosen.path)
     fer.baseline_path = chosen.path
     if chosen.identity_hash != fp["identity_hash"]:
         fer.gate_problems.append(f"note: comparing with {chosen.path}, made on other hardware ({chosen.slug})")
+    fer.gate_problems.extend(f"note: {line}" for line in list_stack_notes(chosen, fp))
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """pytest-benchmark has written its files by now (its hookwrapper saves first): add the sidecars, and fail
-    the session for cases the baseline lacks."""
+    """pytest-benchmark has written its files by now (its hookwrapper saves first): fail the session for cases
+    the baseline lacks or measured other work, and add the sidecars."""
     fer = get_session(session.config)
     bs = getattr(session.config, "_benchmarksession", None)
-    if bs is None or not getattr(bs, "benchmarks", None):
+    if bs is None or not fer.active or not getattr(bs, "benchmarks", None):
         return
     if fer.baseline_path is not None:
-        _check_missing_baseline_cases(session, bs, fer)
-    json_path = _benchmark_json_path(session.config)
+        _check_baseline_cases(session, bs, fer)
     targets = list(fer.written)
+    json_path = storage.benchmark_json_path(session.config)
     if json_path is not None:
         targets.insert(0, json_path)
     if not targets:
@@ -309,36 +418,60 @@ def pytest_sessionfinish(session, exitstatus):
     fer.record_telemetry("start")
     fer.record_telemetry("end")
     fp = dict(fer.get_fingerprint())
-    fp["run"] = {"preset": fer.preset_name, "data": fer.data_description, "epoch_images": fer.epoch_images,
-                 "telemetry_start": fer.telemetry.get("start"), "telemetry_end": fer.telemetry.get("end")}
+    fp["run"] = fer.run_record()["run"]
     fer.sidecars = [write_sidecar(path, fp) for path in targets if Path(path).exists()]
 
 
-def _check_missing_baseline_cases(session, bs, fer: FerSession) -> None:
+def _check_baseline_cases(session, bs, fer: FerSession) -> None:
+    """The native gate fails closed: a case the baseline lacks, or one whose baseline did other work."""
     from fer_bench.results.baseline import missing_cases
+    from fer_bench.workload import workload_differences, workload_of
 
-    known = {name for mapping in bs.compared_mapping.values() for name in mapping}
-    missing = missing_cases([b.fullname for b in bs.benchmarks], known)
-    if not missing:
-        return
-    listed = ", ".join(missing)
-    if fer.allow_missing_baseline:
-        fer.gate_problems.append(f"note: no baseline entry in {fer.baseline_path} for {len(missing)} case(s), "
-                                 f"not checked: {listed}")
-        return
-    fer.gate_problems.append(f"FAILED: no baseline entry in {fer.baseline_path} for {len(missing)} case(s): "
-                             f"{listed} (pass --fer-allow-missing-baseline to accept)")
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    known = {name: entry for mapping in bs.compared_mapping.values() for name, entry in mapping.items()}
+    missing = missing_cases([b.fullname for b in bs.benchmarks], set(known))
+    other_work = []
+    for bench in bs.benchmarks:
+        entry = known.get(bench.fullname)
+        if entry is None:
+            continue
+        current, _ = workload_of(bench.extra_info)
+        stored, _ = workload_of(entry.get("extra_info") or {})
+        diffs = workload_differences(current, stored)
+        if diffs:
+            other_work.append(f"{bench.name} ({'; '.join(diffs)}, current vs baseline)")
+    failed = False
+    for cases, what, allowed, flag in (
+            (missing, "no baseline entry", fer.allow_missing_baseline, "--fer-allow-missing-baseline"),
+            (other_work, "other work in the baseline", fer.allow_other_workload, "--fer-allow-other-workload")):
+        if not cases:
+            continue
+        listed = ", ".join(cases)
+        if allowed:
+            fer.gate_problems.append(f"note: {what} in {fer.baseline_path} for {len(cases)} case(s), not "
+                                     f"checked: {listed}")
+        else:
+            fer.gate_problems.append(f"FAILED: {what} in {fer.baseline_path} for {len(cases)} case(s): {listed} "
+                                     f"(pass {flag} to accept)")
+            failed = True
+    if failed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_report_header(config):
     session = get_session(config)
+    if not session.active:
+        return None
+    from fer_bench.plugin.budget import format_duration
+
+    budget = "none" if session.budget_s is None else format_duration(session.budget_s)
     return (f"fer_bench: preset {session.preset_name}, data {session.data_description}, "
-            f"epoch images {session.epoch_images}")
+            f"epoch images {session.epoch_images}, budget {budget}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = get_session(config)
+    if not session.active:
+        return
     if session.baseline_path is not None:
         terminalreporter.write_sep("-", "fer_bench: baseline")
         terminalreporter.write_line(f"compared with {session.baseline_path} (newest stored run of this hardware)")
@@ -348,8 +481,59 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("-", "fer_bench: harness overhead (train step vs bare loop, paired)")
         for case, overhead in session.overheads.items():
             terminalreporter.write_line(f"{case}: {overhead:+.1%}")
+    for note in session.emulated:
+        terminalreporter.write_line(f"fer_bench: {note}", yellow=True)
+    _summarize_budget(terminalreporter, config, session)
     for path in session.sidecars:
         terminalreporter.write_line(f"fer_bench: fingerprint written to {path}")
     if session.fingerprint is not None and (session.overheads or session.sidecars):
         fp = session.fingerprint
         terminalreporter.write_line(f"fer_bench: machine {fp['slug']} (identity {fp['identity_hash']})")
+
+
+def _summarize_budget(reporter, config, session: FerSession) -> None:
+    """After a run: its wall time against the budget and what the budget left out. After --collect-only: what
+    the preset costs (its cases, its budget, its expected time on this machine from results/<slug>/)."""
+    from fer_bench.plugin.budget import format_duration
+    from fer_bench.plugin.progress import format_clock
+
+    budget = session.budget
+    if budget is None:
+        return
+    if config.option.collectonly:
+        reporter.write_line(f"fer_bench: {describe_collected_cost(session)}")
+        return
+    if not budget.took:
+        return
+    limit = "no budget" if session.budget_s is None else f"budget {format_duration(session.budget_s)}"
+    parts = [f"fer_bench: {limit}: {len(budget.took)} cases in {format_clock(budget.elapsed())}"]
+    if budget.skipped:
+        parts.append(f"{len(budget.skipped)} skipped for the budget (reasons with -rs)")
+    if session.overhead_skipped:
+        parts.append(f"the harness-overhead pass left out of {len(session.overhead_skipped)}")
+    reporter.write_line(", ".join(parts), yellow=bool(budget.skipped))
+    for nodeid, reason in budget.skipped.items():  # -rs groups skips by location: name each case here
+        need = reason.removeprefix("over the time budget: ").split(", over the ")[0]
+        reporter.write_line(f"  {nodeid.split('::')[-1]}: {need}")
+
+
+def describe_collected_cost(session: FerSession) -> str:
+    """describe_preset_cost for the collected items, with the expected time from this machine's stored runs."""
+    from fer_bench.plugin.presets import count_cases, describe_preset_cost, expected_time
+
+    planned = set(session.budget.planned)
+    items = session.collected
+    counts = count_cases((name, nodeid in planned) for nodeid, name in items)
+    fp = session.get_fingerprint()
+    expected = None
+    folder = session.rootpath / "results" / fp["slug"]
+    if folder.is_dir():
+        from fer_bench.errors import FerBenchError
+        from fer_bench.results.runs import load_results
+
+        try:
+            runs = load_results([folder])
+        except FerBenchError:
+            runs = []
+        expected = expected_time([name for nodeid, name in items if nodeid in planned], runs, fp["identity_hash"])
+    return describe_preset_cost(session.preset_name, counts, session.budget_s, expected, fp["slug"])

@@ -1,4 +1,5 @@
-"""FerSession: every --fer-* option read once, plus what a run shares (data, fingerprint, overheads)."""
+"""FerSession: every --fer-* option read once, plus what a run shares (data, fingerprint, overheads, the time
+budget's ledger)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_bench.engine.config import AXES
-from fer_bench.plugin.options import PRESETS, Preset
+from fer_bench.axes import AXES, OPTION_AXES, order_axes
+from fer_bench.plugin.budget import NO_BUDGET, RunBudget, process_age_s
+from fer_bench.plugin.options import DEFAULT_MALLOC, DEFAULT_PRESET
+from fer_bench.plugin.presets import PRESETS, Preset
 
 
 @dataclass
 class FerSession:
     """Built once in pytest_configure and kept in config.stash; the only reader of config.getoption."""
 
-    preset_name: str
     preset: Preset
     overrides: dict[str, list]
     data_path: Path | None
@@ -24,8 +26,10 @@ class FerSession:
     rootpath: Path
     allow_missing_baseline: bool = False
     allow_other_machine: bool = False
-    malloc: str = "steady"
+    allow_other_workload: bool = False
+    malloc: str = DEFAULT_MALLOC
     _data: Any = None
+    _data_identity: dict | None = None
     fingerprint: dict | None = None
     overheads: dict[str, float] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
@@ -34,14 +38,24 @@ class FerSession:
     baseline_path: Path | None = None
     gate_problems: list[str] = field(default_factory=list)
     telemetry: dict[str, dict] = field(default_factory=dict)
+    active: bool = False
+    undo: list = field(default_factory=list)
+    budget_s: float | None = None
+    progress: str = "auto"
+    budget: RunBudget | None = None
+    item_index: dict[str, int] = field(default_factory=dict)
+    total_items: int = 0
+    collected: list[tuple[str, str]] = field(default_factory=list)
+    emulated: dict[str, int] = field(default_factory=dict)
+    overhead_skipped: list[str] = field(default_factory=list)
+    case_benchmark: Any = None
+    progress_throttle: Any = None
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
-        preset_name = config.getoption("fer_preset") or "default"
-        preset = PRESETS[preset_name]
-        overrides = {axis: config.getoption(f"fer_{axis}") for axis in AXES}
+        preset = PRESETS[config.getoption("fer_preset") or DEFAULT_PRESET]
+        overrides = {axis.name: config.getoption(axis.dest) for axis in OPTION_AXES}
         return cls(
-            preset_name=preset_name,
             preset=preset,
             overrides={k: v for k, v in overrides.items() if v is not None},
             data_path=config.getoption("fer_data"),
@@ -49,22 +63,109 @@ class FerSession:
             save=bool(config.getoption("fer_save")),
             allow_missing_baseline=bool(config.getoption("fer_allow_missing_baseline")),
             allow_other_machine=bool(config.getoption("fer_allow_other_machine")),
-            malloc=config.getoption("fer_malloc") or "steady",
+            allow_other_workload=bool(config.getoption("fer_allow_other_workload")),
+            malloc=config.getoption("fer_malloc") or DEFAULT_MALLOC,
             rootpath=Path(config.rootpath),
+            budget_s=cls.resolve_budget(config.getoption("fer_budget"), preset),
+            progress=config.getoption("fer_progress") or "auto",
         )
 
+    @staticmethod
+    def resolve_budget(option: float | None, preset: Preset) -> float | None:
+        """--fer-budget wins (``none`` is no budget); else the preset's."""
+        if option is None:
+            return preset.budget_s
+        return None if option == NO_BUDGET else option
+
+    def start_budget(self, nodeids) -> None:
+        """Open the ledger once the items are known: the clock started with the process (imports count)."""
+        import time
+
+        if self.budget is None:
+            self.budget = RunBudget(self.budget_s, started_at=time.monotonic() - process_age_s())
+        self.budget.expect(nodeids)
+
+    def round_planner(self, extra_calls: int = 0, *, family=None, rank: int = 0, phase_names: dict | None = None,
+                      min_rounds: int | None = None, calls_before: int = 0):
+        """The budget's side of measure() for the current case (fer_bench.plugin.budget.CasePlanner): its rounds,
+        or a skip with the reason. None outside an active session.
+
+        Args:
+            extra_calls: calls of a pass after the rounds at its minimum (the paired overhead, a FLOP count).
+            family, rank, phase_names: related cases (one model, batch, precision...) and this one's phase rank;
+                a case whose cheaper phase already showed it cannot fit is skipped before it builds anything.
+            min_rounds, calls_before: for that check, made now when ``min_rounds`` is given.
+        """
+        if self.budget is None:
+            return None
+        from fer_bench.plugin.budget import CasePlanner, skip_case
+
+        planner = CasePlanner(self.budget, skip_case, extra_calls=extra_calls, family=family, rank=rank,
+                              phase_names=phase_names)
+        if min_rounds is not None:
+            planner.start(min_rounds=min_rounds, calls_before=calls_before)
+        return planner
+
+    def fit_calls(self, *, per_call_s: float, minimum: int, wanted: int) -> int:
+        """Calls of a pass after the rounds that fit the current case's allowance (0: not even ``minimum``)."""
+        if self.budget is None:
+            return wanted
+        return self.budget.fit_calls(per_call_s=per_call_s, minimum=minimum, wanted=wanted)
+
+    def note_precision(self, info: dict) -> None:
+        """Remember an emulated precision for the terminal summary."""
+        note = info.get("precision_note")
+        if info.get("precision_native") is False and note:
+            self.emulated[note] = self.emulated.get(note, 0) + 1
+
+    def check_options(self) -> None:
+        """The checks that wait for configure (a user's conftest registers its models before it).
+
+        Raises:
+            pytest.UsageError: one line naming the option and the value.
+        """
+        import pytest
+
+        for name, values in self.overrides.items():
+            if AXES[name].check_at_configure:
+                try:
+                    self.overrides[name] = AXES[name].check(values)
+                except ValueError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+
+    def run_record(self) -> dict:
+        """The JSON's top-level ``fer_bench`` key: the software stack the run used and how it was made."""
+        from fer_bench.machine.identity import create_stack_record
+
+        return {
+            **create_stack_record(self.get_fingerprint()),
+            "run": {"preset": self.preset_name, "data": self.data_description, "epoch_images": self.epoch_images,
+                    "budget_s": self.budget_s, "telemetry_start": self.telemetry.get("start"),
+                    "telemetry_end": self.telemetry.get("end")},
+        }
+
+    @property
+    def preset_name(self) -> str:
+        return self.preset.name
+
     def axis_values(self, benchmark: str, axis: str) -> list:
-        """Values of ``axis`` for ``benchmark``: an explicit option wins, then the preset's per-benchmark values."""
+        """Values of ``axis`` for ``benchmark``: an explicit option wins, then the preset's values."""
         if axis in self.overrides:
             return list(self.overrides[axis])
-        per = self.preset.per_benchmark.get(benchmark, {})
-        return list(per.get(axis, self.preset.axes[axis]))
+        return self.preset.axis_values(benchmark, axis)
 
     def cases(self, benchmark: str, axes: list[str]) -> list[dict]:
-        """The product of the given axes' values, in AXES order, as dicts."""
-        ordered = [a for a in AXES if a in axes]
-        values = [self.axis_values(benchmark, a) for a in ordered]
-        return [dict(zip(ordered, combo)) for combo in itertools.product(*values)]
+        """Every case of the given axes, in registry order, as dicts: the product of the optioned axes' values,
+        then each derived axis (pin_memory) expanded by the values that follow from the rest of the case."""
+        ordered = order_axes(axes)
+        optioned = [a for a in ordered if AXES[a].option]
+        cases = [dict(zip(optioned, combo))
+                 for combo in itertools.product(*(self.axis_values(benchmark, a) for a in optioned))]
+        for name in ordered:
+            derive = AXES[name].values_for
+            if derive is not None:
+                cases = [{**case, name: value} for case in cases for value in derive(case)]
+        return [{a: case[a] for a in ordered} for case in cases]
 
     @property
     def data(self):
@@ -79,6 +180,21 @@ class FerSession:
 
                 self._data = load_fer2013(self.data_path)
         return self._data
+
+    @property
+    def data_identity(self) -> dict:
+        """What the data is, for the workload record: the synthetic set's size, seed and generator version, or a
+        real copy's format, content hash and image count."""
+        if self._data_identity is None:
+            data = self.data
+            if self.data_path is None:
+                meta = data.meta
+                self._data_identity = {"kind": "synthetic", "size": len(data), "seed": meta.get("seed"),
+                                       "generator_version": meta.get("generator_version")}
+            else:
+                self._data_identity = {"kind": "file", "format": data.format, "content": data.content_digest(),
+                                       "images": len(data)}
+        return self._data_identity
 
     def get_fingerprint(self) -> dict:
         """This machine's fingerprint, collected once per session."""
@@ -98,17 +214,3 @@ class FerSession:
     @property
     def data_description(self) -> str:
         return "synthetic" if self.data_path is None else str(self.data_path)
-
-
-STABLE_FINGERPRINT_KEYS = ("schema", "fer_bench_version", "slug", "identity_hash", "identity")
-
-
-def stable_fingerprint(fp: dict) -> dict:
-    """The identity part of the fingerprint: what goes into machine_info["fer_bench"].
-
-    pytest-benchmark warns when a stored run's machine_info differs from the current one; keeping only the
-    identity there (CPU, memory, OS, GPUs, driver and library versions) makes that warning fire for different
-    hardware, not for a warmer GPU, another hostname or a sibling node's GPU UUIDs. The full fingerprint, with
-    readings, UUIDs and the environment, goes into the sidecar file beside the results.
-    """
-    return {k: fp[k] for k in STABLE_FINGERPRINT_KEYS if k in fp}

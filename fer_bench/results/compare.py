@@ -5,7 +5,9 @@ Pure functions over stored pytest-benchmark JSON (pandas and numpy; never torch)
 A *platform* is a machine and a device: ``<slug>/<device>`` (``laptop-i7/cpu``, ``hpc-node/cuda``). The device axis
 belongs to the platform, so the platforms view puts "resnet18, bs 64, fp32, train_step" on one row with a column per
 platform, whichever device ran it. A benchmark without a device axis (a data-loader pipeline) runs on the host and is
-labelled ``/cpu``. Two machines whose slugs agree but whose identity hashes differ get the hash's first six digits.
+labelled ``/cpu``. Two machines whose slugs agree but whose (hardware) identity hashes differ get the hash's first
+six digits; one machine that ran several software stacks (a torch upgrade) gets a platform per stack, named by
+``@`` and the stack hash's first six digits, and the notes list what differs in the stacks.
 
 Several runs of one machine: each (platform, case) takes its entry from the latest run by the JSON's datetime, so a
 partial rerun replaces only the cases it ran.
@@ -14,30 +16,42 @@ partial rerun replaces only the cases it ran.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
+from fer_bench.axes import PRECISIONS, order_axes
 from fer_bench.errors import FerBenchError
+from fer_bench.results.format import (
+    describe_speedup,
+    format_markdown_table,
+    format_number,
+    geomean,
+    is_number,
+)
+from fer_bench.workload import COUNT_FIELDS, describe_workload, workload_differences
 from fer_bench.results.runs import (
     CaseKey,
+    CaseResult,
     RunResult,
     format_case,
+    label_machines,
     list_identity_differences,
+    list_stack_differences,
     load_results,
-    order_param_names,
     parse_params_key,
 )
 
 VIEWS = ("platforms", "workers", "precision", "batch", "scaling")
+#: Views that compare throughput, where runs over different image counts are the same case (per image).
+PER_IMAGE_VIEWS = ("workers", "batch")
 COMPARE_METRICS = ("time", "samples_per_s")
 FORMATS = ("md", "csv", "json")
-PRECISION_ORDER = ("fp32", "amp_fp16", "amp_bf16", "bf16")
 HOST_DEVICE = "cpu"
 _MAX_IDENTITY_LINES = 25
 
@@ -60,8 +74,70 @@ class ViewTable:
 # ----------------------------------------------------------------------------------------------- records
 
 
-def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+def _count_label(workload: dict | None) -> str:
+    workload = workload or {}
+    if workload.get("images_per_round") is not None:
+        return f"{workload['images_per_round']} images/round"
+    if workload.get("train_images") is not None:
+        return f"{workload['train_images']} train + {workload.get('eval_images', '?')} eval images"
+    return "unknown image count"
+
+
+def label_workloads(cases: Sequence[CaseResult], per_image: bool) -> tuple[dict[int, str], list[str]]:
+    """Tell apart cases of one function and params that did different work (fer_bench.workload).
+
+    Cases whose workloads differ in more than image counts are different cases. Cases that differ only in image
+    counts are one case when compared ``per_image`` (throughput: exact), else different cases. Returns a label
+    per case (by ``id``; empty where the function and params did one kind of work) and notes saying which.
+    """
+    groups: dict[CaseKey, list[CaseResult]] = {}
+    for case in cases:
+        groups.setdefault(case.key.without("device"), []).append(case)
+    labels: dict[int, str] = {}
+    split: dict[str, set[str]] = {}
+    per_image_merged: dict[str, set[str]] = {}
+    count_split: dict[str, set[str]] = {}
+    for key, members in groups.items():
+        classes: list[tuple[dict | None, list[CaseResult]]] = []
+        for case in members:
+            for rep, same in classes:
+                if not workload_differences(rep, case.workload, ignore_counts=True):
+                    same.append(case)
+                    break
+            else:
+                classes.append((case.workload, [case]))
+        for rep, same in classes:
+            counts = {_count_label(c.workload) for c in same}
+            base = ""
+            if len(classes) > 1:
+                stripped = {k: v for k, v in (rep or {}).items() if k not in COUNT_FIELDS}
+                base = describe_workload(stripped)
+                split.setdefault(key.function, set()).update(
+                    workload_differences(classes[0][0], rep, ignore_counts=True))
+            if len(counts) > 1:
+                (per_image_merged if per_image else count_split).setdefault(key.function, set()).update(counts)
+            for c in same:
+                count = _count_label(c.workload) if len(counts) > 1 and not per_image else ""
+                labels[id(c)] = ", ".join(p for p in (base, count) if p)
+    notes = []
+    for function, diffs in sorted(split.items()):
+        notes.append(f"`{function}`: runs did different work ({'; '.join(sorted(diffs))}): shown as separate "
+                     f"cases (the `workload` column), never compared.")
+    for function, counts in sorted(count_split.items()):
+        notes.append(f"`{function}`: runs over different image counts ({', '.join(sorted(counts))}): shown as "
+                     f"separate cases; `--metric samples_per_s` compares them per image.")
+    for function, counts in sorted(per_image_merged.items()):
+        notes.append(f"`{function}`: runs over different image counts ({', '.join(sorted(counts))}) compared per "
+                     f"image (samples/s), which is exact for a loader pass or an epoch.")
+    return labels, notes
+
+
+def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = None, *,
+                    per_image: bool = False) -> tuple[list[dict], list[str]]:
     """One record per (platform, case), from the latest run that holds it.
+
+    ``per_image``: cases that differ only in their image counts are one case (the view compares throughput);
+    else they are separate cases. Cases that did other work are always separate (label_workloads).
 
     Returns:
         (records, notes). Each record carries platform, slug, device, machine, group, benchmark, params (without
@@ -70,27 +146,28 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
     Raises:
         FerBenchError: --group names no group present.
     """
-    slug_hashes: dict[str, set[str]] = {}
-    for run in runs:
-        slug_hashes.setdefault(run.machine.slug, set()).add(run.machine.identity_hash)
+    labels = label_machines([run.machine for run in runs])
     present_groups = sorted({c.group or "" for r in runs for c in r.cases})
     if groups:
         unknown = [g for g in groups if g not in present_groups]
         if len(unknown) == len(groups):
             raise FerBenchError(f"--group {' '.join(groups)}: no such group in these results "
                                 f"(present: {', '.join(g or '(none)' for g in present_groups)})")
+    work, notes = label_workloads([c for r in runs for c in r.cases
+                                   if not groups or (c.group or "") in groups], per_image)
     latest: dict[tuple, dict] = {}
     superseded = 0
     for run in sorted(runs, key=lambda r: r.sort_key):
         machine = run.machine
-        label = machine.slug
-        if len(slug_hashes[machine.slug]) > 1:
-            label = f"{machine.slug}~{machine.identity_hash.split(':')[-1][:6]}"
+        label = labels[(machine.identity_hash, machine.stack_hash)]
         for case in run.cases:
             if groups and (case.group or "") not in groups:
                 continue
             device = str(case.params.get("device", HOST_DEVICE))
-            key = case.key.without("device")
+            key = dataclasses.replace(case.key.without("device"), work=work[id(case)])
+            params = parse_params_key(key)
+            if key.work:
+                params["workload"] = key.work
             record = {
                 "platform": f"{label}/{device}",
                 "slug": machine.slug,
@@ -99,40 +176,36 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 "group": case.group or "",
                 "benchmark": key.function,
                 "case": format_case(key),
-                "params": parse_params_key(key),
+                "params": params,
                 "_key": key,
                 "median_ms": case.median_s * 1e3,
-                "iqr_ms": float(case.stats["iqr"]) * 1e3 if _number(case.stats.get("iqr")) else math.nan,
+                "iqr_ms": float(case.stats["iqr"]) * 1e3 if is_number(case.stats.get("iqr")) else math.nan,
                 "rounds": case.rounds,
                 "samples_per_s": case.samples_per_s if case.samples_per_s is not None else math.nan,
                 "data_wait_fraction": _float(case.extra_info.get("data_wait_fraction")),
                 "global_batch_size": case.global_batch_size,
                 "scaling_mode": case.extra_info.get("scaling_mode"),
+                "_precision_native": case.extra_info.get("precision_native"),
                 "run": str(run.path),
                 "datetime": run.datetime.isoformat() if run.datetime else "",
             }
-            slot = (record["platform"], machine.identity_hash, key)
+            slot = (record["platform"], machine.identity_hash, machine.stack_hash, key)
             superseded += slot in latest
             latest[slot] = record
-    notes = []
     if superseded:
         notes.append(f"{superseded} older entr{'y' if superseded == 1 else 'ies'} of the same platform and case "
                      f"left out: the latest run by datetime wins.")
     return list(latest.values()), notes
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _float(value: Any) -> float:
-    return float(value) if _number(value) else math.nan
+    return float(value) if is_number(value) else math.nan
 
 
 def _param_sort_key(value: Any) -> tuple:
     if value is None:
         return (2, 0.0, "")
-    if _number(value):
+    if is_number(value):
         return (0, float(value), "")
     return (1, 0.0, str(value))
 
@@ -146,7 +219,7 @@ def _sort_records(records: list[dict], names: Sequence[str], first: Sequence[str
 
 
 def _param_names(records: Iterable[dict], drop: Sequence[str] = ()) -> list[str]:
-    return [n for n in order_param_names({k for r in records for k in r["params"]}) if n not in drop]
+    return [n for n in order_axes({k for r in records for k in r["params"]}) if n not in drop]
 
 
 _INT_COLUMNS = ("rounds", "global_batch_size", "n_cases")
@@ -167,7 +240,7 @@ def _frame(rows: list[dict], names: Sequence[str]) -> pd.DataFrame:
             continue
         if c in _INT_COLUMNS:
             frame[c] = pd.array([None if v is None else int(v) for v in frame[c]], dtype="Int64")
-        elif all(v is None or _number(v) for v in frame[c]):
+        elif all(v is None or is_number(v) for v in frame[c]):
             frame[c] = frame[c].astype(float)
     frame.attrs["params"] = list(names)  # which columns are params, for the plots' series labels
     return frame
@@ -184,60 +257,29 @@ def _public(record: dict, names: Sequence[str]) -> dict:
 # ----------------------------------------------------------------------------------------------- wording
 
 
-def format_number(value: float) -> str:
-    """Three significant figures without scientific notation for everyday magnitudes."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
-def format_factor(factor: float) -> str:
-    """Two decimals below 2x (1.07x), one above (5.0x, 12.4x)."""
-    return f"{factor:.2f}" if factor < 1.995 else f"{factor:.1f}"
-
-
-def describe_speedup(speedup: float) -> str:
-    """'12.4x faster', '1.30x slower' or 'same speed' for a speedup over a reference (above 1 is faster)."""
-    if speedup is None or not math.isfinite(speedup) or speedup <= 0:
-        return "-"
-    if format_factor(speedup) == "1.00":
-        return "same speed"
-    if speedup >= 1:
-        return f"{format_factor(speedup)}x faster"
-    return f"{format_factor(1 / speedup)}x slower"
-
-
-def _geomean(values: Iterable[float]) -> float:
-    arr = np.asarray([v for v in values if v is not None and math.isfinite(v) and v > 0], dtype=float)
-    return float(np.exp(np.log(arr).mean())) if arr.size else math.nan
-
-
 # ----------------------------------------------------------------------------------------------- views
 
 
 def _machines_notes(records: list[dict], runs: Sequence[RunResult]) -> list[str]:
     platforms = sorted({r["platform"] for r in records})
-    lines = ["Platforms (machine slug / device, identity hash, latest run):"]
+    stacks = {str(run.path): run.machine.stack_hash for run in runs}
+    lines = ["Platforms (machine slug / device, hardware identity hash, software stack hash, latest run):"]
     for p in platforms:
         mine = [r for r in records if r["platform"] == p]
         newest = max(mine, key=lambda r: r["datetime"])
-        lines.append(f"- `{p}`: identity {mine[0]['machine']}, {newest['run']} ({newest['datetime'] or 'no date'})")
-    machines = {run.machine.identity_hash: run.machine for run in runs}
-    diffs = list_identity_differences(list(machines.values()))
-    if diffs:
-        lines.append("Identity differences between the machines:")
-        for path, values in diffs[:_MAX_IDENTITY_LINES]:
-            lines.append(f"- `{path}`: " + "; ".join(f"{slug}: {v}" for slug, v in values.items()))
-        if len(diffs) > _MAX_IDENTITY_LINES:
-            lines.append(f"- ... and {len(diffs) - _MAX_IDENTITY_LINES} more")
+        lines.append(f"- `{p}`: identity {mine[0]['machine']}, stack {stacks.get(newest['run']) or 'unknown'}, "
+                     f"{newest['run']} ({newest['datetime'] or 'no date'})")
+    machines = {(run.machine.identity_hash, run.machine.stack_hash): run.machine for run in runs}
+    for title, diffs in (
+        ("Identity differences between the machines (hardware):", list_identity_differences(list(machines.values()))),
+        ("Software stack differences between the machines:", list_stack_differences(list(machines.values()))),
+    ):
+        if diffs:
+            lines.append(title)
+            for path, values in diffs[:_MAX_IDENTITY_LINES]:
+                lines.append(f"- `{path}`: " + "; ".join(f"{label}: {v}" for label, v in values.items()))
+            if len(diffs) > _MAX_IDENTITY_LINES:
+                lines.append(f"- ... and {len(diffs) - _MAX_IDENTITY_LINES} more")
     return lines
 
 
@@ -278,7 +320,7 @@ def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric
     for r in usable:
         by_case.setdefault(r["_key"], {})[r["platform"]] = r
     common = [k for k, cols in by_case.items() if len(cols) == len(platforms)]
-    geomeans = {p: _geomean(by_case[k][p][value_col] for k in common) for p in platforms}
+    geomeans = {p: geomean(by_case[k][p][value_col] for k in common) for p in platforms}
     base, why = resolve_baseline(baseline, platforms, geomeans, metric, len(common))
 
     def speedup(value: float, ref: float) -> float:
@@ -312,8 +354,8 @@ def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric
     geo = {"group": "", "benchmark": f"**geometric mean** ({geo_note})"} | {n: "" for n in names}
     for p in platforms:
         keys = shared or [k for k, c in by_case.items() if p in c and base in c]
-        g_value = _geomean(by_case[k][p][value_col] for k in keys)
-        g_speed = _geomean(speedup(by_case[k][p][value_col], by_case[k][base][value_col]) for k in keys)
+        g_value = geomean(by_case[k][p][value_col] for k in keys)
+        g_speed = geomean(speedup(by_case[k][p][value_col], by_case[k][base][value_col]) for k in keys)
         text = "baseline" if p == base else describe_speedup(g_speed)
         geo[p] = f"{format_number(g_value)} {unit} ({text})" if keys else "-"
         out_rows.append({"group": "", "benchmark": "geometric mean"} | {n: None for n in names} | {
@@ -398,13 +440,19 @@ def create_precision_view(records: list[dict]) -> ViewTable:
             s = ref["median_ms"] / m["median_ms"] if ref is not None else math.nan
             m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
             m["speedup_text"] = ("reference" if m is ref else describe_speedup(s)) if ref is not None else "no fp32"
+            # the run's own word (extra_info["precision_native"]); a run made before it was recorded says nothing
+            m["emulated"] = m.get("_precision_native") is False
     out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
 
     def cell(r: dict) -> str:
-        return f"{format_number(r['median_ms'])} ms ({r['speedup_text']})"
+        return f"{format_number(r['median_ms'])} ms ({r['speedup_text']}{', emulated' if r['emulated'] else ''})"
 
-    table = _pivot_table(mine, "precision", cell, _axis_values(mine, "precision", PRECISION_ORDER), str)
+    table = _pivot_table(mine, "precision", cell, _axis_values(mine, "precision", PRECISIONS), str)
     notes = ["Median ms per round and the speedup over fp32 of the same platform, benchmark, model and batch size."]
+    emulated = sorted({f"{r['params']['precision']} on {r['platform']}" for r in mine if r["emulated"]})
+    if emulated:
+        notes.append(f"emulated: {', '.join(emulated)}: no native hardware support (the run's precision_native "
+                     f"is false), so slower than fp32 there is expected, not a bug.")
     if lacking:
         notes.append(f"{lacking} series ran no fp32 case: no speedup for them.")
     return ViewTable("precision", _frame(out, names), table, notes)
@@ -435,7 +483,7 @@ def create_scaling_view(records: list[dict]) -> ViewTable:
     Strong (extra_info scaling_mode "strong", fixed global batch): S(N) = T_1 / T_N, efficiency S(N) / N.
     """
     mine = [r for r in records if "num_gpus" in r["params"]]
-    if not any(_number(r["params"]["num_gpus"]) and r["params"]["num_gpus"] > 1 for r in mine):
+    if not any(is_number(r["params"]["num_gpus"]) and r["params"]["num_gpus"] > 1 for r in mine):
         return ViewTable("scaling", pd.DataFrame(), pd.DataFrame(), ["no multi-GPU results"])
     series: dict[tuple, list[dict]] = {}
     for r in mine:
@@ -500,7 +548,7 @@ def create_view(view: str, runs: Sequence[RunResult], *, metric: str = "time", b
         raise FerBenchError(f"--view {view!r}: choose one of {', '.join(VIEWS)}")
     if metric not in COMPARE_METRICS:
         raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(COMPARE_METRICS)}")
-    records, notes = collect_records(runs, groups)
+    records, notes = collect_records(runs, groups, per_image=metric == "samples_per_s" or view in PER_IMAGE_VIEWS)
     if view == "platforms":
         table = create_platforms_view(records, runs, metric, baseline)
     else:
@@ -513,20 +561,11 @@ def create_view(view: str, runs: Sequence[RunResult], *, metric: str = "time", b
 # ----------------------------------------------------------------------------------------------- output
 
 
-def format_markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table; pipes in cells are escaped."""
+def format_frame(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub markdown table."""
     if frame.empty:
         return ""
-    headers = [str(c) for c in frame.columns]
-
-    def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False))
-    return "\n".join(lines)
+    return format_markdown_table(list(frame.columns), frame.itertuples(index=False))
 
 
 def format_view(table: ViewTable, fmt: str = "md") -> str:
@@ -540,7 +579,7 @@ def format_view(table: ViewTable, fmt: str = "md") -> str:
     parts = [f"## fer-bench compare: {table.view}", ""]
     parts.extend(table.notes)
     if not table.empty:
-        parts.extend(["", format_markdown_table(table.table)])
+        parts.extend(["", format_frame(table.table)])
     return "\n".join(parts) + "\n"
 
 

@@ -3,9 +3,11 @@
 Shared by `fer-bench compare` and `fer-bench gate`. Reads JSON only: never imports torch.
 
 A run is one pytest-benchmark JSON file (``--benchmark-json`` or ``--benchmark-autosave``). Its machine comes from
-``machine_info["fer_bench"]`` (the fingerprint the plugin writes), else from the sidecar ``NAME.fingerprint.json``
-beside ``NAME.json``, else it is an *unknown* machine identified by pytest-benchmark's own ``machine_info`` (node,
-architecture, CPU brand and count).
+``machine_info["fer_bench"]`` (the hardware identity the plugin writes), else from the sidecar ``NAME.fingerprint``
+(or the legacy ``NAME.fingerprint.json``) beside ``NAME.json``, else it is an *unknown* machine identified by
+pytest-benchmark's own ``machine_info`` (node, architecture, CPU brand and count). Its software stack comes from the
+document's top-level ``"fer_bench"`` key, else the sidecar, else (schema 1) the split of the old identity: see
+fer_bench.machine.identity.
 
 A case is matched across runs by the benchmark function (the name up to ``[``) and its ``params`` dict, never by
 the parametrize id string, so a reordered or reworded id does not break matching.
@@ -13,28 +15,30 @@ the parametrize id string, so a reordered or reworded id does not break matching
 
 from __future__ import annotations
 
-from collections import Counter
-
 import dataclasses
-import hashlib
 import json
-import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from fer_bench.axes import match_params, order_axes
 from fer_bench.errors import FerBenchError
+from fer_bench.results.format import is_number
+from fer_bench.workload import workload_of
+from fer_bench.machine.identity import (
+    _slugify,
+    find_sidecar,
+    hash_identity,
+    is_sidecar,
+    normalize_fingerprint,
+)
 
-#: fer_bench fingerprint schemas this version reads.
-SUPPORTED_SCHEMAS = frozenset({1})
-#: The six axes, in the order tables show them; other params follow alphabetically.
-AXES = ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
-FINGERPRINT_SUFFIX = ".fingerprint.json"
+#: fer_bench fingerprint schemas this version reads (1: one identity of hardware and software, split on reading).
+SUPPORTED_SCHEMAS = frozenset({1, 2})
 _TOP_LEVEL_KEYS = ("machine_info", "benchmarks")
 
 ParamsKey = tuple[tuple[str, str], ...]
@@ -42,32 +46,41 @@ ParamsKey = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True)
 class Machine:
-    """The hardware a run was measured on.
+    """The hardware a run was measured on, and the software stack it ran.
+
+    Equal Machines are the same hardware (their identity hashes); the stack does not take part.
 
     Attributes:
-        slug: readable name, e.g. ``epyc-7763-2c__h100-80gb-x1__torch2.14-cu13``; ``unknown-<node>`` without a
+        slug: readable name of the hardware, e.g. ``epyc-7763-2c__h100-80gb-x1``; ``unknown-<node>`` without a
             fer_bench fingerprint.
-        identity_hash: the fingerprint's hash of the identity; ``unknown:<hash of machine_info>`` without one.
-        identity: the nested identity dict (pytest-benchmark's node/cpu facts for an unknown machine).
+        identity_hash: the hash of the hardware identity; ``unknown:<hash of machine_info>`` without a fingerprint.
+        identity: the nested hardware identity (pytest-benchmark's node/cpu facts for an unknown machine).
         known: whether the run carries a fer_bench fingerprint.
+        stack: the software stack (OS, kernel, Python, driver, torch / CUDA / cuDNN, malloc); {} when unknown.
+        stack_hash: the stack's hash; None when unknown.
     """
 
     slug: str
     identity_hash: str
     identity: dict = field(hash=False, compare=False)
     known: bool = True
+    stack: dict = field(default_factory=dict, hash=False, compare=False)
+    stack_hash: str | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
 class CaseKey:
-    """What matches a case across runs: the benchmark function and its params."""
+    """What matches a case across runs: the benchmark function and its params (an axis added later, at the value
+    runs made before it used, left out: fer_bench.axes.match_params). ``work`` tells apart cases of one function
+    and params that did different work (see fer_bench.workload); empty where a reader has not split them."""
 
     function: str
     params: ParamsKey
+    work: str = ""
 
     def without(self, *axes: str) -> CaseKey:
         """The same key with some axes dropped (e.g. ``device`` when the device belongs to the platform)."""
-        return CaseKey(self.function, tuple((k, v) for k, v in self.params if k not in axes))
+        return CaseKey(self.function, tuple((k, v) for k, v in self.params if k not in axes), self.work)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,8 @@ class CaseResult:
     extra_info: dict = field(hash=False, compare=False)
     stats: dict = field(hash=False, compare=False)
     data: np.ndarray | None = field(hash=False, compare=False, repr=False)
+    workload: dict | None = field(default=None, hash=False, compare=False)
+    workload_inferred: bool = field(default=False, hash=False, compare=False)
 
     @property
     def median_s(self) -> float:
@@ -96,7 +111,7 @@ class CaseResult:
     def samples_per_s(self) -> float | None:
         """Throughput: ``extra_info["samples_per_s"]``, else the global batch over the median round time."""
         value = self.extra_info.get("samples_per_s")
-        if _is_number(value) and value > 0:
+        if is_number(value) and value > 0:
             return float(value)
         batch = self.global_batch_size
         if batch is None or self.median_s <= 0:
@@ -107,13 +122,13 @@ class CaseResult:
     def global_batch_size(self) -> int | None:
         """Samples per step over all GPUs: ``extra_info["global_batch_size"]``, else batch_size x num_gpus."""
         value = self.extra_info.get("global_batch_size")
-        if _is_number(value) and value > 0:
+        if is_number(value) and value > 0:
             return int(value)
         batch = self.params.get("batch_size")
-        if not _is_number(batch):
+        if not is_number(batch):
             return None
         gpus = self.params.get("num_gpus", 1)
-        return int(batch) * (int(gpus) if _is_number(gpus) else 1)
+        return int(batch) * (int(gpus) if is_number(gpus) else 1)
 
 
 @dataclass(frozen=True)
@@ -132,12 +147,9 @@ class RunResult:
         return (stamp, str(self.path))
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def collect_result_paths(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
-    """Expand files and folders (searched recursively) into result JSON paths, skipping fingerprint sidecars.
+    """Expand files and folders (searched recursively) into result JSON paths, skipping fingerprint sidecars
+    (``NAME.fingerprint`` and the legacy ``NAME.fingerprint.json``, named or found).
 
     Returns:
         (path, named) pairs: named is True for a file given by name, False for one found in a folder.
@@ -149,14 +161,13 @@ def collect_result_paths(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(
-                p for p in path.rglob("*.json") if p.is_file() and not p.name.endswith(FINGERPRINT_SUFFIX)
-            )
+            inside = sorted(p for p in path.rglob("*.json") if p.is_file() and not is_sidecar(p))
             if not inside:
                 raise FerBenchError(f"{path}: folder holds no pytest-benchmark result (*.json)")
             found.extend((p, False) for p in inside)
         elif path.is_file():
-            found.append((path, True))
+            if not is_sidecar(path):  # a shell glob such as 0001_*.json also matches a legacy sidecar
+                found.append((path, True))
         else:
             raise FerBenchError(f"{path}: no such file or folder")
     # the same file named twice (a file and its folder) would count its rounds twice
@@ -182,17 +193,11 @@ def _read_json(path: Path, what: str) -> Any:
         ) from None
 
 
-def _slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "machine"
-
-
-def _hash_identity(identity: dict) -> str:
-    canonical = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
 def parse_fingerprint(fp: Any, source: str) -> Machine:
     """Validate a fer_bench fingerprint dict and turn it into a :class:`Machine`.
+
+    A schema 1 fingerprint is split into hardware and stack (``split_legacy_identity``), its identity hash and
+    slug recomputed from the hardware, so an old run matches a new run of the same hardware.
 
     Raises:
         FerBenchError: not a dict, an unsupported schema, or no slug / identity_hash.
@@ -208,8 +213,9 @@ def parse_fingerprint(fp: Any, source: str) -> Machine:
     slug, identity_hash = fp.get("slug"), fp.get("identity_hash")
     if not isinstance(slug, str) or not slug or not isinstance(identity_hash, str) or not identity_hash:
         raise FerBenchError(f"{source}: the fer_bench fingerprint lacks a slug or identity_hash")
-    identity = fp.get("identity")
-    return Machine(slug=slug, identity_hash=identity_hash, identity=identity if isinstance(identity, dict) else {})
+    norm = normalize_fingerprint(fp)
+    return Machine(slug=norm["slug"], identity_hash=norm["identity_hash"], identity=norm["identity"],
+                   stack=norm["stack"], stack_hash=norm["stack_hash"])
 
 
 def _unknown_machine(machine_info: dict) -> Machine:
@@ -223,20 +229,46 @@ def _unknown_machine(machine_info: dict) -> Machine:
     }
     label = machine_info.get("node") or cpu.get("brand_raw") or "machine"
     return Machine(
-        slug=f"unknown-{_slugify(str(label))}",
-        identity_hash=f"unknown:{_hash_identity(identity)}",
+        slug=f"unknown-{_slugify(str(label)) or 'machine'}",
+        identity_hash=f"unknown:{hash_identity(identity)}",
         identity=identity,
         known=False,
     )
 
 
-def _resolve_machine(path: Path, machine_info: dict) -> Machine:
+def _resolve_machine(path: Path, machine_info: dict, doc: dict | None = None) -> Machine:
+    """The run's hardware (machine_info, else the sidecar) and its stack (the document's top-level ``fer_bench``,
+    else the sidecar, else the schema 1 identity's split)."""
+    sidecar = find_sidecar(path)
+    sidecar_fp = None
     if "fer_bench" in machine_info:
-        return parse_fingerprint(machine_info["fer_bench"], f"{path}: machine_info.fer_bench")
-    sidecar = path.with_name(path.name[: -len(".json")] + FINGERPRINT_SUFFIX) if path.suffix == ".json" else None
-    if sidecar is not None and sidecar.is_file():
-        return parse_fingerprint(_read_json(sidecar, "fer_bench fingerprint"), str(sidecar))
-    return _unknown_machine(machine_info)
+        machine = parse_fingerprint(machine_info["fer_bench"], f"{path}: machine_info.fer_bench")
+    elif sidecar is not None:
+        sidecar_fp = _read_json(sidecar, "fer_bench fingerprint")
+        machine = parse_fingerprint(sidecar_fp, str(sidecar))
+    else:
+        return _unknown_machine(machine_info)
+    record = (doc or {}).get("fer_bench")
+    if record is not None:
+        if not isinstance(record, dict) or not isinstance(record.get("stack"), dict):
+            raise FerBenchError(f"{path}: the top-level fer_bench key holds no software stack (a stack object)")
+        return _with_stack(machine, record)
+    if sidecar is not None and sidecar_fp is None:
+        try:
+            sidecar_fp = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            sidecar_fp = None  # the hardware came from machine_info: a bad sidecar costs only its stack
+    if isinstance(sidecar_fp, dict) and isinstance(sidecar_fp.get("stack"), dict):
+        return _with_stack(machine, sidecar_fp)
+    return machine  # parse_fingerprint's: the schema 1 split, or {} for a schema 2 run without a stack
+
+
+def _with_stack(machine: Machine, record: dict) -> Machine:
+    """``machine`` with the stack of a stack record or fingerprint (its hash recomputed when absent)."""
+    stack = record["stack"]
+    stack_hash = record.get("stack_hash") if isinstance(record.get("stack_hash"), str) else None
+    return dataclasses.replace(machine, stack=stack,
+                               stack_hash=stack_hash or (hash_identity(stack) if stack else None))
 
 
 def _canonical(value: Any) -> str:
@@ -259,7 +291,7 @@ def _parse_case(path: Path, index: int, bench: Any) -> CaseResult:
         raise FerBenchError(f"{where} is not a pytest-benchmark entry (no name)")
     name = bench["name"]
     stats = bench.get("stats")
-    if not isinstance(stats, dict) or not _is_number(stats.get("median")):
+    if not isinstance(stats, dict) or not is_number(stats.get("median")):
         raise FerBenchError(f"{where} ({name}) is not a pytest-benchmark entry: no stats.median")
     params = bench.get("params") or {}
     extra = bench.get("extra_info") or {}
@@ -268,10 +300,12 @@ def _parse_case(path: Path, index: int, bench: Any) -> CaseResult:
     data = stats.get("data")
     array = None
     if data is not None:
-        if not isinstance(data, list) or not all(_is_number(v) and v >= 0 for v in data):
+        if not isinstance(data, list) or not all(is_number(v) and v >= 0 for v in data):
             raise FerBenchError(f"{where} ({name}): stats.data must be a list of non-negative seconds")
         array = np.asarray(data, dtype=float)
-    key = CaseKey(name.split("[", 1)[0], tuple(sorted((str(k), _canonical(v)) for k, v in params.items())))
+    key = CaseKey(name.split("[", 1)[0],
+                  tuple(sorted((str(k), _canonical(v)) for k, v in match_params(params).items())))
+    workload, inferred = workload_of(extra)
     group, fullname = bench.get("group"), bench.get("fullname")
     return CaseResult(
         key=key,
@@ -282,6 +316,8 @@ def _parse_case(path: Path, index: int, bench: Any) -> CaseResult:
         extra_info=extra,
         stats=stats,
         data=array,
+        workload=workload,
+        workload_inferred=inferred,
     )
 
 
@@ -305,7 +341,7 @@ def load_result(path: str | Path, *, named: bool = True) -> RunResult | None:
     machine_info, benchmarks = doc["machine_info"], doc["benchmarks"]
     if not isinstance(machine_info, dict) or not isinstance(benchmarks, list):
         raise FerBenchError(f"{path}: not a pytest-benchmark result (machine_info or benchmarks malformed)")
-    machine = _resolve_machine(path, machine_info)
+    machine = _resolve_machine(path, machine_info, doc)
     cases = [_parse_case(path, i, b) for i, b in enumerate(benchmarks)]
     cases = _disambiguate(cases)
     return RunResult(path=path, machine=machine, datetime=_parse_datetime(doc.get("datetime")), cases=tuple(cases))
@@ -361,14 +397,7 @@ def format_case(key: CaseKey) -> str:
     params = parse_params_key(key)
     if not params:
         return key.function
-    ordered = sorted(params, key=lambda k: (AXES.index(k) if k in AXES else len(AXES), k))
-    return f"{key.function}[{', '.join(f'{k}={params[k]}' for k in ordered)}]"
-
-
-def order_param_names(names: Iterable[str]) -> list[str]:
-    """The six axes first in their canonical order, other params alphabetically."""
-    names = set(names)
-    return [a for a in AXES if a in names] + sorted(names - set(AXES))
+    return f"{key.function}[{', '.join(f'{k}={params[k]}' for k in order_axes(params))}]"
 
 
 def flatten_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -387,8 +416,47 @@ def flatten_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
+def label_machines(machines: Sequence[Machine]) -> dict[tuple[str, str | None], str]:
+    """A label per (identity_hash, stack_hash): the slug; ``slug~<first 6 hash digits>`` where hardware identities
+    share a slug; then ``@<first 6 stack hash digits>`` where one hardware ran several software stacks."""
+    hardware: dict[str, Machine] = {}
+    stacks: dict[str, list[str | None]] = {}
+    for m in machines:
+        hardware.setdefault(m.identity_hash, m)
+        if m.stack_hash not in stacks.setdefault(m.identity_hash, []):
+            stacks[m.identity_hash].append(m.stack_hash)
+    slug_count = Counter(m.slug for m in hardware.values())
+    labels = {}
+    for h, m in hardware.items():
+        base = m.slug if slug_count[m.slug] == 1 else f"{m.slug}~{h.split(':')[-1][:6]}"
+        for stack_hash in stacks[h]:
+            several = len(stacks[h]) > 1
+            labels[(h, stack_hash)] = f"{base}@{(stack_hash or 'unknown')[:6]}" if several else base
+    return labels
+
+
+def list_stack_differences(machines: Sequence[Machine]) -> list[tuple[str, dict[str, Any]]]:
+    """Dotted software-stack paths whose values differ between the (hardware, stack) pairs, with each one's value
+    (label from :func:`label_machines` -> value). Machines without a recorded stack are left out."""
+    labels = label_machines(machines)
+    unique: dict[tuple[str, str | None], Machine] = {}
+    for m in machines:
+        if m.stack:
+            unique.setdefault((m.identity_hash, m.stack_hash), m)
+    if len(unique) < 2:
+        return []
+    flat = {k: flatten_dict(m.stack) for k, m in unique.items()}
+    diffs = []
+    for path in sorted(set().union(*(f.keys() for f in flat.values()))):
+        values = {labels[k]: flat[k].get(path) for k in unique}
+        if len({_canonical(v) for v in values.values()}) > 1:
+            diffs.append((path, values))
+    return diffs
+
+
 def list_identity_differences(machines: Sequence[Machine]) -> list[tuple[str, dict[str, Any]]]:
-    """Dotted identity paths whose values differ between machines, with each machine's value (label -> value).
+    """Dotted hardware identity paths whose values differ between machines, with each machine's value
+    (label -> value).
 
     The label is the slug, or ``slug~<first 6 hash digits>`` where identities share a slug (as in compare's
     columns). A path one machine lacks shows as None for it.

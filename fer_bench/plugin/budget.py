@@ -1,0 +1,498 @@
+"""The run's time budget: every case's rounds planned so the whole run fits, and a skip that says why.
+
+    pytest benchmarks --fer-budget 20m
+
+A preset has a budget (quick 30 s, default 10 min, full none) and ``--fer-budget`` overrides it. Before a case is
+timed, measure() has made its cold call and its first warm call; with that estimate the case is given its rounds:
+
+* **Fair shares.** The time left (the budget less what the run has spent since the process started, less a small
+  reserve for writing the results) is shared among the benchmark items still to run, the current one included, so
+  early cases cannot eat the budget: a case's rounds beyond its minimum come out of its share only. Time spent
+  outside measure() (building the model, starting loaders, counting FLOPs, the paired-overhead pass) counts,
+  because the ledger times each item's whole wall clock.
+* **The minimum or nothing.** A case whose minimum rounds cannot fit is skipped with the time it would need and the
+  budget that would run it; it is never cut to fewer rounds. A median and IQR over fewer than the minimum rounds is
+  a result the regression gates cannot trust, and a stored number that looks like the others but is not is worse
+  than a visible gap. Its minimum may borrow up to ``BORROW`` shares (never more than the time left), so one slow
+  case among cheap ones still runs; whatever it borrows shrinks the shares of the cases after it.
+* **Extras last.** The paired-overhead pass, the FLOP count and rounds beyond the minimum get what the case's
+  allowance leaves.
+* **Probes that cost little.** The estimate is paid for, and a skipped case wastes it, so it is skipped as early as
+  the facts allow: before its fixtures build anything when nothing of the budget is left; right after its cold
+  call when that call alone spent its allowance; and, for a step case, before its model is built when a cheaper
+  phase of the same model, batch and precision already took too long a call (a forward pass is part of a training
+  step). An emulated bf16 step on an AVX2-only CPU takes tens of seconds a call: probing each of its phases would
+  spend the budget on skips.
+
+The pure functions (parse_duration, format_duration, plan_rounds, suggest_budget) hold the arithmetic; RunBudget
+is the session's ledger (which items are left, when the current one started, how long each took); CasePlanner is
+measure()'s side of it for one case. No torch here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+#: A case's minimum rounds may take up to this many fair shares (capped by the time left). Most cases take far
+#: less than their share (the default preset's first run here: a median of 4 s against a 25 s share), and what
+#: they leave only reaches the cases after them: at 2 shares both epochs of the default preset were skipped on a
+#: native 2-core CPU that then finished in 5.5 of its 10 minutes; at 4 they run, and one case still takes at most
+#: 8% of what is left when 50 are to go.
+BORROW = 4.0
+#: Kept back from the budget for what follows the last case (pytest-benchmark's JSON, the sidecar, teardown).
+RESERVE_FRACTION = 0.05
+RESERVE_MAX_S = 20.0
+NO_BUDGET = math.inf
+
+_DURATION_RE = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?:in)?)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+# ------------------------------------------------------------------------------------------------ durations
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``2m``, ``1h``, ``10m30s`` or a bare number of seconds, in seconds; ``none`` is NO_BUDGET (inf).
+
+    Raises:
+        argparse.ArgumentTypeError: one line naming --fer-budget, the text and the accepted forms.
+    """
+    raw = str(text).strip().lower().replace(" ", "")
+    if raw in ("none", "off", "inf"):
+        return NO_BUDGET
+    seconds = None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        match = _DURATION_RE.match(raw)
+        if match and raw:
+            parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
+            seconds = parts.get("h", 0.0) * 3600 + parts.get("m", 0.0) * 60 + parts.get("s", 0.0)
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"--fer-budget: {text!r} is not a duration; use e.g. 90s, 2m, 1h, 10m30s "
+                                         "or none")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """For people: ``3.1 s``, ``42 s``, ``7 min``, ``1 h 5 min``."""
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f} s"
+    if seconds < 119.5:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+
+
+def format_budget_option(seconds: float) -> str:
+    """A --fer-budget value of at least ``seconds``, rounded up to a round figure: ``50s``, ``14m``, ``1h30m``."""
+    if seconds <= 110:
+        return f"{max(10, math.ceil(seconds / 10) * 10)}s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    minutes = math.ceil(minutes / 10) * 10
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h" + (f"{minutes}m" if minutes else "")
+
+
+def reserve_for(budget_s: float) -> float:
+    return min(RESERVE_FRACTION * budget_s, RESERVE_MAX_S)
+
+
+def process_age_s(proc: Path = Path("/proc")) -> float:
+    """Seconds since this process started (interpreter start and imports count against the budget); 0 where
+    /proc cannot tell."""
+    try:
+        import os
+
+        stat = (proc / "self/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, after the command name
+        uptime = float((proc / "uptime").read_text().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return age if 0 <= age < 86400 else 0.0
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one case may spend, fixed when it starts.
+
+    Attributes:
+        budget_s: the run's budget.
+        elapsed_s: the run's wall time when the case started.
+        time_left_s: budget less reserve less elapsed, when the case started.
+        remaining: benchmark items still to run, this one included.
+        share_s: the fair share, ``time_left_s / remaining``: what rounds beyond the minimum may fill.
+        cap_s: what the minimum rounds may fill: ``BORROW`` shares, at most the time left.
+    """
+
+    budget_s: float
+    elapsed_s: float
+    time_left_s: float
+    remaining: int
+    share_s: float
+    cap_s: float
+
+
+def create_allowance(budget_s: float, elapsed_s: float, remaining: int) -> Allowance:
+    time_left = max(0.0, budget_s - reserve_for(budget_s) - elapsed_s)
+    remaining = max(1, remaining)
+    share = time_left / remaining
+    return Allowance(budget_s, elapsed_s, time_left, remaining, share, min(time_left, BORROW * share))
+
+
+@dataclass(frozen=True)
+class RoundsPlan:
+    """The rounds a case gets, or why it gets none.
+
+    Attributes:
+        max_rounds: the most rounds its allowance holds (at least the minimum); 0 when skipped; None without a
+            budget. measure() takes the rounds its round-time target asks for, at most these.
+        skip_reason: one line for pytest's skip, with the time needed and the budget that would run it.
+        extra_calls: calls kept for the pass after the rounds (0 where even its minimum does not fit).
+        info: for extra_info: budget_s, allowance_s, estimate_s.
+    """
+
+    max_rounds: int | None
+    skip_reason: str | None = None
+    extra_calls: int = 0
+    info: dict = field(default_factory=dict)
+
+
+def suggest_budget(allowance: Allowance, need_s: float) -> float:
+    """The smallest budget whose allowance for this case (same start, same cases left) holds ``need_s``."""
+    floor = allowance.elapsed_s + need_s * max(1.0, allowance.remaining / BORROW)
+    # the reserve is min(fraction x budget, cap): budget - reserve >= floor holds from whichever bound is lower
+    return min(floor / (1 - RESERVE_FRACTION), floor + RESERVE_MAX_S)
+
+
+def describe_over_budget(allowance: Allowance, need_s: float, rounds: int, qualifier: str = "",
+                         why: str = "") -> str:
+    """``over the time budget: would take 42 s for 7 rounds, over the 25 s one case may take now (3 min of the
+    10 min budget left for 9 cases): --fer-budget 14m runs it``; ``qualifier`` (``up to``, ``at least``) and
+    ``why`` (a parenthesis) say where the need comes from when it is a bound."""
+    suggestion = format_budget_option(suggest_budget(allowance, need_s))
+    cases = "case" if allowance.remaining == 1 else "cases"
+    return (f"over the time budget: would take {qualifier + ' ' if qualifier else ''}{format_duration(need_s)} "
+            f"for {rounds} rounds{' (' + why + ')' if why else ''}, over the {format_duration(allowance.cap_s)} "
+            f"one case may take now ({format_duration(allowance.time_left_s)} of the "
+            f"{format_duration(allowance.budget_s)} budget left for {allowance.remaining} {cases}): "
+            f"--fer-budget {suggestion} runs it")
+
+
+def describe_spent(allowance: Allowance, mean_case_s: float | None) -> str:
+    """The reason of a case that starts when nothing of the budget is left (not even its build is tried)."""
+    cases = "case" if allowance.remaining == 1 else "cases"
+    text = (f"over the time budget: nothing is left of the {format_duration(allowance.budget_s)} budget "
+            f"({allowance.remaining} {cases} to go)")
+    if not mean_case_s:
+        return text
+    need = allowance.elapsed_s + allowance.remaining * mean_case_s
+    return text + f": --fer-budget {format_budget_option(need / (1 - RESERVE_FRACTION))} runs them"
+
+
+def plan_rounds(allowance: Allowance | None, *, estimate_s: float, spent_s: float, calls_left: int,
+                min_rounds: int, extra_calls: int = 0, described_rounds: int | None = None) -> RoundsPlan:
+    """The rounds of one case.
+
+    Args:
+        allowance: the case's allowance; None when the run has no budget (no cap on the rounds).
+        estimate_s: seconds per call (its first warm call; the cold call where there is no warm-up).
+        spent_s: what the case has spent so far (setup, build, FLOP count, its cold and first warm calls).
+        calls_left: calls before the rounds that are still to come (the rest of the warm-up).
+        min_rounds: the benchmark's minimum rounds; never cut.
+        extra_calls: calls of a pass after the rounds at its minimum (the paired overhead), kept out of the
+            rounds when they fit beside the minimum rounds.
+        described_rounds: the rounds a skip reason names (the test's own count, where some already ran).
+    """
+    info: dict = {"estimate_s": estimate_s}
+    if allowance is None:
+        return RoundsPlan(None, extra_calls=extra_calls, info={**info, "budget_s": None})
+    info.update(budget_s=allowance.budget_s, allowance_s=round(allowance.cap_s, 3))
+    estimate_s = max(estimate_s, 0.0)
+    need = spent_s + (calls_left + min_rounds) * estimate_s
+    if need > allowance.cap_s:
+        return RoundsPlan(0, describe_over_budget(allowance, need, described_rounds or min_rounds), 0, info)
+    extra_s = extra_calls * estimate_s
+    kept = extra_calls if need + extra_s <= allowance.cap_s else 0
+    # rounds beyond the minimum come out of the fair share only, never out of what the minimum borrowed
+    room = max(allowance.share_s, need + kept * estimate_s) - spent_s - calls_left * estimate_s - kept * estimate_s
+    fit = math.floor(room / estimate_s) if estimate_s > 0 else None
+    return RoundsPlan(None if fit is None else max(min_rounds, fit), None, kept, info)
+
+
+def fit_calls(allowance: Allowance | None, *, per_call_s: float, spent_s: float, minimum: int,
+              wanted: int) -> int:
+    """How many calls of a pass after the rounds fit what the case has left: ``wanted`` without a budget, else
+    between ``minimum`` and ``wanted``, or 0 when not even ``minimum`` fits."""
+    if allowance is None:
+        return wanted
+    room = max(allowance.share_s, min(allowance.cap_s, spent_s + minimum * per_call_s)) - spent_s
+    if per_call_s <= 0:
+        return wanted
+    fit = math.floor(room / per_call_s)
+    return 0 if fit < minimum else min(wanted, fit)
+
+
+# ------------------------------------------------------------------------------------------------ the ledger
+
+
+def benchmark_name(nodeid: str) -> str:
+    """``test_train_step`` of ``benchmarks/test_step.py::test_train_step[resnet18-cpu-bs64-fp32-g1]``."""
+    return nodeid.split("::")[-1].split("[", 1)[0]
+
+
+@dataclass
+class RunBudget:
+    """The session's ledger: the benchmark items still to run, when the current one started, what each took.
+
+    Args:
+        budget_s: None for no budget.
+        clock: monotonic seconds.
+        started_at: the clock's reading when the run started (the process's start: imports count).
+    """
+
+    budget_s: float | None
+    clock: Callable[[], float] = time.monotonic
+    started_at: float | None = None
+    planned: list[str] = field(default_factory=list)
+    left: set[str] = field(default_factory=set)
+    took: dict[str, float] = field(default_factory=dict)
+    current: str | None = None
+    current_start: float = 0.0
+    current_allowance: Allowance | None = None
+    current_planned: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: per family of related cases (one model, batch, precision...): the fastest call seen, per phase rank
+    floors: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.started_at is None:
+            self.started_at = self.clock()
+
+    def expect(self, nodeids: Iterable[str]) -> None:
+        """The benchmark items that will run (collected, not skipped), in order."""
+        self.planned = list(nodeids)
+        self.left = set(self.planned)
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started_at
+
+    @property
+    def remaining(self) -> int:
+        return len(self.left)
+
+    def start(self, nodeid: str) -> None:
+        now = self.clock()
+        self.current, self.current_start, self.current_planned = nodeid, now, False
+        self.current_allowance = None
+        if self.budget_s is not None and nodeid in self.left:
+            self.current_allowance = create_allowance(self.budget_s, now - self.started_at, self.remaining)
+
+    def spent(self) -> float:
+        """Wall time of the current item so far."""
+        return self.clock() - self.current_start if self.current is not None else 0.0
+
+    def finish(self, nodeid: str) -> float:
+        """Close the item; returns its wall time."""
+        wall = self.clock() - self.current_start if nodeid == self.current else 0.0
+        if nodeid in self.left:
+            self.left.discard(nodeid)
+            self.took[nodeid] = wall
+        if nodeid == self.current:
+            self.current, self.current_allowance = None, None
+        return wall
+
+    def plan(self, *, final: bool = False, **kwargs) -> RoundsPlan:
+        """plan_rounds for the current item, with its allowance and what it has spent so far.
+
+        Args:
+            final: the re-plan after the whole warm-up, with its better estimate: it only caps the rounds; a case
+                that went on past the first plan keeps its minimum rounds (its warm-up is paid).
+        """
+        self.current_planned = True
+        plan = plan_rounds(self.current_allowance, spent_s=self.spent(), **kwargs)
+        if plan.skip_reason and final:
+            return RoundsPlan(kwargs["min_rounds"], None, 0, plan.info)
+        if plan.skip_reason and self.current is not None:
+            self.skipped[self.current] = plan.skip_reason
+        return plan
+
+    def fit_calls(self, **kwargs) -> int:
+        return fit_calls(self.current_allowance, spent_s=self.spent(), **kwargs)
+
+    def estimate_left(self, exclude: Sequence[str] = ()) -> float:
+        """Seconds the items still to run should take under the plan: each at the mean wall time of the items of
+        its benchmark that ran (else of every item that ran), capped at its fair share of the time left."""
+        todo = [n for n in self.planned if n in self.left and n not in exclude]
+        if not todo:
+            return 0.0
+        ran = {n: t for n, t in self.took.items() if n not in self.skipped}
+        overall = sum(ran.values()) / len(ran) if ran else None
+        by_name: dict[str, list[float]] = {}
+        for n, t in ran.items():
+            by_name.setdefault(benchmark_name(n), []).append(t)
+        share = None
+        if self.budget_s is not None:
+            share = create_allowance(self.budget_s, self.elapsed(), len(todo)).share_s
+        total = 0.0
+        for n in todo:
+            times = by_name.get(benchmark_name(n))
+            guess = sum(times) / len(times) if times else overall
+            if guess is None:
+                guess = share if share is not None else 0.0
+            total += min(guess, share) if share is not None else guess
+        return total
+
+    def spent_reason(self) -> str | None:
+        """Why the current item is skipped before it starts: nothing of the budget is left."""
+        allowance = self.current_allowance
+        if allowance is None or allowance.time_left_s > 0:
+            return None
+        ran = [t for n, t in self.took.items() if n not in self.skipped]
+        reason = describe_spent(allowance, sum(ran) / len(ran) if ran else None)
+        self.skipped[self.current] = reason
+        return reason
+
+    def skip_now(self, reason: str) -> str:
+        if self.current is not None:
+            self.skipped[self.current] = reason
+        return reason
+
+    def record_floor(self, family, rank: int, seconds: float) -> None:
+        known = self.floors.setdefault(family, {})
+        known[rank] = min(seconds, known.get(rank, math.inf))
+
+    def floor_for(self, family, rank: int) -> tuple[float, int] | None:
+        """The slowest (per call) phase of ``family`` at or below ``rank``: a call of this phase takes at least
+        that long (a forward pass is part of a forward and backward pass, which is part of a training step)."""
+        known = [(s, r) for r, s in self.floors.get(family, {}).items() if r <= rank]
+        return max(known) if known else None
+
+
+class CasePlanner:
+    """The budget's side of measure() for one case: FerSession.round_planner makes one, measure() calls it.
+
+    Args:
+        budget: the run's ledger.
+        skip: raises pytest's Skipped with a reason.
+        extra_calls: calls of a pass after the rounds at its minimum (the paired overhead, a FLOP count),
+            kept beside the minimum rounds where they fit.
+        family: what related cases share (model, device, batch, precision...); None: none.
+        rank: this case's phase among its family's (forward 0, forward and backward 1, a training step 2).
+        phase_names: rank -> name, for a skip reason.
+    """
+
+    #: a call after the cold one is assumed no faster than this fraction of the cold call when the cold call
+    #: alone was over the allowance (CPU: about 1; a GPU's cold call holds autotuning, never that long)
+    COLD_FLOOR = 0.5
+
+    def __init__(self, budget: RunBudget, skip: Callable[[str], None], *, extra_calls: int = 0, family=None,
+                 rank: int = 0, phase_names: dict | None = None) -> None:
+        self.budget, self.skip, self.extra_calls = budget, skip, extra_calls
+        self.family, self.rank, self.phase_names = family, rank, phase_names or {}
+
+    def start(self, *, min_rounds: int, calls_before: int) -> None:
+        """Before the case builds anything: skip it when a cheaper phase of its family shows that its minimum
+        (``calls_before`` cold and warm-up calls, then ``min_rounds``) cannot fit."""
+        found = self.budget.floor_for(self.family, self.rank) if self.family is not None else None
+        if found is not None:
+            per_call, rank = found
+            self.check_floor(per_call, calls_before=calls_before, min_rounds=min_rounds,
+                             why=f"its {self.phase_names.get(rank, 'a related')} call took "
+                                 f"{format_duration(per_call)}")
+
+    def check_floor(self, per_call_s: float, *, calls_before: int, min_rounds: int, why: str) -> None:
+        """Skip now when ``per_call_s``, a lower bound of a call, already puts the minimum over the allowance."""
+        allowance = self.budget.current_allowance
+        if allowance is None:
+            return
+        need = self.budget.spent() + (calls_before + min_rounds) * per_call_s
+        if need > allowance.cap_s:
+            self.skip(self.budget.skip_now(describe_over_budget(allowance, need, min_rounds, "at least", why)))
+
+    def after_cold(self, cold_s: float, *, calls_left: int, min_rounds: int) -> None:
+        """Skip at once when the cold call alone took the case past its allowance (no warm call is spent)."""
+        allowance = self.budget.current_allowance
+        spent = self.budget.spent()
+        if allowance is None or spent <= allowance.cap_s:
+            return
+        if self.family is not None:
+            self.budget.record_floor(self.family, self.rank, cold_s * self.COLD_FLOOR)
+        need = spent + (calls_left + min_rounds) * cold_s
+        self.skip(self.budget.skip_now(describe_over_budget(
+            allowance, need, min_rounds, "up to", f"its first call took {format_duration(cold_s)}")))
+
+    def plan(self, *, estimate_s: float, calls_left: int, min_rounds: int) -> RoundsPlan:
+        """The rounds, from the first warm call; skips when the minimum does not fit."""
+        if self.family is not None:
+            self.budget.record_floor(self.family, self.rank, estimate_s)
+        plan = self.budget.plan(estimate_s=estimate_s, calls_left=calls_left, min_rounds=min_rounds,
+                                extra_calls=self.extra_calls)
+        if plan.skip_reason:
+            self.skip(plan.skip_reason)
+        return plan
+
+    def replan(self, *, estimate_s: float, min_rounds: int) -> RoundsPlan:
+        """The cap again with the warm-up's median: never a skip (the warm-up is paid)."""
+        return self.budget.plan(estimate_s=estimate_s, calls_left=0, min_rounds=min_rounds,
+                                extra_calls=self.extra_calls, final=True)
+
+
+def skip_case(reason: str) -> None:
+    """pytest.skip, reported at the test's own location (as a skip marker's is), not at this module's line."""
+    import pytest
+
+    exc = pytest.skip.Exception(reason)
+    exc._use_item_location = True  # what pytest's own skip marks and skipping fixtures set
+    raise exc
+
+
+def guard_pedantic(fixture, budget: RunBudget, drop_stats: Callable[[object], None]) -> None:
+    """Plan a benchmark that calls ``benchmark.pedantic`` with its own rounds (not through measure()).
+
+    Its rounds are fixed by the test, so the budget can only run or skip it: the time from the first setup to the
+    second (the first call, warm-up or timed) is the estimate, taken before the second call starts; a case whose
+    calls do not fit is skipped then, and a timed round it already made is dropped (``drop_stats``) so no
+    one-round result reaches the JSON. Passes through when measure() planned the case, with ``iterations`` above
+    1 (pytest-benchmark allows no setup then) or a single call.
+    """
+    original = fixture.pedantic
+
+    def pedantic(target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
+                 iterations=1):
+        call = dict(args=args, kwargs=kwargs, setup=setup, teardown=teardown, rounds=rounds,
+                    warmup_rounds=warmup_rounds, iterations=iterations)
+        calls = warmup_rounds + rounds if isinstance(rounds, int) and isinstance(warmup_rounds, int) else 0
+        if budget.current_planned or iterations != 1 or calls < 2:
+            return original(target, **call)
+        budget.current_planned = True
+        starts: list[float] = []
+
+        def guarded_setup():
+            starts.append(budget.clock())
+            if len(starts) == 2:
+                plan = budget.plan(estimate_s=starts[1] - starts[0], calls_left=0, min_rounds=calls - 1,
+                                   described_rounds=rounds)
+                fixture.extra_info.update(plan.info, planned_rounds=rounds)
+                if plan.skip_reason:
+                    drop_stats(getattr(fixture, "stats", None))
+                    skip_case(plan.skip_reason)
+            return setup() if setup is not None else None
+
+        return original(target, **{**call, "setup": guarded_setup})
+
+    fixture.pedantic = pedantic

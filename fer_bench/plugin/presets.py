@@ -1,0 +1,185 @@
+"""The named presets: which values of each axis a run takes, how big its rounds are and how long it may take.
+
+Each axis declares its own values per preset in fer_bench.axes; a preset adds what is not an axis (epoch size,
+round time, time budget) and may narrow an axis for one benchmark (the default preset runs test_epoch on one model).
+The budget is what a run of the preset may take on any machine (fer_bench.plugin.budget plans the rounds to fit
+and skips, with the reason, a case whose minimum rounds do not); ``--fer-budget`` overrides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from fer_bench.axes import OPTION_AXES, PRESET_NAMES
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named matrix: narrower axis values per benchmark, the epoch size, the time a round should fill and the
+    time the whole run may take (None: no budget)."""
+
+    name: str
+    description: str
+    per_benchmark: dict[str, dict[str, list]] = field(default_factory=dict)
+    epoch_images: int = 2048
+    eval_images: int = 512
+    target_round_s: float = 1.0
+    budget_s: float | None = None
+
+    @property
+    def axes(self) -> dict[str, list]:
+        """Every optioned axis's values in this preset, from the registry."""
+        return {axis.name: list(axis.presets[self.name]) for axis in OPTION_AXES}
+
+    def axis_values(self, benchmark: str, axis: str) -> list:
+        """The values of ``axis`` for ``benchmark``: its per-benchmark narrowing, else the axis's preset values."""
+        narrowed = self.per_benchmark.get(benchmark, {})
+        return list(narrowed[axis]) if axis in narrowed else self.axes[axis]
+
+
+# Every preset lists cuda and amp_fp16 so that runs on different machines collect the same cases; what a machine
+# cannot run is reported as skipped with the reason.
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        "quick", "smoke run, within 30 seconds on a 2-core CPU",
+        per_benchmark={"dataloader": {"num_workers": [0, 2]}},
+        epoch_images=512, eval_images=256, target_round_s=0.3, budget_s=30.0,
+    ),
+    "default": Preset(
+        "default", "what a bare `pytest benchmarks` runs: under 10 minutes on a 2-core CPU",
+        per_benchmark={
+            "dataloader": {"num_workers": [0, 1, 2], "batch_size": [64, 256]},
+            "epoch": {"model": ["fer_cnn_3block"], "num_workers": [0, 2], "precision": ["fp32", "amp_fp16"]},
+        },
+        epoch_images=2048, eval_images=512, target_round_s=0.6, budget_s=600.0,
+    ),
+    "full": Preset(
+        "full", "the whole matrix, for a GPU node; no time budget",
+        per_benchmark={"epoch": {"batch_size": [64, 256]}},
+        epoch_images=28709, eval_images=3589, target_round_s=2.0,
+    ),
+}
+assert tuple(PRESETS) == PRESET_NAMES, "every axis declares values for exactly these presets"
+
+
+# ----------------------------------------------------------------------------------------- what a preset costs
+
+
+def count_cases(cases: Iterable[tuple[str, bool]]) -> dict[str, list[int]]:
+    """``{benchmark: [collected, to run here]}`` from (test name, runs here) pairs, in first-seen order; the
+    benchmark is the test function's name without ``test_``."""
+    counts: dict[str, list[int]] = {}
+    for name, runs in cases:
+        entry = counts.setdefault(name.split("[", 1)[0].removeprefix("test_"), [0, 0])
+        entry[0] += 1
+        entry[1] += bool(runs)
+    return counts
+
+
+def stored_case_seconds(extra_info: dict, stats: dict) -> float | None:
+    """What one stored case took: its whole wall time where the run recorded it (``case_wall_s``), else its
+    rounds at the median plus its cold start and warm-up, roughly (build and extras not counted)."""
+    wall = extra_info.get("case_wall_s")
+    if isinstance(wall, (int, float)) and wall >= 0:
+        return float(wall)
+    median, rounds = stats.get("median"), stats.get("rounds")
+    if not isinstance(median, (int, float)) or not isinstance(rounds, (int, float)):
+        return None
+    cold = extra_info.get("cold_start_ms")
+    warmup = extra_info.get("warmup_rounds")
+    return (median * (rounds + (warmup if isinstance(warmup, (int, float)) else 0))
+            + (cold / 1e3 if isinstance(cold, (int, float)) else 0.0))
+
+
+@dataclass(frozen=True)
+class ExpectedTime:
+    """A preset's expected time on this machine from its stored runs."""
+
+    seconds: float
+    found: int
+    wanted: int
+    sources: tuple[str, ...]
+
+
+def expected_time(names: Sequence[str], runs: Sequence, identity_hash: str) -> ExpectedTime | None:
+    """The sum of the stored times (stored_case_seconds) of ``names`` from the latest run of this hardware that
+    holds each (``runs``: fer_bench.results.runs.RunResult, oldest first); None when no run of it holds any."""
+    latest: dict[str, tuple[float, str]] = {}
+    for run in runs:
+        if run.machine.identity_hash != identity_hash:
+            continue
+        for case in run.cases:
+            seconds = stored_case_seconds(case.extra_info, case.stats)
+            if seconds is not None:
+                latest[case.name] = (seconds, str(run.path))
+    hits = [latest[n] for n in names if n in latest]
+    if not hits:
+        return None
+    return ExpectedTime(sum(s for s, _ in hits), len(hits), len(names), tuple(sorted({p for _, p in hits})))
+
+
+def describe_preset_cost(name: str, counts: dict[str, list[int]], budget_s: float | None,
+                         expected: ExpectedTime | None, slug: str | None = None) -> str:
+    """One line: ``preset default: 148 cases, 50 run here (forward 10/30, ...); budget 10 min; expected about
+    8 min here (50 of 50 cases timed in results/epyc-2c__cpu)``."""
+    from fer_bench.plugin.budget import format_duration
+
+    collected = sum(c for c, _ in counts.values())
+    runnable = sum(r for _, r in counts.values())
+    per = ", ".join(f"{k} {r}/{c}" for k, (c, r) in counts.items())
+    text = (f"preset {name}: {collected} cases, {runnable} run here ({per}); budget "
+            f"{'none' if budget_s is None else format_duration(budget_s)}")
+    if expected is None:
+        where = f"results/{slug}/" if slug else "results/"
+        return text + f"; expected time: no stored run of this machine in {where} yet"
+    seconds = expected.seconds if budget_s is None else min(expected.seconds, budget_s)
+    capped = " (the budget's)" if budget_s is not None and expected.seconds > budget_s else ""
+    where = f"results/{slug}" if slug else "stored runs"
+    partial = "" if expected.found == expected.wanted else ", the rest not counted"
+    return (text + f"; expected about {format_duration(seconds)}{capped} here ({expected.found} of "
+            f"{expected.wanted} cases timed in {where}{partial})")
+
+
+def list_preset_costs(path: str, names: Sequence[str] = ()) -> list[str]:
+    """describe_preset_cost for each preset (all by default), from collecting ``path`` with pytest in this
+    process (``--collect-only``: nothing runs), so the counts are what this machine would run and skip.
+
+    Raises:
+        FerBenchError: no such path, or collecting it failed.
+    """
+    import contextlib
+    import io
+    from pathlib import Path
+
+    import pytest
+
+    from fer_bench.errors import FerBenchError
+
+    if not Path(path).exists():
+        raise FerBenchError(f"{path}: no such file or folder (name the folder of the benchmark modules)")
+    lines = []
+    for name in names or list(PRESETS):
+
+        class Grab:
+            line: str | None = None
+
+            @pytest.hookimpl(trylast=True)
+            def pytest_sessionfinish(self, session):
+                from fer_bench.plugin import describe_collected_cost, get_session
+
+                fer = get_session(session.config)
+                if fer.active and fer.budget is not None:
+                    Grab.line = describe_collected_cost(fer)
+
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            # --assert=plain: fer_bench is imported already, and its rewrite warning is an error under the
+            # project's filterwarnings
+            code = pytest.main([str(path), "--collect-only", "-q", "--assert=plain", "--fer-preset", name,
+                                "-p", "fer_bench.plugin", "-p", "no:cacheprovider"], plugins=[Grab()])
+        if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) or Grab.line is None:
+            tail = "\n".join(output.getvalue().strip().splitlines()[-5:])
+            raise FerBenchError(f"collecting {path} with --fer-preset {name} failed (exit {int(code)}):\n{tail}")
+        lines.append(Grab.line)
+    return lines

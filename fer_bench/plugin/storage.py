@@ -1,0 +1,119 @@
+"""Where fer_bench reaches into pytest-benchmark beyond its hooks: the one module that does.
+
+pytest-benchmark has hooks for machine_info and the JSON it writes (fer_bench.plugin uses those), but none for:
+
+* the storage folder's machine id (pytest-benchmark issue #185): its name comes from ``get_machine_id()`` (OS and
+  Python only), so two machines with different GPUs would share a folder. :func:`key_storage_by_hardware`
+  replaces the name its session module looks up at configure time, before its own (trylast) pytest_configure.
+* which files a save wrote: :func:`track_saved_files` wraps ``storage.save`` to learn the path, so the
+  fingerprint sidecar can go beside it.
+* which file ``--benchmark-compare`` compares with: pytest-benchmark takes the newest file of the slug folder; the
+  plugin replaces the option's value by the path of the run it chose (the newest of this hardware) before
+  pytest-benchmark loads it.
+* sidecars written by fer_bench before 0.2 were named ``NAME.fingerprint.json``, and pytest-benchmark loads every
+  ``*.json`` of a storage folder, warning (an error under ``filterwarnings = error``) on each one that is not a
+  run: :func:`skip_legacy_sidecars` leaves those out of its file queries.
+* ``--benchmark-json`` is an open file (argparse.FileType) before pytest-benchmark 5.3 and a path since:
+  :func:`benchmark_json_path` reads both. (Before 5.3 argparse opens the file while pytest parses the command
+  line, so its folder must exist; from 5.3 the plugin creates it.)
+* pytest 9.2 with pytest-benchmark before 5.3.1 fails in every benchmark: :func:`unsupported_pair` says so.
+
+Each is tested against every pytest-benchmark version setup.cfg allows (``python3 dev.py compat``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from fer_bench.machine.identity import LEGACY_SIDECAR_SUFFIX
+
+DEFAULT_STORAGE = "file://./.benchmarks"
+
+
+def unsupported_pair() -> str | None:
+    """Why this pytest and pytest-benchmark cannot run together, or None. pytest 9.2 removed ``Node._nodeid``,
+    which pytest-benchmark before 5.3.1 reads in every benchmark fixture; pip cannot express that rule."""
+    import pytest
+    import pytest_benchmark
+
+    def release(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+    if release(pytest.__version__) >= (9, 2) and release(pytest_benchmark.__version__) < (5, 3, 1):
+        return (f"pytest-benchmark {pytest_benchmark.__version__} does not work with pytest {pytest.__version__} "
+                f"(it reads Node._nodeid, removed in pytest 9.2): install pytest-benchmark>=5.3.1 or pytest<9.2")
+    return None
+
+
+def storage_in_use(config) -> bool:
+    """Whether this session reads or writes pytest-benchmark's storage folder."""
+    opt = config.option
+    return bool(getattr(opt, "benchmark_save", None) or getattr(opt, "benchmark_autosave", None)
+                or getattr(opt, "benchmark_compare", None))
+
+
+def benchmark_json_path(config) -> Path | None:
+    """--benchmark-json as a path: a path in pytest-benchmark >= 5.3, an open file (argparse.FileType) before.
+    (A Path's ``.name`` would be only its last part.)"""
+    value = config.getoption("benchmark_json", None)
+    if not value:
+        return None
+    return Path(value) if isinstance(value, (str, os.PathLike)) else Path(value.name)
+
+
+def key_storage_by_hardware(config, results_root: Path, slug: str) -> None:
+    """Saved runs go to ``results/<slug>/`` instead of ``.benchmarks/<OS-Python>/``; an explicit
+    --benchmark-storage is respected (runs then go to ``URI/<slug>/``)."""
+    if config.option.benchmark_storage == DEFAULT_STORAGE:
+        config.option.benchmark_storage = "file://" + str(results_root)
+    import pytest_benchmark.session as pb_session
+
+    pb_session.get_machine_id = lambda: slug
+
+
+def skip_legacy_sidecars() -> Callable[[], None]:
+    """Leave ``*.fingerprint.json`` out of pytest-benchmark's file storage queries; returns the undo."""
+    from pytest_benchmark.storage.file import FileStorage
+
+    original = FileStorage.query
+    if getattr(original, "_fer_bench_filtered", False):
+        return lambda: None
+
+    def query(self, *globs_or_files):
+        return [f for f in original(self, *globs_or_files) if not Path(f).name.endswith(LEGACY_SIDECAR_SUFFIX)]
+
+    query._fer_bench_filtered = True
+    FileStorage.query = query
+
+    def undo() -> None:
+        FileStorage.query = original
+
+    return undo
+
+
+def track_saved_files(bs, on_saved: Callable[[Path], None]) -> None:
+    """Call ``on_saved(path)`` for each run file pytest-benchmark's storage writes."""
+    storage = getattr(bs, "storage", None)
+    if storage is None or not hasattr(storage, "save") or not hasattr(storage, "get"):
+        return  # not file storage (elasticsearch): no file to put a sidecar beside
+    original = storage.save
+
+    def save(output_json, save_name):
+        folder = Path(storage.get("x")).parent
+        before = set(folder.glob("*.json"))
+        original(output_json, save_name)
+        for path in sorted(set(folder.glob("*.json")) - before):
+            on_saved(path)
+
+    storage.save = save
+
+
+def file_storage_root(config) -> Path | None:
+    """The folder of --benchmark-storage (``file://PATH`` or a bare path), or None for other storage."""
+    uri = str(config.option.benchmark_storage or "")
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    return Path(uri.removeprefix("file://")).expanduser()

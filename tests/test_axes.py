@@ -1,0 +1,126 @@
+"""The axis registry and the workload record: ids, matching of old and new runs, comparability."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_bench.axes import AXES, AXIS_NAMES, OPTION_AXES, case_id, case_unavailable_reason, match_params
+from fer_bench.plugin.presets import PRESETS
+from fer_bench.workload import (
+    create_workload,
+    describe_workload,
+    workload_differences,
+    workload_of,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = sorted((ROOT / "results" / "xeon-2c__cpu").glob("0002_*.json"))
+H100 = ROOT / "results" / "xeon-16c__h100-80gb-x1" / "0001_h100_quick_gpu_run.json"
+
+
+def test_registry_is_torch_free_and_complete():
+    code = ("import sys, fer_bench.axes, fer_bench.workload, fer_bench.results.compare, fer_bench.results.gate; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for axis in OPTION_AXES:
+        assert axis.option.startswith("--fer-") and set(axis.presets) == set(PRESETS), axis.name
+    assert AXIS_NAMES[:6] == ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ({"model": "efficientnet_b0", "device": "cpu", "batch_size": 64, "num_workers": 2, "precision": "fp32",
+      "num_gpus": 1}, "efficientnet_b0-cpu-bs64-w2-fp32-g1"),
+    ({"model": "resnet18", "device": "cuda", "batch_size": 64, "precision": "amp_fp16", "num_gpus": 1,
+      "optimizer": "adam", "memory_format": "contiguous"}, "resnet18-cuda-bs64-amp_fp16-g1"),
+    ({"model": "resnet18", "device": "cpu", "batch_size": 64, "precision": "fp32", "num_gpus": 1,
+      "optimizer": "sgd_momentum", "memory_format": "channels_last"},
+     "resnet18-cpu-bs64-fp32-g1-opt_sgd_momentum-channels_last"),
+    ({"device": "cuda", "batch_size": 64, "num_workers": 4, "pin_memory": True}, "cuda-bs64-w4-pin"),
+    # registry order wins over the dict's order
+    ({"num_gpus": 2, "precision": "bf16", "model": "vgg_fer", "device": "cpu", "batch_size": 8}, "vgg_fer-cpu-bs8-bf16-g2"),
+])
+def test_case_ids(case, expected):
+    assert case_id(case) == expected
+
+
+def test_match_params_drops_added_axes_at_their_original_value():
+    old = {"model": "resnet18", "batch_size": 64}
+    assert match_params({**old, "optimizer": "adam", "memory_format": "contiguous"}) == old
+    assert match_params({**old, "optimizer": "sgd"}) == {**old, "optimizer": "sgd"}
+
+
+def test_option_parsing_names_the_option_and_values():
+    assert AXES["optimizer"].parse_list("adam, sgd,adam") == ["adam", "sgd"]
+    assert AXES["memory_format"].parse_list("CHANNELS_LAST") == ["channels_last"]
+    with pytest.raises(argparse.ArgumentTypeError, match=r"--fer-optimizers: 'lbfgs' is not an optimizer; valid: sgd"):
+        AXES["optimizer"].parse_list("lbfgs")
+    with pytest.raises(argparse.ArgumentTypeError, match="--fer-batch-sizes: '1.5' is not a positive integer"):
+        AXES["batch_size"].parse_list("1.5")
+    # models are checked at configure, after a user's conftest registered its own
+    assert AXES["model"].parse_list("mine,resnet18") == ["mine", "resnet18"]
+    with pytest.raises(ValueError, match="--fer-models: 'mine' is not a registered model"):
+        AXES["model"].check(["mine"])
+
+
+def test_unavailable_reasons_in_registry_order():
+    assert case_unavailable_reason({"device": "cpu", "precision": "amp_fp16"}).startswith("amp_fp16 is a GPU")
+    assert "GPU device" in case_unavailable_reason({"device": "cpu", "num_gpus": 2, "precision": "amp_fp16"})
+    assert case_unavailable_reason({"device": "cpu", "pin_memory": True}).startswith("pin_memory only")
+    assert case_unavailable_reason({"device": "cpu", "precision": "fp32", "optimizer": "sgd"}) is None
+
+
+def test_committed_reference_ids_are_still_generated():
+    """Every case of the committed reference run is collected again, under the same name, by the default
+    preset: stored baselines keep matching after the registry and the new axes."""
+    names = {b["name"] for b in json.loads(REFERENCE[-1].read_text())["benchmarks"]}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p",
+                           "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, check=True)
+    collected = {line.split("::", 1)[1] for line in proc.stdout.splitlines() if "::" in line}
+    assert names and names <= collected, sorted(names - collected)
+
+
+def test_workload_records_and_differences():
+    data = {"kind": "synthetic", "size": 35887, "seed": 0, "generator_version": 1}
+    a = create_workload(data, images_per_round=2048)
+    b = create_workload(data, images_per_round=4096)
+    assert a == {"data": data, "images_per_round": 2048}
+    assert workload_differences(b, a) == ["images_per_round 4096 vs 2048"]
+    assert workload_differences(a, b, ignore_counts=True) == [] and workload_differences(a, a) == []
+    c = create_workload({**data, "seed": 1}, images_per_round=2048)
+    assert workload_differences(a, c) == ["data.seed 0 vs 1"] == workload_differences(a, c, ignore_counts=True)
+    assert describe_workload(a) == "synthetic 35887 seed 0, 2048 images/round"
+
+
+def test_workload_of_an_older_result_is_read_from_its_keys():
+    old = {"data": "synthetic", "images_per_round": 4096, "input_size": 48, "pin_memory": False}
+    record, inferred = workload_of(old)
+    assert inferred and record == {"data": {"kind": "synthetic"}, "input_size": 48, "images_per_round": 4096}
+    new = create_workload({"kind": "synthetic", "size": 35887, "seed": 0}, images_per_round=4096, input_size=48)
+    assert workload_differences(record, new) == []  # only facts both hold are compared
+    assert workload_of({"data": "/data/fer2013.csv"}) == (None, True)  # a path says nothing of the content
+    assert workload_of({"workload": new}) == (new, False)
+
+
+def test_committed_h100_and_vm_loader_runs_are_told_apart():
+    """The H100 node passed 4,096 images a round, the VM 2,048: their loader times are different cases, and per
+    image they compare."""
+    from fer_bench.results.compare import create_view
+    from fer_bench.results.runs import load_results
+
+    runs = load_results([H100, REFERENCE[-1]])
+    table = create_view("platforms", runs, groups=["dataloader"])
+    assert any("different image counts" in note for note in table.notes)
+    rows = table.records[table.records["kind"] == "case"]
+    shared = rows[(rows["batch_size"] == 64) & (rows["num_workers"] == 0) & (rows["pin_memory"] == False)]  # noqa: E712
+    # the VM's loader pass and the H100 node's on its cpu and its cuda device: never one row
+    assert sorted(shared["workload"]) == ["2048 images/round", "4096 images/round", "4096 images/round"]
+    assert set(rows[rows["platform"].str.startswith("xeon-2c")]["speedup_text"]) == {"no baseline"}
+    per_image = create_view("platforms", runs, metric="samples_per_s", groups=["dataloader"])
+    assert "workload" not in per_image.records.columns
+    assert any("compared per image" in note for note in per_image.notes)
