@@ -115,9 +115,14 @@ def test_rounds_beyond_the_minimum_fill_the_share_only():
     # 1 s a call: 2 s spent, 2 warm-up calls to come -> 54 s of the 58 s share for rounds
     plan = plan_rounds(START, estimate_s=1.0, spent_s=2.0, calls_left=2, min_rounds=7)
     assert plan.max_rounds == 54
-    # the paired pass's minimum (18 calls) is kept beside the rounds when it fits
+    # the paired pass's minimum (18 calls) is kept beside the rounds when it fits the share
     plan = plan_rounds(START, estimate_s=1.0, spent_s=2.0, calls_left=2, min_rounds=7, extra_calls=18)
     assert plan.max_rounds == 36 and plan.extra_calls == 18
+    # calls made after the rounds whatever the budget (a FLOP count) are part of the need
+    plan = plan_rounds(START, estimate_s=1.0, spent_s=2.0, calls_left=2, min_rounds=7, after_calls=2)
+    assert plan.max_rounds == 52
+    assert not plan_rounds(START, estimate_s=26.0, spent_s=2.0, calls_left=0, min_rounds=7).skip_reason  # 184 s
+    assert plan_rounds(START, estimate_s=26.0, spent_s=2.0, calls_left=0, min_rounds=7, after_calls=2).skip_reason
 
 
 def test_minimum_may_borrow_but_gets_no_extra_rounds():
@@ -152,8 +157,9 @@ def test_fit_calls_for_the_pass_after_the_rounds():
     assert fit_calls(None, per_call_s=1.0, spent_s=0, minimum=9, wanted=40) == 40
     assert fit_calls(START, per_call_s=1.0, spent_s=20.0, minimum=9, wanted=40) == 38  # 58 s share
     assert fit_calls(START, per_call_s=1.0, spent_s=20.0, minimum=9, wanted=30) == 30
-    assert fit_calls(START, per_call_s=10.0, spent_s=20.0, minimum=9, wanted=30) == 9  # borrows up to the cap
-    assert fit_calls(START, per_call_s=10.0, spent_s=150.0, minimum=9, wanted=30) == 0  # 240 s > 232 s cap
+    assert fit_calls(START, per_call_s=4.0, spent_s=20.0, minimum=9, wanted=30) == 9
+    # an extra never borrows: 9 calls of 10 s are over the 38 s left of the 58 s share (within the 232 s cap)
+    assert fit_calls(START, per_call_s=10.0, spent_s=20.0, minimum=9, wanted=30) == 0
 
 
 # ------------------------------------------------------------------------------------------------ the ledger

@@ -117,7 +117,7 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
     """forward (eval, no grad), forward_backward, or the full train_step, on a batch already on the device."""
     if phase not in STEP_PHASES:
         raise ValueError(f"phase must be one of {STEP_PHASES}")
-    planner = _step_planner(session, config, phase, extra_calls=FLOP_COUNT_CALLS)
+    planner = _step_planner(session, config, phase, after_calls=FLOP_COUNT_CALLS)
     training = create_train_step(config)
     x, y = device_batch(session, training)
     step = training.step
@@ -129,19 +129,21 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
         with step.policy.autocast():
             return _flops(step.model, x, backward=phase != "forward")
 
-    # the FLOP count runs a step's worth of work after the rounds: kept beside them in the budget's plan
+    # the FLOP count runs a step's worth of work after the rounds: part of the case's need in the budget's plan
     info = measure(benchmark, fn, device=step.device, samples_per_call=config.batch_size, phase=phase,
                    target_s=session.preset.target_round_s, flops_per_call=flops,
                    extra=_common_info(session, config, training), planner=planner)
     return info
 
 
-def _step_planner(session: FerSession, config: RunConfig, phase: str, extra_calls: int):
+def _step_planner(session: FerSession, config: RunConfig, phase: str, *, after_calls: int = 0,
+                  extra_calls: int = 0):
     """The budget's planner of a step case, made before the model is built: a case whose cheaper phase (same
     model, batch, precision...) already showed its minimum cannot fit is skipped at no cost."""
     family = tuple(v for k, v in config.axes().items() if k not in ("optimizer", "num_workers"))
-    return session.round_planner(extra_calls, family=family, rank=PHASE_RANKS[phase], phase_names=PHASE_BY_RANK,
-                                 min_rounds=MIN_ROUNDS, calls_before=1 + WARMUP_ROUNDS)  # cold + warm-up
+    return session.round_planner(extra_calls, after_calls=after_calls, family=family, rank=PHASE_RANKS[phase],
+                                 phase_names=PHASE_BY_RANK, min_rounds=MIN_ROUNDS,
+                                 calls_before=1 + WARMUP_ROUNDS)  # the cold call and the warm-up
 
 
 def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig) -> dict:

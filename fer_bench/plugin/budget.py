@@ -15,8 +15,8 @@ timed, measure() has made its cold call and its first warm call; with that estim
   a result the regression gates cannot trust, and a stored number that looks like the others but is not is worse
   than a visible gap. Its minimum may borrow up to ``BORROW`` shares (never more than the time left), so one slow
   case among cheap ones still runs; whatever it borrows shrinks the shares of the cases after it.
-* **Extras last.** The paired-overhead pass, the FLOP count and rounds beyond the minimum get what the case's
-  allowance leaves.
+* **Extras last.** The paired-overhead pass and rounds beyond the minimum get what the case's fair share leaves;
+  they never borrow.
 * **Probes that cost little.** The estimate is paid for, and a skipped case wastes it, so it is skipped as early as
   the facts allow: before its fixtures build anything when nothing of the budget is left; right after its cold
   call when that call alone spent its allowance; and, for a step case, before its model is built when a cheaper
@@ -205,7 +205,8 @@ def describe_spent(allowance: Allowance, mean_case_s: float | None) -> str:
 
 
 def plan_rounds(allowance: Allowance | None, *, estimate_s: float, spent_s: float, calls_left: int,
-                min_rounds: int, extra_calls: int = 0, described_rounds: int | None = None) -> RoundsPlan:
+                min_rounds: int, after_calls: int = 0, extra_calls: int = 0,
+                described_rounds: int | None = None) -> RoundsPlan:
     """The rounds of one case.
 
     Args:
@@ -214,8 +215,9 @@ def plan_rounds(allowance: Allowance | None, *, estimate_s: float, spent_s: floa
         spent_s: what the case has spent so far (setup, build, FLOP count, its cold and first warm calls).
         calls_left: calls before the rounds that are still to come (the rest of the warm-up).
         min_rounds: the benchmark's minimum rounds; never cut.
-        extra_calls: calls of a pass after the rounds at its minimum (the paired overhead), kept out of the
-            rounds when they fit beside the minimum rounds.
+        after_calls: calls the case makes after its rounds whatever the budget (a FLOP count): part of its need.
+        extra_calls: calls of an optional pass after the rounds at its minimum (the paired overhead), kept out of
+            the rounds when they fit beside the minimum within the fair share (an extra never borrows).
         described_rounds: the rounds a skip reason names (the test's own count, where some already ran).
     """
     info: dict = {"estimate_s": estimate_s}
@@ -223,24 +225,25 @@ def plan_rounds(allowance: Allowance | None, *, estimate_s: float, spent_s: floa
         return RoundsPlan(None, extra_calls=extra_calls, info={**info, "budget_s": None})
     info.update(budget_s=allowance.budget_s, allowance_s=round(allowance.cap_s, 3))
     estimate_s = max(estimate_s, 0.0)
-    need = spent_s + (calls_left + min_rounds) * estimate_s
+    need = spent_s + (calls_left + min_rounds + after_calls) * estimate_s
     if need > allowance.cap_s:
         return RoundsPlan(0, describe_over_budget(allowance, need, described_rounds or min_rounds), 0, info)
-    extra_s = extra_calls * estimate_s
-    kept = extra_calls if need + extra_s <= allowance.cap_s else 0
-    # rounds beyond the minimum come out of the fair share only, never out of what the minimum borrowed
-    room = max(allowance.share_s, need + kept * estimate_s) - spent_s - calls_left * estimate_s - kept * estimate_s
+    # extras (an optional pass, rounds beyond the minimum) come out of the fair share only, never out of what the
+    # minimum borrowed
+    kept = extra_calls if need + extra_calls * estimate_s <= allowance.share_s else 0
+    room = max(allowance.share_s, need) - spent_s - (calls_left + after_calls + kept) * estimate_s
     fit = math.floor(room / estimate_s) if estimate_s > 0 else None
     return RoundsPlan(None if fit is None else max(min_rounds, fit), None, kept, info)
 
 
 def fit_calls(allowance: Allowance | None, *, per_call_s: float, spent_s: float, minimum: int,
               wanted: int) -> int:
-    """How many calls of a pass after the rounds fit what the case has left: ``wanted`` without a budget, else
-    between ``minimum`` and ``wanted``, or 0 when not even ``minimum`` fits."""
+    """How many calls of an optional pass after the rounds fit what is left of the case's fair share (an extra
+    never borrows): ``wanted`` without a budget, else between ``minimum`` and ``wanted``, or 0 when not even
+    ``minimum`` fits."""
     if allowance is None:
         return wanted
-    room = max(allowance.share_s, min(allowance.cap_s, spent_s + minimum * per_call_s)) - spent_s
+    room = allowance.share_s - spent_s
     if per_call_s <= 0:
         return wanted
     fit = math.floor(room / per_call_s)
@@ -389,8 +392,9 @@ class CasePlanner:
     Args:
         budget: the run's ledger.
         skip: raises pytest's Skipped with a reason.
-        extra_calls: calls of a pass after the rounds at its minimum (the paired overhead, a FLOP count),
-            kept beside the minimum rounds where they fit.
+        after_calls: calls made after the rounds whatever the budget (a FLOP count): part of the need.
+        extra_calls: calls of an optional pass after the rounds at its minimum (the paired overhead), kept beside
+            the minimum rounds where they fit the fair share.
         family: what related cases share (model, device, batch, precision...); None: none.
         rank: this case's phase among its family's (forward 0, forward and backward 1, a training step 2).
         phase_names: rank -> name, for a skip reason.
@@ -400,9 +404,10 @@ class CasePlanner:
     #: alone was over the allowance (CPU: about 1; a GPU's cold call holds autotuning, never that long)
     COLD_FLOOR = 0.5
 
-    def __init__(self, budget: RunBudget, skip: Callable[[str], None], *, extra_calls: int = 0, family=None,
-                 rank: int = 0, phase_names: dict | None = None) -> None:
-        self.budget, self.skip, self.extra_calls = budget, skip, extra_calls
+    def __init__(self, budget: RunBudget, skip: Callable[[str], None], *, after_calls: int = 0,
+                 extra_calls: int = 0, family=None, rank: int = 0, phase_names: dict | None = None) -> None:
+        self.budget, self.skip = budget, skip
+        self.after_calls, self.extra_calls = after_calls, extra_calls
         self.family, self.rank, self.phase_names = family, rank, phase_names or {}
 
     def start(self, *, min_rounds: int, calls_before: int) -> None:
@@ -411,7 +416,7 @@ class CasePlanner:
         found = self.budget.floor_for(self.family, self.rank) if self.family is not None else None
         if found is not None:
             per_call, rank = found
-            self.check_floor(per_call, calls_before=calls_before, min_rounds=min_rounds,
+            self.check_floor(per_call, calls_before=calls_before + self.after_calls, min_rounds=min_rounds,
                              why=f"its {self.phase_names.get(rank, 'a related')} call took "
                                  f"{format_duration(per_call)}")
 
@@ -441,7 +446,7 @@ class CasePlanner:
         if self.family is not None:
             self.budget.record_floor(self.family, self.rank, estimate_s)
         plan = self.budget.plan(estimate_s=estimate_s, calls_left=calls_left, min_rounds=min_rounds,
-                                extra_calls=self.extra_calls)
+                                after_calls=self.after_calls, extra_calls=self.extra_calls)
         if plan.skip_reason:
             self.skip(plan.skip_reason)
         return plan
@@ -449,7 +454,7 @@ class CasePlanner:
     def replan(self, *, estimate_s: float, min_rounds: int) -> RoundsPlan:
         """The cap again with the warm-up's median: never a skip (the warm-up is paid)."""
         return self.budget.plan(estimate_s=estimate_s, calls_left=0, min_rounds=min_rounds,
-                                extra_calls=self.extra_calls, final=True)
+                                after_calls=self.after_calls, extra_calls=self.extra_calls, final=True)
 
 
 def skip_case(reason: str) -> None:
@@ -474,8 +479,10 @@ def guard_pedantic(fixture, budget: RunBudget, drop_stats: Callable[[object], No
 
     def pedantic(target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
                  iterations=1):
-        call = dict(args=args, kwargs=kwargs, setup=setup, teardown=teardown, rounds=rounds,
-                    warmup_rounds=warmup_rounds, iterations=iterations)
+        call = dict(args=args, kwargs=kwargs, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds,
+                    iterations=iterations)
+        if teardown is not None:  # pytest-benchmark before 5.2 has no teardown argument
+            call["teardown"] = teardown
         calls = warmup_rounds + rounds if isinstance(rounds, int) and isinstance(warmup_rounds, int) else 0
         if budget.current_planned or iterations != 1 or calls < 2:
             return original(target, **call)

@@ -85,13 +85,14 @@ class FerSession:
             self.budget = RunBudget(self.budget_s, started_at=time.monotonic() - process_age_s())
         self.budget.expect(nodeids)
 
-    def round_planner(self, extra_calls: int = 0, *, family=None, rank: int = 0, phase_names: dict | None = None,
-                      min_rounds: int | None = None, calls_before: int = 0):
+    def round_planner(self, extra_calls: int = 0, *, after_calls: int = 0, family=None, rank: int = 0,
+                      phase_names: dict | None = None, min_rounds: int | None = None, calls_before: int = 0):
         """The budget's side of measure() for the current case (fer_bench.plugin.budget.CasePlanner): its rounds,
         or a skip with the reason. None outside an active session.
 
         Args:
-            extra_calls: calls of a pass after the rounds at its minimum (the paired overhead, a FLOP count).
+            extra_calls: calls of an optional pass after the rounds at its minimum (the paired overhead).
+            after_calls: calls made after the rounds whatever the budget (a FLOP count).
             family, rank, phase_names: related cases (one model, batch, precision...) and this one's phase rank;
                 a case whose cheaper phase already showed it cannot fit is skipped before it builds anything.
             min_rounds, calls_before: for that check, made now when ``min_rounds`` is given.
@@ -100,8 +101,8 @@ class FerSession:
             return None
         from fer_bench.plugin.budget import CasePlanner, skip_case
 
-        planner = CasePlanner(self.budget, skip_case, extra_calls=extra_calls, family=family, rank=rank,
-                              phase_names=phase_names)
+        planner = CasePlanner(self.budget, skip_case, after_calls=after_calls, extra_calls=extra_calls,
+                              family=family, rank=rank, phase_names=phase_names)
         if min_rounds is not None:
             planner.start(min_rounds=min_rounds, calls_before=calls_before)
         return planner
