@@ -303,8 +303,9 @@ def test_stored_case_seconds():
 
 
 class _Case:
-    def __init__(self, name, seconds):
-        self.name, self.extra_info, self.stats = name, {"case_wall_s": seconds}, {}
+    def __init__(self, name, seconds, preset=None):
+        self.name, self.stats = name, {}
+        self.extra_info = {"case_wall_s": seconds, **({"preset": preset} if preset else {})}
 
 
 class _Run:
@@ -321,6 +322,11 @@ def test_expected_time_from_the_latest_run_of_this_hardware():
     assert (expected.seconds, expected.found, expected.wanted) == (25.0, 2, 3)
     assert expected.sources == ("new.json", "old.json")
     assert expected_time(["test_a[1]"], runs, "nobody") is None
+    # one name is other work in another preset: only this preset's cases (and those that record none) count
+    by_preset = [_Run("me", [_Case("test_a[1]", 10.0, "default"), _Case("test_b[1]", 3.0)], "d.json"),
+                 _Run("me", [_Case("test_a[1]", 99.0, "full")], "f.json")]
+    assert expected_time(["test_a[1]", "test_b[1]"], by_preset, "me", "default").seconds == 13.0
+    assert expected_time(["test_a[1]"], by_preset, "me", "quick") is None
     line = describe_preset_cost("default", {"forward": [30, 10]}, 600.0, expected, "epyc-2c__cpu")
     assert line == ("preset default: 30 cases, 10 run here (forward 10/30); budget 10 min; expected about 25 s "
                     "here (2 of 3 cases timed in results/epyc-2c__cpu, the rest not counted)")

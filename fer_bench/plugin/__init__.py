@@ -535,5 +535,6 @@ def describe_collected_cost(session: FerSession) -> str:
             runs = load_results([folder])
         except FerBenchError:
             runs = []
-        expected = expected_time([name for nodeid, name in items if nodeid in planned], runs, fp["identity_hash"])
+        expected = expected_time([name for nodeid, name in items if nodeid in planned], runs, fp["identity_hash"],
+                                 session.preset_name)
     return describe_preset_cost(session.preset_name, counts, session.budget_s, expected, fp["slug"])
