@@ -98,7 +98,7 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
             target_s: float = 1.0, min_rounds: int = MIN_ROUNDS, max_rounds: int = 500,
             warmup_rounds: int = WARMUP_ROUNDS,
             flops_per_call: int | Callable[[], int | None] | None = None, extra: dict | None = None,
-            planner: Callable[..., Any] | None = None) -> dict:
+            planner: Any = None) -> dict:
     """Time ``fn`` (one step, one epoch...) with ``benchmark.pedantic`` and fill ``benchmark.extra_info``.
 
     Args:
