@@ -39,7 +39,7 @@ def parse_device_name(text: str) -> str:
     return name
 
 
-def _int_parser(minimum: int) -> Callable[[str], int]:
+def int_parser(minimum: int) -> Callable[[str], int]:
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
 
     def parse(text: Any) -> int:
@@ -204,10 +204,10 @@ REGISTRY: tuple[Axis, ...] = (
     Axis("device", parse_device_name, "--fer-devices", "devices: cpu, cuda, cuda:N, mps",
          _presets(["cpu", "cuda"], ["cpu", "cuda"], ["cpu", "cuda"]),
          unavailable=_device_unavailable, engine="the torch.device the model, batches and loader target"),
-    Axis("batch_size", _int_parser(1), "--fer-batch-sizes", "batch sizes (per GPU)",
+    Axis("batch_size", int_parser(1), "--fer-batch-sizes", "batch sizes (per GPU)",
          _presets([32], [64], [32, 64, 128, 256]), id_prefix="bs",
          engine="images per step (per GPU), and the loader's batch"),
-    Axis("num_workers", _int_parser(0), "--fer-num-workers",
+    Axis("num_workers", int_parser(0), "--fer-num-workers",
          "DataLoader worker counts (test_dataloader, test_epoch)",
          _presets([0], [0], [0, 2, 4, 8, 16]), id_prefix="w", engine="the DataLoader's num_workers"),
     Axis("precision", _choice_parser(PRECISIONS, "a precision"), "--fer-precisions",
@@ -215,7 +215,7 @@ REGISTRY: tuple[Axis, ...] = (
          _presets(["fp32", "amp_fp16"], ["fp32", "amp_bf16", "amp_fp16"], ["fp32", "amp_fp16", "amp_bf16", "bf16"]),
          unavailable=_precision_unavailable, choices=PRECISIONS,
          engine="autocast dtype, parameter dtype and GradScaler (engine.precision.resolve_precision)"),
-    Axis("num_gpus", _int_parser(1), "--fer-num-gpus", "GPU counts (nn.DataParallel when above 1)",
+    Axis("num_gpus", int_parser(1), "--fer-num-gpus", "GPU counts (nn.DataParallel when above 1)",
          _presets([1], [1], [1, 2, 4, 8]), id_prefix="g",
          engine="nn.DataParallel over this many consecutive devices"),
     Axis("optimizer", _choice_parser(OPTIMIZERS, "an optimizer"), "--fer-optimizers",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_bench.axes import OPTION_AXES
+from fer_bench.axes import OPTION_AXES, int_parser
 from fer_bench.machine.allocator import MODES as MALLOC_MODES
 from fer_bench.plugin.budget import format_duration, parse_duration
 from fer_bench.plugin.progress import parse_progress
@@ -28,12 +28,9 @@ def parse_preset(text: str) -> str:
 
 def parse_epoch_images(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--fer-epoch-images: {text!r} is not a positive integer")
-    return value
+        return int_parser(1)(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--fer-epoch-images: {exc}") from None
 
 
 def parse_data_path(text: str) -> Path:
