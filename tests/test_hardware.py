@@ -107,6 +107,8 @@ def machine(monkeypatch, tmp_path) -> Machine:
     monkeypatch.setitem(sys.modules, "pynvml", m.nvml)
     monkeypatch.setitem(sys.modules, "torch", m.torch)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for var in machine_identity.ISA_ENV_VARS:  # the suite may itself run under an ISA cap
+        monkeypatch.delenv(var, raising=False)
     return m
 
 
@@ -244,7 +246,7 @@ def test_identity_hash_ignores_volatile_readings(machine, monkeypatch):
 
 @pytest.mark.parametrize("change, path", [
     ("gpu_model", "gpus.0.name"), ("gpu_count", "gpu_count"),
-    ("cgroup_quota", "cpu.effective_cpus"), ("memory", "memory_gib"),
+    ("cgroup_quota", "cpu.effective_cpus"), ("memory", "memory_gib"), ("isa_cap", "cpu.isa_cap"),
 ])
 def test_identity_hash_changes_with_hardware(machine, monkeypatch, change, path):
     before = machine.collect()
@@ -255,6 +257,8 @@ def test_identity_hash_changes_with_hardware(machine, monkeypatch, change, path)
         machine.nvml.GPUS.pop()
     elif change == "cgroup_quota":
         machine.write("cgroup/cpu.max", "50000 100000\n")
+    elif change == "isa_cap":
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     else:
         machine.write("proc/meminfo", MEMINFO.format(avail=1).replace("263856124", "131928062"))
     after = machine.collect()

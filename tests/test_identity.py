@@ -57,6 +57,25 @@ def test_hardware_identity_and_stack_from_collected_info():
     assert identity.make_slug(hardware) == "xeon-2c__cpu"
 
 
+def test_an_isa_cap_makes_another_machine_and_uncapped_identities_keep_their_hash():
+    """ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 on an AVX-512 machine runs like an AVX2 one: its runs must
+    not share a storage folder or a gate with the machine's native runs; a machine without a cap hashes as before."""
+    env = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": " AVX2 ", "OMP_NUM_THREADS": "2", "DNNL_MAX_CPU_ISA": ""}
+    cap = identity.collect_isa_cap(env)
+    assert cap == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert identity.collect_isa_cap({"OMP_NUM_THREADS": "2"}) == {}
+    native = identity.create_hardware_identity(XEON_2C_INFO)
+    capped = identity.create_hardware_identity({**XEON_2C_INFO, "cpu": {**XEON_2C_INFO["cpu"], "isa_cap": cap}})
+    assert "isa_cap" not in native["cpu"]
+    assert capped["cpu"]["isa_cap"] == cap and identity.hash_identity(capped) != identity.hash_identity(native)
+    assert identity.make_slug(capped) == "xeon-2c-isa-avx2__cpu"
+    mixed = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "ATEN_CPU_CAPABILITY": "avx2"}
+    assert identity.isa_cap_label(mixed) == "isa-avx512-core-avx2" and identity.isa_cap_label({}) is None
+    # the committed schema 1 runs of this VM (no cap recorded) still hash to the schema 2 hardware hash
+    legacy, _ = identity.split_legacy_identity({"cpu": XEON_2C_INFO["cpu"], "memory_gib": 24, "gpus": []})
+    assert identity.hash_identity(legacy) == identity.hash_identity(native)
+
+
 def test_gpu_identity_keeps_model_memory_cc_and_mig_only():
     info = {**XEON_2C_INFO, "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1",
                                       "memory_total_gib": 80, "compute_capability": "9.0", "mig_mode": "disabled",

@@ -17,6 +17,7 @@ import torch
 
 from fer_bench.axes import PRECISIONS
 from fer_bench.errors import FerBenchError
+from fer_bench.machine.identity import ISA_ENV_VARS  # noqa: F401 (measure.bench imports it from here)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ FP16_CPU_FLAGS = ("avx512_fp16", "amx_fp16")
 #: oneDNN ISA caps that keep bf16 instructions (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA values, upper case).
 _ONEDNN_BF16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
                      "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
-ISA_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 def find_isa_cap(env: Mapping[str, str]) -> str | None:

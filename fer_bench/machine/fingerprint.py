@@ -44,6 +44,7 @@ from typing import Any, Callable
 from fer_bench import __version__
 from fer_bench.machine.identity import (
     SCHEMA,
+    collect_isa_cap,
     create_hardware_identity,
     create_stack,
     hash_identity,
@@ -252,6 +253,9 @@ def collect_cpu_info(info: dict) -> None:
     no_turbo = _read_text(SYS_ROOT / "devices/system/cpu/intel_pstate/no_turbo")
     boost = _read_text(SYS_ROOT / "devices/system/cpu/cpufreq/boost")
     cpu["turbo"] = (no_turbo.strip() == "0") if no_turbo else (boost.strip() == "1") if boost else None
+    cap = collect_isa_cap()
+    if cap:
+        cpu["isa_cap"] = cap
     cpu["cpuinfo_version"] = ci.get("cpuinfo_version_string")
     if "error" in ci:
         cpu["cpuinfo_error"] = ci["error"]

@@ -4,7 +4,10 @@ Torch-free (the standard library only), so the fingerprint collector, the result
 one implementation.
 
 * ``identity`` (hardware): CPU model, flags and cores, cgroup CPU quota, memory (GiB), the visible GPUs' models,
-  memory, compute capability and MIG mode. No hostname and no GPU UUIDs (sibling nodes of one model must match).
+  memory, compute capability and MIG mode; and ``cpu.isa_cap`` where the environment caps the instruction set torch
+  may use (``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` makes an AVX-512 machine run like an AVX2 one: its
+  runs are another machine's, stored and gated apart, with ``-isa-avx2`` in the slug). No hostname and no GPU
+  UUIDs (sibling nodes of one model must match).
   ``identity_hash`` decides "same machine" for every gate and keys the storage folder.
 * ``stack`` (software): OS, kernel and distro, Python, the NVIDIA driver, torch / CUDA / HIP / cuDNN and the malloc
   in use. A baseline of the same hardware with another stack is compared, and the report says what changed
@@ -33,6 +36,9 @@ CPU_KEYS = ("brand", "arch", "vendor", "family", "model", "flags", "sockets", "p
             "effective_cpus", "cgroup_cpu_quota")
 GPU_KEYS = ("name", "memory_total_gib", "compute_capability", "mig_mode")
 OS_KEYS = ("os", "kernel", "distro")
+#: Environment variables that cap the CPU instruction set torch uses (ATen's vectorised kernels, oneDNN's
+#: convolutions and matmuls; DNNL_MAX_CPU_ISA is ONEDNN_MAX_CPU_ISA's older name).
+ISA_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 SOFTWARE_KEYS = ("torch", "torch_cuda", "torch_hip", "cudnn", "malloc")
 #: The sidecar beside ``NAME.json``: ``NAME.fingerprint``, without .json, so pytest-benchmark's ``*.json`` globbing
 #: of its storage folder never loads it as a run. Schema 1 wrote ``NAME.fingerprint.json``; readers accept both.
@@ -44,12 +50,25 @@ _STACK_LABELS = {"gpu_driver_version": "gpu driver", "torch_cuda": "torch cuda",
 
 
 # ------------------------------------------------------------------------------------------ identity and stack
+def collect_isa_cap(env: dict | None = None) -> dict:
+    """The ISA_ENV_VARS that are set (``{"ONEDNN_MAX_CPU_ISA": "AVX2"}``); {} when none is."""
+    env = os.environ if env is None else env
+    return {var: env[var].strip() for var in ISA_ENV_VARS if (env.get(var) or "").strip()}
+
+
+def _identity_cpu(cpu: dict) -> dict:
+    out = {key: cpu.get(key) for key in CPU_KEYS}
+    if cpu.get("isa_cap"):  # only when set: an uncapped machine's identity (and hash) is what it always was
+        out["isa_cap"] = dict(cpu["isa_cap"])
+    return out
+
+
 def create_hardware_identity(info: dict) -> dict:
     """The hardware that makes two machines the same, from collected ``info`` (cpu, memory, gpus sections)."""
     cpu = info.get("cpu") or {}
     gpus = info.get("gpus") or []
     return {
-        "cpu": {key: cpu.get(key) for key in CPU_KEYS},
+        "cpu": _identity_cpu(cpu),
         "memory_gib": (info.get("memory") or {}).get("total_gib"),
         "gpu_count": len(gpus),
         "gpus": [{key: g.get(key) for key in GPU_KEYS} for g in gpus],
@@ -80,7 +99,7 @@ def split_legacy_identity(identity: dict) -> tuple[dict, dict]:
     os_part = identity.get("os") if isinstance(identity.get("os"), dict) else {}
     sw = identity.get("software") if isinstance(identity.get("software"), dict) else {}
     hardware = {
-        "cpu": {key: cpu.get(key) for key in CPU_KEYS},
+        "cpu": _identity_cpu(cpu),
         "memory_gib": identity.get("memory_gib"),
         "gpu_count": identity.get("gpu_count", len(gpus)),
         "gpus": [{key: g.get(key) for key in GPU_KEYS} for g in gpus],
@@ -190,8 +209,19 @@ def shorten_gpu_name(name: str | None, memory_gib: int | None = None) -> str:
     return short
 
 
+def isa_cap_label(isa_cap: dict | None) -> str | None:
+    """``isa-avx2`` for ``{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}``; None when uncapped."""
+    values = []
+    for value in (isa_cap or {}).values():
+        short = _slugify(str(value))
+        if short and short not in values:
+            values.append(short)
+    return "isa-" + "-".join(values) if values else None
+
+
 def make_slug(fp_or_identity: dict) -> str:
-    """A readable, filesystem-safe name of the hardware: ``<cpu>-<N>c__<gpus or cpu>``.
+    """A readable, filesystem-safe name of the hardware: ``<cpu>-<N>c__<gpus or cpu>``, with ``-isa-<cap>`` after
+    the cores where the environment caps the instruction set (``epyc-2c-isa-avx2__cpu``).
 
     Takes a fingerprint or a hardware identity. Not unique: two identities may share a slug; the hash decides.
     """
@@ -199,6 +229,9 @@ def make_slug(fp_or_identity: dict) -> str:
     cpu = ident.get("cpu") or {}
     cores = cpu.get("effective_cpus")
     cpu_part = shorten_cpu_name(cpu.get("brand") or cpu.get("arch")) + (f"-{cores}c" if cores else "")
+    cap = isa_cap_label(cpu.get("isa_cap"))
+    if cap:
+        cpu_part += f"-{cap}"
     counts = Counter(shorten_gpu_name(g.get("name"), g.get("memory_total_gib")) for g in ident.get("gpus") or [])
     gpu_part = "_".join(f"{name}-x{n}" for name, n in counts.items()) or "cpu"
     return "__".join(re.sub(r"[^a-z0-9._-]+", "-", p).strip("-.") or "unknown" for p in (cpu_part, gpu_part))

@@ -54,7 +54,8 @@ def format_fingerprint(fp: dict) -> str:
         f"{cpu.get('logical_cores')} logical cores, {cpu.get('effective_cpus')} effective"
         f"{f' (cgroup quota {quota})' if quota else ''}; governor {cpu.get('governor') or '?'}, "
         f"turbo {'?' if cpu.get('turbo') is None else 'on' if cpu.get('turbo') else 'off'}",
-        f"flags:     {' '.join(cpu.get('flags') or []) or '-'}",
+        f"flags:     {' '.join(cpu.get('flags') or []) or '-'}"
+        + (f"  (capped: {' '.join(f'{k}={v}' for k, v in cpu['isa_cap'].items())})" if cpu.get("isa_cap") else ""),
         f"memory:    {_size(mem.get('total_bytes'))} total, {_size(tel.get('memory_available_bytes'))} available",
     ]
     gpus = fp.get("gpus") or []
