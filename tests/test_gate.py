@@ -774,3 +774,101 @@ def test_case_missing_from_some_baseline_runs(tmp_path, capsys):
     assert status == 0
     assert [(r["n_baseline"], r["n_current"]) for r in report["rows"]] == [(90, 30), (30, 30)]
     assert "2 degrees of freedom" in " ".join(report["notes"])  # resnet18's 3 baseline runs only
+
+
+# ------------------------------------------------------------------------------------------- paired (fer-bench ab)
+def _pairs(tmp_path: Path, levels, slowdown: float = 1.0, sigma: float = 0.01, models=("resnet18", "simple_cnn"),
+           every: int = 1) -> tuple[Path, Path]:
+    """Baseline and current runs made in pairs at the machine speeds ``levels`` (pair i at levels[i]): the drift
+    of a shared runner, which touches both runs of a pair alike."""
+    for i, level in enumerate(levels):
+        for side, factor, minute in (("base", level, 2 * i), ("cur", level * slowdown, 2 * i + 1)):
+            cases = create_train_cases(0.010, factor=factor, seed=100 * i + (side == "cur"), sigma=sigma,
+                                       models=models if i % every == 0 or side == "base" else models[:1])
+            run = create_run(cases, MACHINE, when=f"2026-01-01T12:{minute:02d}:00+00:00")
+            write_run(tmp_path / side / f"ab-{i + 1:02d}.json", run)
+    return tmp_path / "base", tmp_path / "cur"
+
+
+DRIFT = (1.0, 1.12, 0.95, 1.2, 1.05, 0.9)  # +-12% between pairs, a few % within none
+
+
+def test_paired_t_by_hand():
+    d = np.log([1.10, 1.08, 1.12, 1.09])
+    p, mean, low, high = gate.paired_t(d, 0.99)
+    t = d.mean() / (d.std(ddof=1) / 2)
+    from scipy import stats as st
+    assert p == pytest.approx(2 * st.t.sf(abs(t), 3))
+    assert mean == pytest.approx(d.mean())
+    assert high - mean == pytest.approx(st.t.ppf(0.995, 3) * d.std(ddof=1) / 2)
+    assert gate.paired_t(np.zeros(3), 0.99) == (1.0, 0.0, 0.0, 0.0)
+    assert gate.paired_t(np.full(3, 0.1), 0.99)[0] == 0.0
+
+
+def test_pairs_to_resolve_shrink_with_less_noise():
+    many = gate.estimate_pairs_to_resolve(0.05, 0.05, "time", 0.999)
+    few = gate.estimate_pairs_to_resolve(0.01, 0.05, "time", 0.999)
+    assert few < many
+    from scipy import stats as st
+    assert st.t.ppf(0.9995, few - 1) * 0.01 / math.sqrt(few) <= math.log(1.05)
+    assert st.t.ppf(0.9995, few - 2) * 0.01 / math.sqrt(few - 1) > math.log(1.05)
+    assert gate.estimate_pairs_to_resolve(math.inf, 0.05, "time", 0.999) is None
+    assert gate.estimate_pairs_to_resolve(5.0, 0.05, "time", 0.999) is None
+
+
+def test_paired_gate_catches_a_slowdown_that_drift_hides_from_pooled_runs(tmp_path, capsys):
+    """Six pairs on a runner whose speed drifts +-12% between pairs. Pooled, the 10% slowdown sits inside the
+    run-to-run noise (no regression: inconclusive at best); paired, the drift cancels and it is a regression."""
+    base, cur = _pairs(tmp_path, DRIFT, slowdown=1.10)
+    status, out, _ = _gate(capsys, base, cur)
+    assert status != 1 and status in (0, 4), out
+    status, report = _json(capsys, base, cur, "--paired")
+    assert status == 1, report
+    assert report["paired"] and all(r["status"] == "regression" and r["n_pairs"] == 6 for r in report["rows"])
+    assert all(1.08 < r["ratio"] < 1.12 for r in report["rows"])
+    _, out, _ = _gate(capsys, base, cur, "--paired")
+    assert "vs 6 baseline runs, paired" in out and "paired: baseline run i against current run i (6 pairs)" in out
+
+
+def test_paired_gate_passes_unchanged_code_on_a_drifting_runner(tmp_path, capsys):
+    base, cur = _pairs(tmp_path, DRIFT)
+    status, report = _json(capsys, base, cur, "--paired")
+    assert status == 0, report
+    assert all(r["status"] == "unchanged" and r["mde"] < 0.05 for r in report["rows"])
+    assert report["run_noise"] < 0.03
+
+
+def test_paired_gate_with_noisy_pairs_is_inconclusive_and_says_how_many_pairs(tmp_path, capsys):
+    """Pairs whose own ratio wobbles by several % (noise within the pair): three pairs cannot show 5%."""
+    wobble = (1.0, 1.06, 0.95)
+    for i, w in enumerate(wobble):
+        for side, factor, minute in (("base", 1.0, 2 * i), ("cur", w, 2 * i + 1)):
+            run = create_run(create_train_cases(0.010, factor=factor, seed=10 * i + (side == "cur"), sigma=0.01),
+                             MACHINE, when=f"2026-01-01T12:{minute:02d}:00+00:00")
+            write_run(tmp_path / side / f"ab-{i}.json", run)
+    status, out, err = _gate(capsys, tmp_path / "base", tmp_path / "cur", "--paired")
+    assert status == 4, out
+    assert "inconclusive: this machine's noise hides changes below" in out
+    assert re.search(r"about \d+ pairs would resolve 5%", out) and "run more pairs" in err
+
+
+def test_paired_gate_needs_equal_sides_of_at_least_two(tmp_path, capsys):
+    base, cur = _pairs(tmp_path, DRIFT[:3])
+    (cur / "ab-03.json").unlink()
+    status, _, err = _gate(capsys, base, cur, "--paired")
+    assert status == 3 and "3 baseline and 2 current runs" in err
+    status, _, err = _gate(capsys, base, cur, cur / "ab-01.json", "--paired")
+    assert status == 3 and "--paired takes two folders" in err
+    one = _pairs(tmp_path / "one", DRIFT[:1])
+    status, _, err = _gate(capsys, *one, "--paired")
+    assert status == 3 and "at least 2" in err
+
+
+def test_a_case_in_too_few_pairs_is_judged_by_the_threshold(tmp_path, capsys):
+    """simple_cnn only in the current run of the first of six pairs: one pair, judged by the threshold alone."""
+    base, cur = _pairs(tmp_path, DRIFT, models=("resnet18", "simple_cnn"), every=6)
+    status, report = _json(capsys, base, cur, "--paired")
+    lone = [r for r in report["rows"] if "simple_cnn" in r["case"]]
+    assert lone and all(r["n_pairs"] == 1 and not r["tested"] for r in lone)
+    assert all("1 pair holds this case, too few for a test" in r["verdict"] for r in lone)
+    assert status == 0

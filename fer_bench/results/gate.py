@@ -16,6 +16,12 @@ measured calibration. In short, per case matched by function and params:
   rank test cannot reach alpha/m at all). A case that is not a regression (nor a significant improvement) and
   whose MDE exceeds the threshold is *inconclusive*: this machine's noise hides changes of the threshold's size.
 
+**Paired** (``--paired``, what ``fer-bench ab`` runs): baseline run i and current run i were made one after the
+other in the same job (A B B A ...), so the runner's drift over minutes touches both alike. Per case the effect is
+the geometric mean of the per-pair ratios of medians; a one-sample t test on the log ratios (scipy.stats.ttest_1samp)
+gives the p-value (Holm over cases) and a t interval at 1 - alpha/m gives the interval and the MDE. Drift between
+pairs cancels; only the noise within a pair is left.
+
 Exit status: 0 no regression, 1 regression, 2 no comparable baseline, 3 bad input, 4 inconclusive (no regression,
 but a tested case's noise hides changes of the threshold's size; 0 with --allow-inconclusive). 2 wins over 1, and
 1 over 4.
@@ -269,6 +275,47 @@ def estimate_runs_to_resolve(half_width: float, threshold: float, metric: str, *
     return None
 
 
+def paired_log_ratios(baseline: Sequence[RunResult], current: Sequence[RunResult], key: CaseKey) -> np.ndarray:
+    """ln(median of current run i / median of baseline run i) for every pair i that holds the case with rounds on
+    both sides (a zero median on either side drops the pair: no ratio)."""
+    out = []
+    for base_run, cur_run in zip(baseline, current):
+        b = next((c for c in base_run.cases if c.key == key), None)
+        c = next((c for c in cur_run.cases if c.key == key), None)
+        if b is None or c is None or b.data is None or c.data is None or not len(b.data) or not len(c.data):
+            continue
+        mb, mc = float(np.median(b.data)), float(np.median(c.data))
+        if mb > 0 and mc > 0:
+            out.append(math.log(mc / mb))
+    return np.asarray(out, dtype=float)
+
+
+def paired_t(log_ratios: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
+    """(p-value, mean, low, high) of the log ratios: scipy.stats.ttest_1samp against 0 and the t interval of the
+    mean at ``confidence``. Identical ratios (no spread) give p 0 (or 1 when they are all 0) and a point interval."""
+    d = np.asarray(log_ratios, dtype=float)
+    mean = float(np.mean(d))
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else math.inf
+    if sd <= 1e-12:  # identical ratios up to rounding: scipy would warn of catastrophic cancellation
+        return (1.0 if abs(mean) <= 1e-12 else 0.0), mean, mean, mean
+    p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    half = float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, len(d) - 1)) * sd / math.sqrt(len(d))
+    return (min(1.0, p) if math.isfinite(p) else 1.0), mean, mean - half, mean + half
+
+
+def estimate_pairs_to_resolve(sd: float, threshold: float, metric: str, confidence: float) -> int | None:
+    """About how many pairs bring a paired case's MDE (t(conf, n-1) sd / sqrt(n)) down to the threshold, at the
+    measured pair-to-pair spread ``sd`` of the log ratios; None beyond MAX_RUNS_ESTIMATE or for an unknown sd."""
+    if not math.isfinite(sd):
+        return None
+    target = _log_threshold(threshold, metric)
+    q = 1.0 - (1.0 - confidence) / 2.0
+    for n in range(2, MAX_RUNS_ESTIMATE + 1):
+        if float(stats.t.ppf(q, n - 1)) * sd / math.sqrt(n) <= target * (1 + 1e-9):
+            return n
+    return None
+
+
 # ----------------------------------------------------------------------------------------------- the gate
 
 
@@ -293,8 +340,11 @@ class GateRow:
     #: minimum detectable effect of a tested case, as a fraction in the metric's worse direction (0.12: a 12%
     #: slowdown, or a 12% throughput drop); inf where nothing is detectable (JSON null, as for an untested case)
     mde: float | None = None
-    #: for an inconclusive case, about how many runs a side would bring its MDE to the threshold (an estimate)
+    #: for an inconclusive case, about how many runs a side (pairs, when paired) would bring its MDE to the
+    #: threshold (an estimate)
     runs_to_resolve: int | None = None
+    #: paired gate: the pairs that hold the case
+    n_pairs: int = 0
 
 
 @dataclass
@@ -319,6 +369,8 @@ class GateReport:
     #: about how many runs a side would resolve the threshold for every inconclusive case (an estimate; None
     #: when there is none, or when no practical number would)
     runs_to_resolve: int | None = None
+    #: the runs were paired (baseline i with current i): runs_to_resolve counts pairs
+    paired: bool = False
 
     @property
     def regressions(self) -> list[GateRow]:
@@ -503,6 +555,20 @@ def _compare_rounds(key: CaseKey, base: _Pooled, cur: _Pooled, metric: str) -> G
     return row
 
 
+def _compare_pairs(key: CaseKey, base: _Pooled, cur: _Pooled, metric: str, log_ratios: np.ndarray) -> GateRow:
+    """A paired case: the pooled values for show, the ratio from the pairs, tested from 2 pairs up."""
+    row = _compare_rounds(key, base, cur, metric)
+    row.n_pairs = len(log_ratios)
+    row.tested = row.n_pairs >= 2
+    row.p_value = None
+    if len(log_ratios):
+        time_ratio = math.exp(float(np.mean(log_ratios)))
+        row.ratio = time_ratio if metric == "time" else 1.0 / time_ratio
+    if row.tested:
+        row.p_value = paired_t(log_ratios, 0.5)[0]
+    return row
+
+
 def _ratio_words(ratio: float, metric: str) -> str:
     """:func:`describe_ratio`, and words for the ratios a zero median gives (infinite or zero)."""
     if 0 < ratio < math.inf:
@@ -517,12 +583,19 @@ def _format_fraction(value: float) -> str:
 
 
 def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: float, alpha: float,
-            confidence: float, n_resamples: int, effects: np.ndarray | None = None, n_tested: int = 1) -> None:
+            confidence: float, n_resamples: int, effects: np.ndarray | None = None, n_tested: int = 1,
+            log_ratios: np.ndarray | None = None) -> None:
+    """The verdict of one case; ``log_ratios`` (the paired gate's per-pair ln ratios) replace the bootstrap of
+    pooled rounds with a t interval of their mean."""
     worse, better = _beyond(row.ratio, threshold, metric)
     words = _ratio_words(row.ratio, metric)
     if not row.tested:
-        n = min(row.n_baseline, row.n_current)
-        note = f"too few rounds ({n} < {MIN_ROUNDS}) for a test: judged by the {threshold:.0%} threshold only"
+        if log_ratios is not None:
+            holds = "1 pair holds" if row.n_pairs == 1 else f"{row.n_pairs} pairs hold"
+            note = f"{holds} this case, too few for a test: judged by the {threshold:.0%} threshold only"
+        else:
+            n = min(row.n_baseline, row.n_current)
+            note = f"too few rounds ({n} < {MIN_ROUNDS}) for a test: judged by the {threshold:.0%} threshold only"
         if worse:
             row.status, row.verdict = "regression", f"{words}, above the threshold ({note})"
         elif better:
@@ -531,8 +604,12 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
             row.verdict = f"{words}, within the threshold ({note})"
         return
     k_base, k_cur = max(1, len(base.run_medians)), max(1, len(cur.run_medians))
-    time_low, time_high = bootstrap_ratio_ci(base.data, cur.data, confidence, n_resamples, run_effects=effects,
-                                             n_current_runs=k_cur, n_baseline_runs=k_base)
+    if log_ratios is not None:
+        _, _, log_low, log_high = paired_t(log_ratios, confidence)
+        time_low, time_high = math.exp(log_low), math.exp(log_high)
+    else:
+        time_low, time_high = bootstrap_ratio_ci(base.data, cur.data, confidence, n_resamples, run_effects=effects,
+                                                 n_current_runs=k_cur, n_baseline_runs=k_base)
     low, high = time_low, time_high
     if metric == "samples_per_s":  # the interval of the throughput ratio is the inverse of the time ratio's
         low, high = (1.0 / high if high > 0 else math.inf), (1.0 / low if low > 0 else math.inf)
@@ -548,14 +625,16 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         row.verdict = f"{words}, significant but within the {threshold:.0%} threshold"
     elif significant:
         # the rounds differ, but the interval of the ratio still holds 1
-        why = ("within the run-to-run noise" if effects is not None else "the interval includes no change")
+        why = ("within the run-to-run noise" if effects is not None or log_ratios is not None
+               else "the interval includes no change")
         row.verdict = f"{words}, not significant ({why})"
     else:
         row.verdict = f"{words}, not significant"
     # The minimum detectable effect: what this interval's width lets through, and nothing at all where the rank
     # test cannot reach alpha/m even at complete separation (a lone regression's Holm factor is m).
     row.mde = minimum_detectable_effect(time_low, time_high, metric)
-    floor = n_tested * rank_test_floor(row.n_baseline, row.n_current)
+    # a t test reaches any p with enough agreement between pairs: no floor of its own
+    floor = 0.0 if log_ratios is not None else n_tested * rank_test_floor(row.n_baseline, row.n_current)
     if floor >= alpha:
         row.mde = math.inf
     # A significant improvement's interval lies wholly on the faster side: it rules out a slowdown of any size.
@@ -569,6 +648,10 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         row.verdict = f"{words}, inconclusive: this machine's noise hides changes of any size"
     else:
         row.verdict = f"{words}, inconclusive: this machine's noise hides changes below {_format_fraction(row.mde)}"
+    if log_ratios is not None:
+        row.runs_to_resolve = estimate_pairs_to_resolve(float(np.std(log_ratios, ddof=1)), threshold, metric,
+                                                        confidence)
+        return
     row.runs_to_resolve = estimate_runs_to_resolve(
         _log_half_width(time_low, time_high), threshold, metric, k_baseline=k_base, k_current=k_cur,
         n_baseline=row.n_baseline, n_current=row.n_current, m=n_tested, alpha=alpha)
@@ -584,8 +667,10 @@ def evaluate_gate(
     allow_other_machine: bool = False,
     allow_missing: bool = False,
     allow_inconclusive: bool = False,
+    paired: bool = False,
 ) -> GateReport:
-    """Gate the current runs against the pooled baseline runs.
+    """Gate the current runs against the pooled baseline runs (``paired``: baseline run i against current run i,
+    the runs of ``fer-bench ab``).
 
     Exit status (``report.exit_status``): 2 for a case without a comparable baseline (unless ``allow_missing``
     for a missing one), else 1 for a regression, else 4 for an inconclusive case (unless ``allow_inconclusive``),
@@ -599,14 +684,23 @@ def evaluate_gate(
     current_runs = [r for r in current if r.cases]
     if not current_runs:
         raise FerBenchError("the current results hold no benchmark")
+    if paired:
+        baseline = [r for r in baseline if r.cases]
+        if len(baseline) != len(current_runs) or len(baseline) < 2:
+            raise FerBenchError(f"--paired: {len(baseline)} baseline and {len(current_runs)} current runs with "
+                                f"benchmarks; pairs need the same number on both sides, at least 2")
     report = GateReport(
         exit_status=EXIT_OK, metric=metric, threshold=threshold, alpha=alpha,
         current=[str(r.path) for r in current], baseline=[str(r.path) for r in baseline],
         machine=f"{current_runs[0].machine.slug} ({current_runs[0].machine.identity_hash})",
-        allow_inconclusive=allow_inconclusive,
+        allow_inconclusive=allow_inconclusive, paired=paired,
     )
     try:
+        n_given = len(baseline)
         baseline, messages = _check_machines(baseline, current_runs, allow_other_machine)
+        if paired and len(baseline) != n_given:
+            raise _NoBaseline(f"{n_given - len(baseline)} baseline run(s) of the pairs come from other hardware "
+                              f"({messages[0].removeprefix('note: ')})")
         report.messages.extend(messages)
         report.baseline = [str(r.path) for r in baseline]
         report.notes.extend(_stack_notes(baseline, current_runs))
@@ -631,8 +725,12 @@ def evaluate_gate(
         for key in common:
             rows[key] = _compare_memory(key, base_pool[key], cur_pool[key], threshold)
     else:
+        pair_ratios = {k: paired_log_ratios(baseline, current_runs, k) for k in common} if paired else {}
         for key in common:
-            rows[key] = _compare_rounds(key, base_pool[key], cur_pool[key], metric)
+            if paired:
+                rows[key] = _compare_pairs(key, base_pool[key], cur_pool[key], metric, pair_ratios[key])
+            else:
+                rows[key] = _compare_rounds(key, base_pool[key], cur_pool[key], metric)
         uncounted = [k for k in common if (cur_pool[k].samples_per_round or base_pool[k].samples_per_round) is None]
         if metric == "samples_per_s" and uncounted:
             report.notes.append(
@@ -648,8 +746,8 @@ def evaluate_gate(
         confidence = 1.0 - alpha / max(1, len(tested))
         report.confidence = confidence
         n_resamples = resolve_resamples(confidence)
-        effects, df = pool_run_effects([base_pool[k].run_medians for k in tested]
-                                       + [cur_pool[k].run_medians for k in tested])
+        effects, df = (None, 0) if paired else pool_run_effects([base_pool[k].run_medians for k in tested]
+                                                                 + [cur_pool[k].run_medians for k in tested])
         widened = None
         if effects is not None:
             # The pooled effects estimate the noise level from a few runs, so the estimate is itself uncertain:
@@ -657,11 +755,19 @@ def evaluate_gate(
             widened = effects * small_sample_factor(confidence, df)
         for key in common:
             _decide(rows[key], base_pool[key], cur_pool[key], metric, threshold, alpha, confidence, n_resamples,
-                    widened, n_tested=len(tested))
+                    widened, n_tested=len(tested), log_ratios=pair_ratios.get(key))
         unresolved = [rows[k] for k in tested if rows[k].status == "inconclusive"]
         if unresolved and all(r.runs_to_resolve is not None for r in unresolved):
             report.runs_to_resolve = max(r.runs_to_resolve for r in unresolved)
-        if tested and effects is None:
+        if paired and tested:
+            spreads = [float(np.var(pair_ratios[k], ddof=1)) for k in tested]
+            report.run_noise = float(np.sqrt(np.mean(spreads)))
+            report.notes.append(
+                f"paired: baseline run i against current run i ({len(baseline)} pairs); pair-to-pair noise "
+                f"{report.run_noise:.1%} (sd of the per-pair log ratios, pooled over {len(tested)} case(s)); drift "
+                f"between pairs cancels"
+            )
+        elif tested and effects is None:
             report.notes.append(
                 "one baseline run and one current run: run-to-run noise is not measured, only the noise between "
                 "rounds; pool several runs (pass folders) so the interval includes it"
@@ -699,8 +805,9 @@ def evaluate_gate(
         report.exit_status = EXIT_INCONCLUSIVE
         report.messages.append(
             f"inconclusive: {len(report.inconclusive)} case(s) cannot show a {_format_fraction(threshold)} change at "
-            f"this noise (first: {report.inconclusive[0].case}); pool more runs a side, or pass --allow-inconclusive "
-            f"to let them pass"
+            f"this noise (first: {report.inconclusive[0].case}); "
+            + ("run more pairs" if paired else "pool more runs a side")
+            + ", or pass --allow-inconclusive to let them pass"
         )
     return report
 
@@ -724,9 +831,10 @@ def _format_value(value: float | None, metric: str) -> str:
 def format_gate_text(report: GateReport) -> str:
     """The report as a plain-text table with a summary line."""
     n_base = len(report.baseline)
+    against = (f"{n_base} baseline runs, paired" if report.paired
+               else f"{n_base} baseline run{'s' * (n_base != 1)}")
     head = (
-        f"fer-bench gate: {', '.join(report.current)} vs {n_base} baseline run{'s' * (n_base != 1)} on "
-        f"{report.machine}; metric {report.metric}, threshold {report.threshold:.1%}, alpha {report.alpha:g}"
+        f"fer-bench gate: {', '.join(report.current)} vs {against} on {report.machine}; metric {report.metric}, threshold {report.threshold:.1%}, alpha {report.alpha:g}"
     )
     if report.metric != "peak_memory_bytes":
         head += f" (Holm over {report.n_tested} tested case{'s' * (report.n_tested != 1)})"
@@ -754,10 +862,11 @@ def format_gate_text(report: GateReport) -> str:
         outcome += f", {n_inc} inconclusive" + (" (--allow-inconclusive)" if report.allow_inconclusive else "")
     line = f"result: {outcome} in {len(report.rows)} case(s) -> exit {report.exit_status}"
     if n_inc:
-        runs = (f"about {report.runs_to_resolve} runs a side" if report.runs_to_resolve is not None
-                else f"no practical number of runs a side (over {MAX_RUNS_ESTIMATE}, or an unbounded interval)")
+        unit = "pairs" if report.paired else "runs a side"
+        runs = (f"about {report.runs_to_resolve} {unit}" if report.runs_to_resolve is not None
+                else f"no practical number of {unit} (over {MAX_RUNS_ESTIMATE}, or an unbounded interval)")
         line += (f"; {runs} would resolve {_format_fraction(report.threshold)} in every inconclusive case (an "
-                 f"estimate: the interval narrows like 1/sqrt(runs a side))")
+                 f"estimate: the interval narrows like 1/sqrt({unit}))")
     lines.append(line)
     return "\n".join(lines)
 
@@ -816,6 +925,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-inconclusive", action="store_true",
                         help="exit 0, not 4, when the only finding is inconclusive cases (their noise hides a change "
                              "of the threshold's size); the rows stay marked inconclusive")
+    parser.add_argument("--paired", action="store_true",
+                        help="the two arguments are folders of runs made in pairs (fer-bench ab): the i-th oldest "
+                             "baseline run against the i-th oldest current run, a t test on the per-pair ratios")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="Default: %(default)r")
 
 
@@ -824,12 +936,16 @@ def cmd_gate(args: argparse.Namespace) -> int:
     try:
         if len(args.runs) < 2:
             raise FerBenchError("give at least one baseline and the current run (the last argument)")
+        paired = getattr(args, "paired", False)
+        if paired and len(args.runs) != 2:
+            raise FerBenchError(f"--paired takes two folders (baseline runs, current runs), not {len(args.runs)} "
+                                f"arguments")
         current = load_results(args.runs[-1:])
         baseline = load_results(args.runs[:-1], exclude=[r.path for r in current])
         report = evaluate_gate(
             baseline, current, metric=args.metric, threshold=args.threshold, alpha=args.alpha,
             allow_other_machine=args.allow_other_machine, allow_missing=args.allow_missing,
-            allow_inconclusive=args.allow_inconclusive,
+            allow_inconclusive=args.allow_inconclusive, paired=paired,
         )
     except FerBenchError as exc:
         print(f"fer-bench gate: error: {exc}", file=sys.stderr)
