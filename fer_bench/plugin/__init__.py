@@ -297,6 +297,8 @@ def pytest_collection_finish(session):
     fer = get_session(session.config)
     if fer.active:
         _start_budget(fer, session.items)
+        if not session.config.option.collectonly and fer.progress != "off":
+            set_budget_prior(fer)
     if bs is not None and fer.active:
         storage.track_saved_files(bs, fer.written.append)
 
@@ -517,6 +519,37 @@ def _summarize_budget(reporter, config, session: FerSession) -> None:
         reporter.write_line(f"  {nodeid.split('::')[-1]}: {need}")
 
 
+def _stored_runs(session: FerSession) -> list:
+    """This machine's stored runs (results/<slug>/, oldest first); [] where there are none or they cannot be read."""
+    folder = session.rootpath / "results" / session.get_fingerprint()["slug"]
+    if not folder.is_dir():
+        return []
+    from fer_bench.errors import FerBenchError
+    from fer_bench.results.runs import load_results
+
+    try:
+        return load_results([folder])
+    except FerBenchError:
+        return []
+
+
+def set_budget_prior(session: FerSession) -> None:
+    """Give the ledger what each planned item took in this machine's latest stored run of the preset, the first
+    guess of the progress line's time left."""
+    from fer_bench.plugin.presets import stored_case_times
+
+    budget = session.budget
+    if budget is None or not budget.planned or not (session.rootpath / "results").is_dir():
+        return  # (before the fingerprint is collected, which takes a second or two: nothing stored, no prior)
+    runs = _stored_runs(session)
+    if not runs:
+        return
+    times = stored_case_times(runs, session.get_fingerprint()["identity_hash"], session.preset_name)
+    planned = set(budget.planned)
+    budget.prior = {nodeid: times[name][0] for nodeid, name in session.collected
+                    if nodeid in planned and name in times}
+
+
 def describe_collected_cost(session: FerSession) -> str:
     """describe_preset_cost for the collected items, with the expected time from this machine's stored runs."""
     from fer_bench.plugin.presets import count_cases, describe_preset_cost, expected_time
@@ -525,16 +558,9 @@ def describe_collected_cost(session: FerSession) -> str:
     items = session.collected
     counts = count_cases((name, nodeid in planned) for nodeid, name in items)
     fp = session.get_fingerprint()
+    runs = _stored_runs(session)
     expected = None
-    folder = session.rootpath / "results" / fp["slug"]
-    if folder.is_dir():
-        from fer_bench.errors import FerBenchError
-        from fer_bench.results.runs import load_results
-
-        try:
-            runs = load_results([folder])
-        except FerBenchError:
-            runs = []
+    if runs:
         expected = expected_time([name for nodeid, name in items if nodeid in planned], runs, fp["identity_hash"],
                                  session.preset_name)
     return describe_preset_cost(session.preset_name, counts, session.budget_s, expected, fp["slug"])

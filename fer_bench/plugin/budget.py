@@ -258,6 +258,51 @@ def benchmark_name(nodeid: str) -> str:
     return nodeid.split("::")[-1].split("[", 1)[0]
 
 
+def case_key(nodeid: str) -> str:
+    """``resnet18-cpu-bs64-fp32-g1`` of ``...::test_train_step[resnet18-cpu-bs64-fp32-g1]``: the case's id, which
+    the step benchmarks share (a forward pass, a forward and backward pass and a training step of one model)."""
+    name = nodeid.split("::")[-1]
+    return name.split("[", 1)[1][:-1] if "[" in name and name.endswith("]") else ""
+
+
+def _time_table(took: dict[str, float]) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
+    for nodeid, seconds in took.items():
+        table.setdefault(benchmark_name(nodeid), {})[case_key(nodeid)] = seconds
+    return table
+
+
+def _geomean(values: Sequence[float]) -> float:
+    values = [max(v, 1e-6) for v in values]
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def guess_item_s(nodeid: str, table: dict[str, dict[str, float]]) -> float | None:
+    """What an item should take, from what others took (``table``: benchmark -> case key -> seconds).
+
+    A case's time is about its benchmark's cost times its case's cost (a VGG step is slow in every benchmark, and
+    the reference step, with its paired pass, is slower than the harness's step for every model). So where the
+    same case ran in another benchmark, and the two benchmarks share cases that ran in both, the guess is that
+    time scaled by the benchmarks' ratio over their shared cases (geometric means over every such benchmark);
+    else the mean of its own benchmark's cases; else the mean of its own case in the other benchmarks; else None.
+    """
+    bench, key = benchmark_name(nodeid), case_key(nodeid)
+    own = table.get(bench, {})
+    same_case = {other: cases[key] for other, cases in table.items() if other != bench and key in cases}
+    scaled = []
+    for other, seconds in same_case.items():
+        shared = [k for k in own if k in table[other]]
+        if shared:
+            scaled.append(seconds * _geomean([own[k] / max(table[other][k], 1e-6) for k in shared]))
+    if scaled:
+        return _geomean(scaled)
+    if own:
+        return sum(own.values()) / len(own)
+    if same_case:
+        return sum(same_case.values()) / len(same_case)
+    return None
+
+
 @dataclass
 class RunBudget:
     """The session's ledger: the benchmark items still to run, when the current one started, what each took.
@@ -281,6 +326,9 @@ class RunBudget:
     skipped: dict[str, str] = field(default_factory=dict)
     #: per family of related cases (one model, batch, precision...): the fastest call seen, per phase rank
     floors: dict = field(default_factory=dict)
+    #: what each item took in this machine's latest stored run of the preset (nodeid -> seconds): the time-left
+    #: estimate's first guess, scaled by how this run compares with it so far
+    prior: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.started_at is None:
@@ -338,26 +386,36 @@ class RunBudget:
         return fit_calls(self.current_allowance, spent_s=self.spent(), **kwargs)
 
     def estimate_left(self, exclude: Sequence[str] = ()) -> float:
-        """Seconds the items still to run should take under the plan: each at the mean wall time of the items of
-        its benchmark that ran (else of every item that ran), capped at its fair share of the time left."""
+        """Seconds the items still to run should take under the plan.
+
+        Each item at what it took in this machine's latest stored run (``prior``), scaled by the geometric mean
+        ratio of this run's items to theirs so far; an item without one at :func:`guess_item_s` from the items
+        that ran (skipped ones excluded: their time was a probe), else at the mean of the items that ran, else at
+        its fair share. Each at most ``BORROW`` fair shares of the time left (a case that needs more is skipped
+        after its probe, which costs about a share); the whole at most what is left of the budget, which the plan
+        keeps to.
+        """
         todo = [n for n in self.planned if n in self.left and n not in exclude]
         if not todo:
             return 0.0
         ran = {n: t for n, t in self.took.items() if n not in self.skipped}
+        table = _time_table(ran)
         overall = sum(ran.values()) / len(ran) if ran else None
-        by_name: dict[str, list[float]] = {}
-        for n, t in ran.items():
-            by_name.setdefault(benchmark_name(n), []).append(t)
-        share = None
+        allowance = None
         if self.budget_s is not None:
-            share = create_allowance(self.budget_s, self.elapsed(), len(todo)).share_s
+            allowance = create_allowance(self.budget_s, self.elapsed(), len(todo))
+        known = [t / self.prior[n] for n, t in ran.items() if self.prior.get(n)]
+        scale = _geomean(known) if known else 1.0
         total = 0.0
         for n in todo:
-            times = by_name.get(benchmark_name(n))
-            guess = sum(times) / len(times) if times else overall
+            guess = self.prior[n] * scale if self.prior.get(n) else guess_item_s(n, table)
             if guess is None:
-                guess = share if share is not None else 0.0
-            total += min(guess, share) if share is not None else guess
+                guess = overall if overall is not None else (allowance.share_s if allowance else 0.0)
+            if allowance is not None and guess > allowance.cap_s:
+                guess = allowance.share_s
+            total += guess
+        if allowance is not None:
+            total = min(total, allowance.time_left_s)
         return total
 
     def spent_reason(self) -> str | None:

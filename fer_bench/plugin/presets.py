@@ -102,15 +102,9 @@ class ExpectedTime:
     sources: tuple[str, ...]
 
 
-def expected_time(names: Sequence[str], runs: Sequence, identity_hash: str,
-                  preset: str | None = None) -> ExpectedTime | None:
-    """The sum of the stored times (stored_case_seconds) of ``names`` from the latest run of this hardware that
-    holds each (``runs``: fer_bench.results.runs.RunResult, oldest first); None when no run of it holds any.
-
-    Args:
-        preset: only cases a run of this preset made (one name is other work in another preset: the full preset's
-            loader pass covers 28,709 images, the default's 2,048); a case that records no preset counts.
-    """
+def stored_case_times(runs: Sequence, identity_hash: str, preset: str | None = None) -> dict[str, tuple[float, str]]:
+    """Per case name (``test_forward[...]``), what it took (stored_case_seconds) in the latest of ``runs``
+    (oldest first) of this hardware that holds it, and that run's path; ``preset`` as in expected_time."""
     latest: dict[str, tuple[float, str]] = {}
     for run in runs:
         if run.machine.identity_hash != identity_hash:
@@ -121,6 +115,19 @@ def expected_time(names: Sequence[str], runs: Sequence, identity_hash: str,
             seconds = stored_case_seconds(case.extra_info, case.stats)
             if seconds is not None:
                 latest[case.name] = (seconds, str(run.path))
+    return latest
+
+
+def expected_time(names: Sequence[str], runs: Sequence, identity_hash: str,
+                  preset: str | None = None) -> ExpectedTime | None:
+    """The sum of the stored times (stored_case_seconds) of ``names`` from the latest run of this hardware that
+    holds each (``runs``: fer_bench.results.runs.RunResult, oldest first); None when no run of it holds any.
+
+    Args:
+        preset: only cases a run of this preset made (one name is other work in another preset: the full preset's
+            loader pass covers 28,709 images, the default's 2,048); a case that records no preset counts.
+    """
+    latest = stored_case_times(runs, identity_hash, preset)
     hits = [latest[n] for n in names if n in latest]
     if not hits:
         return None
