@@ -1,6 +1,7 @@
 """`fer-bench <subcommand>`: create_parser() plus one cmd_* function per subcommand and a dispatch dict.
 
-Subcommands import what they need lazily, so `fer-bench compare` and `fer-bench gate` never import torch.
+Subcommands import what they need lazily, so `fer-bench compare`, `fer-bench gate` and `fer-bench ab` never import
+torch.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_ab(args: argparse.Namespace) -> int:
+    from fer_bench.results.ab import cmd_ab as run
+
+    return run(args)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -104,8 +111,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.ArgumentParser:
-    """The fer-bench parser; ``load`` names the pandas-backed subcommands whose options are registered."""
+#: Subcommands whose options import pandas or scipy: registered only when one of them is the command.
+HEAVY_COMMANDS = ("compare", "gate", "ab")
+
+
+def create_parser(load: Sequence[str] = HEAVY_COMMANDS) -> argparse.ArgumentParser:
+    """The fer-bench parser; ``load`` names the pandas- or scipy-backed subcommands whose options are registered."""
     parser = argparse.ArgumentParser(
         prog="fer-bench", description="Time facial-expression-recognition CNN training across hardware."
     )
@@ -160,16 +171,20 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
                    help="only this preset (repeatable). Default: every preset")
     p.set_defaults(func=cmd_presets)
 
-    # compare and gate import pandas: their options are registered only when one of them is the command, so
-    # every other subcommand (a warm `data inspect` above all) starts without paying for that import
+    # compare and gate import pandas, ab the gate's scipy: their options are registered only when one of them is the
+    # command, so every other subcommand (a warm `data inspect` above all) starts without paying for that import
     for name, text, func in (("compare", "compare stored runs across machines", cmd_compare),
-                             ("gate", "statistical regression gate between stored runs", cmd_gate)):
+                             ("gate", "statistical regression gate between stored runs", cmd_gate),
+                             ("ab", "run this checkout and a baseline commit alternately, then gate the pairs",
+                              cmd_ab)):
         p = sub.add_parser(name, help=text, description=text)
         if name in load:
             if name == "compare":
                 from fer_bench.results.compare import add_compare_arguments as add_arguments
-            else:
+            elif name == "gate":
                 from fer_bench.results.gate import add_gate_arguments as add_arguments
+            else:
+                from fer_bench.results.ab import add_ab_arguments as add_arguments
             add_arguments(p)
         p.set_defaults(func=func)
     return parser
@@ -177,12 +192,13 @@ def create_parser(load: Sequence[str] = ("compare", "gate")) -> argparse.Argumen
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = create_parser(load=[a for a in argv[:1] if a in ("compare", "gate")])
+    parser = create_parser(load=[a for a in argv[:1] if a in HEAVY_COMMANDS])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        # the gate's exit statuses give 2 to "no comparable baseline": a bad option is bad input (3) there
-        if argv[:1] == ["gate"] and exc.code == 2:
+        # the gate's exit statuses give 2 to "no comparable baseline": a bad option is bad input (3) there (and in
+        # ab, which ends with the gate)
+        if argv[:1] in (["gate"], ["ab"]) and exc.code == 2:
             return 3
         raise
     func: Callable[[argparse.Namespace], int] = args.func

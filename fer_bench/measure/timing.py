@@ -9,12 +9,18 @@ What this module guarantees (see ../shared/design/METHOD.md):
 - the number of rounds fills a round-time target, bounded below so the median and IQR mean something, and, under
   a run's time budget, bounded above by the case's share of it (fer_bench.plugin.budget); the relative IQR is
   recorded so a noisy result says so.
+
+For calibrating the regression gate, FER_BENCH_INJECT_SLOWDOWN (a fraction, 0.10 or 10%) makes every call this
+module times do real extra CPU work worth that fraction of the call's own duration, inside the timed region: a
+known slowdown that competes for the CPU like a slower kernel would. Such results say so in
+``extra_info["injected_slowdown"]``.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from fer_bench.errors import FerBenchError
 from fer_bench.machine.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
 
@@ -30,6 +37,10 @@ MIN_ROUNDS = 7
 WARMUP_ROUNDS = 3
 RSS_CLEAR_REFS = Path("/proc/self/clear_refs")
 RSS_STATUS = Path("/proc/self/status")
+#: The calibration knob: a known slowdown injected into every timed call (see the module docstring).
+INJECT_ENV = "FER_BENCH_INJECT_SLOWDOWN"
+#: Injected slowdowns stop below this (10 = eleven times slower): a larger one is a typo, not a calibration.
+MAX_INJECTED_SLOWDOWN = 10.0
 
 
 def _status_kib(field: str) -> int | None:
@@ -87,6 +98,60 @@ def choose_rounds(estimate_s: float, target_s: float, min_rounds: int, max_round
     return max(min_rounds, min(max_rounds, math.ceil(target_s / estimate_s)))
 
 
+def parse_slowdown(text: str) -> float:
+    """'0.10' or '10%' -> 0.1; '' -> 0. A fraction of each call's own duration, in [0, MAX_INJECTED_SLOWDOWN).
+
+    Raises:
+        FerBenchError: naming FER_BENCH_INJECT_SLOWDOWN and the value, for anything else.
+    """
+    raw = text.strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0.0 <= value < MAX_INJECTED_SLOWDOWN):  # also NaN and inf
+        raise FerBenchError(f"{INJECT_ENV}={text!r}: give a fraction from 0 to below {MAX_INJECTED_SLOWDOWN:g} "
+                            f"(0.10) or a percentage (10%)")
+    return value
+
+
+def resolve_injected_slowdown(environ: Any = None) -> float:
+    """The slowdown FER_BENCH_INJECT_SLOWDOWN asks for (0.0 when unset or empty)."""
+    return parse_slowdown((os.environ if environ is None else environ).get(INJECT_ENV, ""))
+
+
+def _burn(seconds: float) -> int:
+    """Busy arithmetic until ``seconds`` have passed: CPU work that competes with the machine's other load as a
+    slower kernel would (time.sleep would give the CPU away, and a drifting runner would not slow it down)."""
+    deadline = time.perf_counter() + seconds
+    x = 1
+    while time.perf_counter() < deadline:
+        for _ in range(64):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+    return x
+
+
+def inject_slowdown(fn: Callable[[], Any], fraction: float, device: torch.device | None = None) -> Callable[[], Any]:
+    """``fn`` followed by busy work for ``fraction`` of that call's own duration; ``fn`` itself when fraction is 0.
+
+    The call's duration includes a device synchronisation, so queued CUDA work counts; the extra work runs on the
+    host, so the injection models a slower CPU-side step (the calibration it serves runs on the CPU).
+    """
+    if not fraction:
+        return fn
+
+    def slowed() -> Any:
+        t0 = time.perf_counter()
+        result = fn()
+        synchronize(device)
+        _burn((time.perf_counter() - t0) * fraction)
+        return result
+
+    return slowed
+
+
 def _timed_call(fn: Callable[[], Any], device: torch.device) -> float:
     t0 = time.perf_counter()
     fn()
@@ -117,6 +182,10 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
     device = torch.device(device)
     info: dict[str, Any] = {"phase": phase, "samples_per_call": samples_per_call}
     info.update(extra or {})
+    injected = resolve_injected_slowdown()
+    if injected:  # every call below (cold, warm-up, timed) is slowed; the result says so, so it never passes as real
+        fn = inject_slowdown(fn, injected, device)
+        info["injected_slowdown"] = injected
     cold = _timed_call(fn, device)
     if planner is not None:  # a cold call that alone spent the case's allowance ends it here
         planner.after_cold(cold, calls_left=warmup_rounds, min_rounds=min_rounds)
@@ -209,6 +278,10 @@ def paired_overhead(candidate: Callable[[], Any], reference: Callable[[], Any], 
     alternating the two callables (ABBA order) and taking the median of the per-pair ratios cancels that drift.
     """
     device = torch.device(device)
+    injected = resolve_injected_slowdown()
+    if injected:  # both sides slowed alike, as measure() slows their timed rounds: the ratio stays the harness's own
+        candidate = inject_slowdown(candidate, injected, device)
+        reference = inject_slowdown(reference, injected, device)
     for fn in (candidate, reference):
         _timed_call(fn, device)
     ratios = []
