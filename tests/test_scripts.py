@@ -68,3 +68,62 @@ def test_malloc_noise_needs_two_processes(tmp_path):
     proc = _run("malloc_noise.py", "--processes", "1", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("argument --processes: '1' is not an integer >= 2")
+
+
+# ------------------------------------------------------------------------------------------ recipe calibration
+def _recipe_calibration():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_calibration", SCRIPTS / "recipe_calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _job(recipe, condition, status, machine="vm-2c__cpu", **kw):
+    return {"machine": machine, "recipe": recipe, "condition": condition, "exit_status": status, "slowdown": 0.1,
+            "seconds": 60.0, **kw}
+
+
+def test_recipe_calibration_cycles_kinds_and_resumes(tmp_path):
+    cal = _recipe_calibration()
+    assert [cal.next_kind([None] * i) for i in range(5)] == list(cal.KINDS) + [cal.KINDS[0]]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(json.dumps(_job("stored", "aa", 0)) + "\n\n" + json.dumps(_job("stored", "slow", 1)) + "\n")
+    jobs = cal.read_jobs([path])
+    assert len(jobs) == 2 and cal.next_kind(jobs) == "ab:aa"
+    path.write_text("{not json\n")
+    with pytest.raises(SystemExit, match="jobs.jsonl:1: not a JSON line"):
+        cal.read_jobs([path])
+
+
+def test_recipe_calibration_table_counts_jobs_with_exact_intervals():
+    cal = _recipe_calibration()
+    jobs = ([_job("stored", "aa", 0)] * 9 + [_job("stored", "aa", 4)]
+            + [_job("stored", "slow", 1)] * 8 + [_job("stored", "slow", 4)] + [_job("stored", "slow", 0)]
+            + [_job("ab", "aa", 0, pairs=6)] * 5 + [_job("ab", "slow", 1, pairs=6)] * 4 + [_job("ab", "slow", 3, pairs=6)])
+    table = cal.format_table(jobs).splitlines()
+    assert len(table) == 2 + 4
+    stored_aa, stored_slow, ab_aa, ab_slow = table[2:]
+    # 0 of 10 regressions: the exact 95% interval is [0, 1 - 0.025^(1/10)] = [0, 30.8%]
+    assert "| unchanged | 10 | 0/10 = 0% [0%, 31%] | 1/10 = 10% [0%, 45%] | 9/10 = 90% [55%, 100%] | 1.0 |" in stored_aa
+    assert "| 10% slower | 10 | 8/10 = 80% [44%, 97%] |" in stored_slow
+    assert "interleaved `fer-bench ab`, 6 pairs | unchanged | 5 | 0/5" in ab_aa
+    assert "| 10% slower | 5 (1 errors) | 4/5 = 80%" in ab_slow
+    low, high = cal.binomial_ci(0, 10)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** 0.1)
+
+
+def test_native_gate_rule_and_table():
+    cal = _recipe_calibration()
+    base = {"a": 1.0, "b": 2.0}
+    assert not cal.native_gate_fails(base, {"a": 1.05, "b": 2.0}, 0.05)
+    assert cal.native_gate_fails(base, {"a": 1.0, "b": 2.2}, 0.05)
+    assert not cal.native_gate_fails(base, {"c": 9.0}, 0.05)  # a case missing on one side is not compared
+    jobs = [_job("stored", "aa", 0, medians={"latest_baseline": base, "current_run1": {"a": 1.01, "b": 2.0}}),
+            _job("stored", "aa", 0, medians={"latest_baseline": base, "current_run1": {"a": 1.2, "b": 2.0}}),
+            _job("stored", "slow", 1, medians={"latest_baseline": base, "current_run1": {"a": 1.1, "b": 2.2}}),
+            _job("ab", "aa", 0, pairs=6)]
+    table = cal.format_native_table(jobs).splitlines()
+    assert len(table) == 4
+    assert "| unchanged | 2 | 1/2 = 50%" in table[2] and "| 10% slower | 1 | 1/1 = 100%" in table[3]
