@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Measure `fer-bench gate`'s false-alarm and detection rates on this machine, with a real training workload.
 
+A rounds-level study of the gate's statistics on a small fixed workload (30 rounds a case). What CI users run is
+calibrated per job by scripts/recipe_calibration.py (both documented recipes as written); this one counts case
+comparisons, and per gate call the jobs that a regression or an inconclusive case would turn red.
+
     OMP_NUM_THREADS=1 .venv/bin/python scripts/gate_calibration.py --out calibration.json
     .venv/bin/python scripts/gate_calibration.py --trials 20 --rounds 30 --keep runs/ --out calibration.json
     .venv/bin/python scripts/gate_calibration.py --from-runs runs/ --out calibration.json   # re-gate stored runs
@@ -177,16 +181,24 @@ def measure(args: argparse.Namespace, runs_dir: Path) -> dict:
 
 
 def _gate_counts(pairs, threshold: float, alpha: float) -> dict:
-    flagged = total = 0
+    """Per case comparison (flagged: a regression; inconclusive apart) and per gate call, i.e. per job: a job is
+    red when any case regresses (exit 1) or, failing that, any is inconclusive (exit 4)."""
+    flagged = inconclusive = total = 0
+    jobs = {"jobs": 0, "regression": 0, "inconclusive": 0}
     ratios = []
     for bases, currents in pairs:
         report = evaluate_gate(bases, currents, threshold=threshold, alpha=alpha)
+        jobs["jobs"] += 1
+        jobs["regression"] += bool(report.regressions)
+        jobs["inconclusive"] += bool(report.inconclusive) and not report.regressions
         for row in report.rows:
             total += 1
             flagged += row.status == "regression"
+            inconclusive += row.status == "inconclusive"
             ratios.append(row.ratio)
-    return {"flagged": flagged, "comparisons": total, "rate": flagged / total if total else math.nan,
-            "wilson95": _wilson(flagged, total), "ratios": ratios}
+    return {"flagged": flagged, "inconclusive": inconclusive, "comparisons": total,
+            "rate": flagged / total if total else math.nan, "wilson95": _wilson(flagged, total), "ratios": ratios,
+            "per_job": jobs}
 
 
 def _wilson(k: int, n: int, z: float = 1.96) -> list[float]:
@@ -364,6 +376,11 @@ def main(argv=None) -> int:
               f"(95% CI {fa_k['wilson95'][0]:.1%}-{fa_k['wilson95'][1]:.1%}), detection "
               f"{det_k['flagged']}/{det_k['comparisons']} = {det_k['rate']:.1%} "
               f"(95% CI {det_k['wilson95'][0]:.1%}-{det_k['wilson95'][1]:.1%})")
+    for label, counts in (("A/A", fa), ("slowed", det)):
+        job = counts["per_job"]
+        print(f"{label}, per gate call (a job): {job['regression']}/{job['jobs']} red by a regression, "
+              f"{job['inconclusive']}/{job['jobs']} red as inconclusive; cases inconclusive: "
+              f"{counts['inconclusive']}/{counts['comparisons']}")
     print(f"A/A ratio spread: sd(log) {fa['ratio_spread']['sd_log_ratio']:.3f}, "
           f"range {fa['ratio_spread']['min_ratio']:.3f}-{fa['ratio_spread']['max_ratio']:.3f}; "
           f"summary written to {args.out} ({summary['seconds']:.0f} s)")

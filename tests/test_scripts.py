@@ -31,6 +31,9 @@ def test_gate_calibration_model_gates_the_ci_recipe_windows(tmp_path):
     assert (pooled["baseline_runs"], pooled["current_runs"]) == (5, 3)
     assert pooled["false_alarm"]["comparisons"] == 2 * 5 and pooled["false_alarm"]["flagged"] == 0
     assert pooled["detection"]["comparisons"] == 2 * 5 and pooled["detection"]["flagged"] == 10
+    # per gate call (a CI job): both slowed windows red by a regression, no unchanged window red at all
+    assert pooled["detection"]["per_job"] == {"jobs": 2, "regression": 2, "inconclusive": 0}
+    assert pooled["false_alarm"]["per_job"] == {"jobs": 2, "regression": 0, "inconclusive": 0}
 
 
 def test_gate_calibration_measures_real_runs(tmp_path):
