@@ -28,19 +28,20 @@ from typing import Any, Callable
 
 import torch
 
-from fer_bench.errors import FerBenchError
 from fer_bench.machine.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
+from fer_bench.measure.slowdown import (  # noqa: F401 (the knob's parser lives torch-free, for fer-bench ab)
+    INJECT_ENV,
+    MAX_INJECTED_SLOWDOWN,
+    parse_slowdown,
+    resolve_injected_slowdown,
+)
 
 #: measure()'s defaults: the fewest timed rounds (a median and IQR over fewer mean little) and the warm-up calls.
 MIN_ROUNDS = 7
 WARMUP_ROUNDS = 3
 RSS_CLEAR_REFS = Path("/proc/self/clear_refs")
 RSS_STATUS = Path("/proc/self/status")
-#: The calibration knob: a known slowdown injected into every timed call (see the module docstring).
-INJECT_ENV = "FER_BENCH_INJECT_SLOWDOWN"
-#: Injected slowdowns stop below this (10 = eleven times slower): a larger one is a typo, not a calibration.
-MAX_INJECTED_SLOWDOWN = 10.0
 
 
 def _status_kib(field: str) -> int | None:
@@ -96,30 +97,6 @@ def choose_rounds(estimate_s: float, target_s: float, min_rounds: int, max_round
     if estimate_s <= 0:
         return max_rounds
     return max(min_rounds, min(max_rounds, math.ceil(target_s / estimate_s)))
-
-
-def parse_slowdown(text: str) -> float:
-    """'0.10' or '10%' -> 0.1; '' -> 0. A fraction of each call's own duration, in [0, MAX_INJECTED_SLOWDOWN).
-
-    Raises:
-        FerBenchError: naming FER_BENCH_INJECT_SLOWDOWN and the value, for anything else.
-    """
-    raw = text.strip()
-    if not raw:
-        return 0.0
-    try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-    except ValueError:
-        value = math.nan
-    if not (0.0 <= value < MAX_INJECTED_SLOWDOWN):  # also NaN and inf
-        raise FerBenchError(f"{INJECT_ENV}={text!r}: give a fraction from 0 to below {MAX_INJECTED_SLOWDOWN:g} "
-                            f"(0.10) or a percentage (10%)")
-    return value
-
-
-def resolve_injected_slowdown(environ: Any = None) -> float:
-    """The slowdown FER_BENCH_INJECT_SLOWDOWN asks for (0.0 when unset or empty)."""
-    return parse_slowdown((os.environ if environ is None else environ).get(INJECT_ENV, ""))
 
 
 def _burn(seconds: float) -> int:

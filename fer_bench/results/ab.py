@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from fer_bench._atomic import write_json_atomic, write_text_atomic
 from fer_bench.errors import FerBenchError
+from fer_bench.measure.slowdown import INJECT_ENV, parse_slowdown as parse_knob  # torch-free
 
 DEFAULT_PAIRS = 6
 DEFAULT_OUT = ".fer-bench-ab"
@@ -41,8 +42,6 @@ DEFAULT_PYTEST_ARGS = ("--fer-preset", "quick", "--fer-budget", "none")
 SIDES = ("baseline", "current")
 MANIFEST = "ab.json"
 MANIFEST_SCHEMA = 1
-#: fer_bench.measure.timing.INJECT_ENV, spelled out here: importing timing would import torch.
-INJECT_ENV = "FER_BENCH_INJECT_SLOWDOWN"
 #: The stamp in the baseline's own virtual environment: the digest of the declaration it was installed from.
 VENV_STAMP = ".fer-bench-ab-installed"
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 3, 130
@@ -138,16 +137,14 @@ def create_run_env(environ: Mapping[str, str], source: str | os.PathLike, *,
 
 
 def parse_slowdown(text: str) -> str:
-    """--inject-slowdown: as FER_BENCH_INJECT_SLOWDOWN accepts it (0.10 or 10%, from 0 to below 10); the text is
-    passed on unchanged, and the runs validate it again."""
-    raw = text.strip()
+    """--inject-slowdown: as FER_BENCH_INJECT_SLOWDOWN accepts it (fer_bench.measure.slowdown: 0.10 or 10%, from 0
+    to below 10); the text is passed on unchanged, and the runs validate it again."""
     try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction (0.10) or a percentage (10%)") from None
-    if not 0.0 <= value < 10.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to below 10 (1000%)")
-    return raw
+        parse_knob(text)
+    except FerBenchError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction from 0 to below 10 (0.10) or a percentage "
+                                         f"(10%)") from None
+    return text.strip()
 
 
 def _positive_int(text: str) -> int:
@@ -445,7 +442,7 @@ def _run_pairs(args: argparse.Namespace, manifest: dict, manifest_path: Path, ou
 
 def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `fer-bench ab` (the gate's validators: the paired gate decides)."""
-    from fer_bench.results.gate import METRICS, parse_alpha, parse_threshold
+    from fer_bench.results.gate import add_verdict_arguments
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.usage = ("%(prog)s --baseline REF [--pairs N] [--out DIR] [--threshold 5%%] [--alpha 0.01] "
@@ -465,15 +462,7 @@ def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pairs of runs (2 runs each, at least 2 pairs). Default: %(default)r")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help=f"the runs, logs, ab.json and the baseline's worktree. Default: <repo>/{DEFAULT_OUT}")
-    parser.add_argument("--threshold", type=parse_threshold, default=0.05,
-                        help="smallest change that counts, as 5%% or 0.05. Default: 5%%")
-    parser.add_argument("--alpha", type=parse_alpha, default=0.01,
-                        help="significance level after Holm's correction over cases. Default: %(default)r")
-    parser.add_argument("--metric", choices=METRICS, default="time", help="Default: %(default)r")
-    parser.add_argument("--allow-inconclusive", action="store_true",
-                        help="exit 0, not 4, when the only finding is inconclusive cases")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="skip current cases the baseline lacks instead of failing (exit 2)")
+    add_verdict_arguments(parser)
     parser.add_argument("--keep-worktree", action="store_true",
                         help="leave the baseline's worktree in DIR/baseline-src (reused by the next job at that "
                              "commit)")

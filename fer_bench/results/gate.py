@@ -899,6 +899,20 @@ def parse_alpha(text: str) -> float:
     return value
 
 
+def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that shape the verdict, shared by `fer-bench gate` and `fer-bench ab`."""
+    parser.add_argument("--threshold", type=parse_threshold, default=0.05,
+                        help="smallest change that counts, as 5%% or 0.05. Default: 5%%")
+    parser.add_argument("--alpha", type=parse_alpha, default=0.01,
+                        help="significance level after Holm's correction over cases. Default: %(default)r")
+    parser.add_argument("--metric", choices=METRICS, default="time", help="Default: %(default)r")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="skip current cases that the baseline lacks instead of failing (exit 2)")
+    parser.add_argument("--allow-inconclusive", action="store_true",
+                        help="exit 0, not 4, when the only finding is inconclusive cases (their noise hides a change "
+                             "of the threshold's size); the rows stay marked inconclusive")
+
+
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `fer-bench gate`."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -913,18 +927,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                      "2 wins over 1, 1 over 4.")
     parser.add_argument("runs", nargs="+", metavar="RUN_OR_DIR",
                         help="baseline runs (files or folders, pooled) then, last, the current run")
-    parser.add_argument("--threshold", type=parse_threshold, default=0.05,
-                        help="smallest change that counts, as 5%% or 0.05. Default: 5%%")
-    parser.add_argument("--alpha", type=parse_alpha, default=0.01,
-                        help="significance level after Holm's correction over cases. Default: %(default)r")
-    parser.add_argument("--metric", choices=METRICS, default="time", help="Default: %(default)r")
+    add_verdict_arguments(parser)
     parser.add_argument("--allow-other-machine", action="store_true",
                         help="gate against a baseline measured on other hardware (a different identity hash)")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="skip current cases that the baseline lacks instead of failing (exit 2)")
-    parser.add_argument("--allow-inconclusive", action="store_true",
-                        help="exit 0, not 4, when the only finding is inconclusive cases (their noise hides a change "
-                             "of the threshold's size); the rows stay marked inconclusive")
     parser.add_argument("--paired", action="store_true",
                         help="the two arguments are folders of runs made in pairs (fer-bench ab): the i-th oldest "
                              "baseline run against the i-th oldest current run, a t test on the per-pair ratios")
