@@ -570,3 +570,37 @@ def test_time_left_never_exceeds_what_is_left_of_the_budget():
     clock.now += 30.0
     ledger.finish(items[0][0])
     assert ledger.estimate_left() <= 60.0 - reserve_for(60.0) - 30.0 + 1e-9
+
+
+def test_the_session_takes_its_prior_from_this_machines_latest_stored_run(tmp_path):
+    """set_budget_prior: the planned items that this machine's stored run of the preset holds get their
+    case_wall_s; another machine's run, another preset's cases and items not planned get nothing."""
+    from types import SimpleNamespace
+
+    from fer_bench.plugin import set_budget_prior
+    from result_factory import create_benchmark, create_fingerprint, create_run, write_run
+
+    mine, other = create_fingerprint("box-2c__cpu"), create_fingerprint("big-64c__cpu")
+    def run(fp, walls, preset="default", when="2026-01-01T12:00:00+00:00"):
+        cases = [create_benchmark("test_forward", {"model": m}, [0.01] * 7,
+                                  extra_info={"case_wall_s": w, "preset": preset}) for m, w in walls.items()]
+        return create_run(cases, fp, when=when)
+    folder = tmp_path / "results" / "box-2c__cpu"
+    write_run(folder / "0001.json", run(mine, {"a": 9.0, "b": 9.0}))
+    write_run(folder / "0002.json", run(mine, {"a": 2.0}, when="2026-01-02T12:00:00+00:00"))  # a: the latest
+    write_run(folder / "0003.json", run(mine, {"c": 5.0}, preset="quick"))
+    write_run(folder / "0004.json", run(other, {"d": 1.0}))
+    names = {f"b/test_step.py::test_forward[{m}]": f"test_forward[{m}]" for m in "abcde"}
+    budget = RunBudget(600.0)
+    budget.expect([n for n in names if not n.endswith("[e]")])
+    session = SimpleNamespace(budget=budget, rootpath=tmp_path, preset_name="default",
+                              collected=list(names.items()),
+                              get_fingerprint=lambda: {"slug": "box-2c__cpu", "identity_hash": mine["identity_hash"]})
+    set_budget_prior(session)
+    assert budget.prior == {"b/test_step.py::test_forward[a]": 2.0, "b/test_step.py::test_forward[b]": 9.0}
+    # no results folder at all: nothing is read, not even the fingerprint
+    bare = SimpleNamespace(budget=RunBudget(600.0), rootpath=tmp_path / "elsewhere", preset_name="default",
+                           collected=[], get_fingerprint=lambda: pytest.fail("the fingerprint was collected"))
+    bare.budget.expect(["x"])
+    set_budget_prior(bare)
+    assert bare.budget.prior == {}
