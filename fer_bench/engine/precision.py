@@ -17,7 +17,6 @@ import torch
 
 from fer_bench.axes import PRECISIONS
 from fer_bench.errors import FerBenchError
-from fer_bench.machine.identity import ISA_ENV_VARS  # noqa: F401 (measure.bench imports it from here)
 
 
 @dataclass(frozen=True)

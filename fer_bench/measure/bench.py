@@ -6,7 +6,6 @@ the same way whatever the model, device or precision.
 
 from __future__ import annotations
 
-import os
 import time
 from statistics import median
 
@@ -73,13 +72,14 @@ def _common_info(session: FerSession, config: RunConfig, training: Training | No
 
 def _precision_native(session: FerSession, config: RunConfig) -> dict:
     """``precision_native`` (and ``precision_note`` when emulated), from the fingerprint's CPU flags."""
-    from fer_bench.engine.precision import ISA_ENV_VARS, describe_precision_native
+    from fer_bench.engine.precision import describe_precision_native
+    from fer_bench.machine.identity import collect_isa_cap
 
     device = resolve_device(config.device, config.num_gpus).device
     flags = session.get_fingerprint().get("cpu", {}).get("flags") or ()
     info = describe_precision_native(config.precision, device, flags)
     if device.type == "cpu":
-        capped = {var: os.environ[var] for var in ISA_ENV_VARS if os.environ.get(var)}
+        capped = collect_isa_cap()
         if capped:  # changes fp32 as well: the same machine runs at another speed
             info["cpu_isa_env"] = capped
     session.note_precision(info)
