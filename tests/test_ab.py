@@ -314,7 +314,7 @@ def test_default_out_is_ignored_by_git(tmp_path, monkeypatch):
     assert result.rc == 3
     log = repo / ".fer-bench-ab" / "logs" / "baseline-01.log"
     errors = [line for line in result.err.splitlines() if "error" in line]
-    assert errors == [f"fer-bench ab: error: the baseline run 1/4 failed (pytest exit 1); see {log}"]
+    assert errors == [f"fer-bench ab: error: the baseline run of pair 1 failed (pytest exit 1); see {log}"]
     assert "broken" in log.read_text()
     assert not (repo / ".fer-bench-ab" / "current").exists()  # nothing ran after the failure
     manifest = json.loads((repo / ".fer-bench-ab" / "ab.json").read_text())

@@ -30,6 +30,7 @@ import torch
 
 from fer_bench.machine.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
+from fer_bench.measure.turns import take_turn
 from fer_bench.measure.slowdown import (  # noqa: F401 (the knob's parser lives torch-free, for fer-bench ab)
     INJECT_ENV,
     MAX_INJECTED_SLOWDOWN,
@@ -130,6 +131,7 @@ def inject_slowdown(fn: Callable[[], Any], fraction: float, device: torch.device
 
 
 def _timed_call(fn: Callable[[], Any], device: torch.device) -> float:
+    take_turn()  # under `fer-bench ab`: wait for this side's turn, outside the timed region
     t0 = time.perf_counter()
     fn()
     synchronize(device)

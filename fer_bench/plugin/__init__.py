@@ -95,7 +95,18 @@ def _activate(config, session: FerSession, *, at_configure: bool) -> None:
         _select_same_hardware_baseline(config, session, root)
 
 
+def pytest_sessionstart(session):
+    """Under `fer-bench ab` (FER_BENCH_TURNS set) take the first turn before collection: this side's collection
+    and model building stay out of the other side's timed rounds (fer_bench.measure.turns)."""
+    from fer_bench.measure import turns
+
+    turns.take_turn()
+
+
 def pytest_unconfigure(config):
+    from fer_bench.measure import turns
+
+    turns.end_turns()  # the other side runs alone from here
     session = config.stash.get(SESSION_KEY, None)
     while session is not None and session.undo:
         session.undo.pop()()
@@ -202,6 +213,7 @@ def run_config(request):
 def pytest_runtest_call(item):
     """An out-of-memory error is the case's result: skipped with the batch size, memory released, run goes on."""
     _guard_budget(item)
+    _take_turns_per_round(item)
     try:
         return (yield)
     except Exception as exc:
@@ -238,6 +250,23 @@ def _guard_budget(item) -> None:
             held.remove(stats)
 
     guard_pedantic(fixture, session.budget, drop_partial_stats)
+
+
+def _take_turns_per_round(item) -> None:
+    """Under `fer-bench ab`, every pedantic round (warm-up rounds too) first takes its turn, in pytest-benchmark's
+    untimed setup: measure()'s rounds and a benchmark's own pedantic calls alike."""
+    from fer_bench.measure import turns
+
+    fixture = (getattr(item, "funcargs", None) or {}).get("benchmark")
+    if fixture is None or not hasattr(fixture, "pedantic") or not turns.active():
+        return
+
+    def change(call: dict) -> dict:
+        if call["iterations"] != 1:  # pytest-benchmark allows a setup with one iteration only
+            return call
+        return {**call, "setup": turns.with_turn(call["setup"])}
+
+    storage.wrap_pedantic(fixture, change)
 
 
 def _release_memory() -> None:

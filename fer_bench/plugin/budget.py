@@ -533,17 +533,13 @@ def guard_pedantic(fixture, budget: RunBudget, drop_stats: Callable[[object], No
     one-round result reaches the JSON. Passes through when measure() planned the case, with ``iterations`` above
     1 (pytest-benchmark allows no setup then) or a single call.
     """
-    original = fixture.pedantic
+    from fer_bench.plugin.storage import wrap_pedantic
 
-    def pedantic(target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
-                 iterations=1):
-        call = dict(args=args, kwargs=kwargs, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds,
-                    iterations=iterations)
-        if teardown is not None:  # pytest-benchmark before 5.2 has no teardown argument
-            call["teardown"] = teardown
+    def change(call: dict) -> dict:
+        rounds, warmup_rounds, setup = call["rounds"], call["warmup_rounds"], call["setup"]
         calls = warmup_rounds + rounds if isinstance(rounds, int) and isinstance(warmup_rounds, int) else 0
-        if budget.current_planned or iterations != 1 or calls < 2:
-            return original(target, **call)
+        if budget.current_planned or call["iterations"] != 1 or calls < 2:
+            return call
         budget.current_planned = True
         starts: list[float] = []
 
@@ -558,6 +554,6 @@ def guard_pedantic(fixture, budget: RunBudget, drop_stats: Callable[[object], No
                     skip_case(plan.skip_reason)
             return setup() if setup is not None else None
 
-        return original(target, **{**call, "setup": guarded_setup})
+        return {**call, "setup": guarded_setup}
 
-    fixture.pedantic = pedantic
+    wrap_pedantic(fixture, change)

@@ -117,3 +117,20 @@ def file_storage_root(config) -> Path | None:
     if "://" in uri and not uri.startswith("file://"):
         return None
     return Path(uri.removeprefix("file://")).expanduser()
+
+
+def wrap_pedantic(fixture, change: Callable[[dict], dict]) -> None:
+    """Route every ``fixture.pedantic(...)`` call through ``change``: it gets the call's arguments as a dict and
+    returns the dict to call pytest-benchmark with. pytest-benchmark before 5.2 has no ``teardown`` argument, so
+    it is passed only when given."""
+    original = fixture.pedantic
+
+    def pedantic(target, args=(), kwargs=None, setup=None, teardown=None, rounds=1, warmup_rounds=0,
+                 iterations=1):
+        call = dict(args=args, kwargs=kwargs, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds,
+                    iterations=iterations)
+        if teardown is not None:
+            call["teardown"] = teardown
+        return original(target, **change(call))
+
+    fixture.pedantic = pedantic

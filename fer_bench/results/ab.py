@@ -40,6 +40,8 @@ DEFAULT_OUT = ".fer-bench-ab"
 #: 9 cases), and a case missing from one run of a pair leaves the paired gate nothing to compare (exit 2).
 DEFAULT_PYTEST_ARGS = ("--fer-preset", "quick", "--fer-budget", "none")
 SIDES = ("baseline", "current")
+#: How a pair's two runs interleave: their rounds, taking turns (fer_bench.measure.turns), or whole runs (ABBA).
+INTERLEAVE_MODES = ("rounds", "runs")
 MANIFEST = "ab.json"
 MANIFEST_SCHEMA = 1
 #: The stamp in the baseline's own virtual environment: the digest of the declaration it was installed from.
@@ -308,12 +310,30 @@ def _clear_previous(out: Path) -> None:
             old.unlink()
 
 
-def _run_side(setup: SideSetup, cmd: list[str], env: Mapping[str, str], log_path: Path) -> int:
+def _start_side(setup: SideSetup, cmd: list[str], env: Mapping[str, str], log_path: Path):
+    """Start one side's run; returns the process and its open log (closed by the caller)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        log.write("$ " + " ".join(cmd) + f"\n# cwd {setup.source}\n")
-        log.flush()
-        return subprocess.run(cmd, cwd=setup.source, env=dict(env), stdout=log, stderr=subprocess.STDOUT).returncode
+    log = open(log_path, "w")
+    log.write("$ " + " ".join(cmd) + f"\n# cwd {setup.source}\n")
+    log.flush()
+    return subprocess.Popen(cmd, cwd=setup.source, env=dict(env), stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _run_side(setup: SideSetup, cmd: list[str], env: Mapping[str, str], log_path: Path) -> int:
+    proc, log = _start_side(setup, cmd, env, log_path)
+    with log:
+        try:
+            return proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+
+
+def supports_turns(source: str | os.PathLike) -> bool:
+    """Whether a checkout's suite takes turns under FER_BENCH_TURNS (fer_bench.measure.turns, added with
+    ``--interleave rounds``): an older baseline runs run by run instead."""
+    return (Path(source) / "fer_bench" / "measure" / "turns.py").is_file()
 
 
 def _gate(args: argparse.Namespace, manifest: dict, out: Path) -> int:
@@ -355,7 +375,7 @@ def run_ab(args: argparse.Namespace, cwd: str | os.PathLike | None = None) -> in
         "current": {"sha": current_sha, "dirty": dirty, "source": str(repo)},
         "python": sys.executable, "python_version": sys.version.split()[0],
         "environment": None, "pytest_args": pytest_args, "inject_slowdown": args.inject_slowdown,
-        "pair_count": args.pairs, "pairs": [], "gate": None, "exit_status": None,
+        "interleave": args.interleave, "pair_count": args.pairs, "pairs": [], "gate": None, "exit_status": None,
     }
     manifest_path = out / MANIFEST
     write_json_atomic(manifest_path, manifest)
@@ -382,6 +402,10 @@ def run_ab(args: argparse.Namespace, cwd: str | os.PathLike | None = None) -> in
                                      inject_slowdown=args.inject_slowdown if side == "current" else None)
                 for side in SIDES}
         _check_imports_own_tree(baseline_python, worktree, envs["baseline"])
+        if manifest["interleave"] == "rounds" and not supports_turns(worktree):
+            manifest["interleave"] = "runs"
+            print(f"fer-bench ab: the baseline {sha[:7]} predates turn-taking (fer_bench/measure/turns.py): its runs "
+                  f"alternate with the current side's run by run (--interleave runs)", file=sys.stderr, flush=True)
         manifest["status"] = "running"
         _run_pairs(args, manifest, manifest_path, out, setups, envs, pytest_args)
         manifest["status"] = "gating"
@@ -414,27 +438,96 @@ def _run_pairs(args: argparse.Namespace, manifest: dict, manifest_path: Path, ou
     from fer_bench.plugin.budget import format_duration  # torch-free: the benchmark run's own wording
 
     order = list_run_order(args.pairs)
+    rounds = manifest["interleave"] == "rounds"
+    total = args.pairs if rounds else len(order)
     pairs: dict[int, dict] = {}
-    for n, (pair, side) in enumerate(order, 1):
-        if pair not in pairs:
-            pairs[pair] = {"pair": pair, "order": [s for p, s in order if p == pair]}
-            manifest["pairs"].append(pairs[pair])
-        json_path = out / side / f"ab-{pair:02d}.json"
-        log_path = out / "logs" / f"{side}-{pair:02d}.log"
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        setup = setups[side]
-        started = time.monotonic()
-        rc = _run_side(setup, create_pytest_command(setup.python, json_path, pytest_args), envs[side], log_path)
-        seconds = time.monotonic() - started
-        pairs[pair][side] = {"run": n, "json": _relative(json_path, out), "log": _relative(log_path, out),
-                             "exit_code": rc, "seconds": round(seconds, 3)}
+    n = 0
+    for pair in range(1, args.pairs + 1):
+        sides = [s for p, s in order if p == pair]
+        pairs[pair] = {"pair": pair, "order": sides}
+        manifest["pairs"].append(pairs[pair])
+        paths = {side: (out / side / f"ab-{pair:02d}.json", out / "logs" / f"{side}-{pair:02d}.log") for side in sides}
+        cmds = {side: create_pytest_command(setups[side].python, paths[side][0], pytest_args) for side in sides}
+        if rounds:
+            for json_path, _ in paths.values():
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+            n += 1
+            codes, seconds, turns = _run_pair_in_turns(setups, envs, cmds, paths, sides)
+            label = f"pair {pair}: {setups['baseline'].label} and {setups['current'].label}, {turns} turns"
+            results = [(side, n, codes[side], seconds[side]) for side in sides]
+            pairs[pair]["turns"] = turns
+            for side, run, rc, secs in results:
+                pairs[pair][side] = _run_record(run, paths[side], out, rc, secs)
+        else:
+            results = []
+            for side in sides:
+                n += 1
+                paths[side][0].parent.mkdir(parents=True, exist_ok=True)
+                started = time.monotonic()
+                rc = _run_side(setups[side], cmds[side], envs[side], paths[side][1])
+                results.append((side, n, rc, time.monotonic() - started))
+                pairs[pair][side] = _run_record(n, paths[side], out, rc, results[-1][3])
+                write_json_atomic(manifest_path, manifest)
+                print(f"fer-bench ab: [{n}/{total}] {setups[side].label} {format_duration(results[-1][3])}",
+                      file=sys.stderr, flush=True)
+                if rc != 0:
+                    break
+            label = None
         write_json_atomic(manifest_path, manifest)  # an interrupted job still shows how far it got
-        print(f"fer-bench ab: [{n}/{len(order)}] {setup.label} {format_duration(seconds)}", file=sys.stderr,
-              flush=True)
-        if rc != 0:
-            print(f"fer-bench ab: error: the {side} run {n}/{len(order)} failed (pytest exit {rc}); see {log_path}",
-                  file=sys.stderr)
-            raise _RunFailed
+        if label is not None:
+            print(f"fer-bench ab: [{n}/{total}] {label} {format_duration(max(s for *_, s in results))}",
+                  file=sys.stderr, flush=True)
+        for side, run, rc, _ in results:
+            if rc != 0:
+                print(f"fer-bench ab: error: the {side} run of pair {pair} failed (pytest exit {rc}); see "
+                      f"{paths[side][1]}", file=sys.stderr)
+                raise _RunFailed
+
+
+def _run_record(run: int, paths: tuple[Path, Path], out: Path, rc: int, seconds: float) -> dict:
+    return {"run": run, "json": _relative(paths[0], out), "log": _relative(paths[1], out), "exit_code": rc,
+            "seconds": round(seconds, 3)}
+
+
+def _run_pair_in_turns(setups: Mapping[str, SideSetup], envs: Mapping[str, Mapping[str, str]],
+                       cmds: Mapping[str, list[str]], paths: Mapping[str, tuple[Path, Path]],
+                       sides: Sequence[str]) -> tuple[dict, dict, int]:
+    """Both sides' runs at once, taking turns (fer_bench.measure.turns): exit codes, seconds, turns handed out."""
+    import tempfile
+
+    from fer_bench.measure.turns import TURNS_ENV, TurnServer
+
+    # a Unix socket path must stay short (about 100 bytes): a private temporary folder, not the output folder
+    folder = tempfile.mkdtemp(prefix="fer-bench-ab-")
+    procs: dict[str, Any] = {}
+    logs = []
+    codes, seconds = {}, {}
+    try:
+        with TurnServer(os.path.join(folder, "turns.sock")) as server:
+            started = time.monotonic()
+            for side in sides:
+                env = {**envs[side], TURNS_ENV: server.path}
+                procs[side], log = _start_side(setups[side], cmds[side], env, paths[side][1])
+                logs.append(log)
+            pending = dict(procs)
+            while pending:
+                for side, proc in list(pending.items()):
+                    rc = proc.poll()
+                    if rc is not None:
+                        codes[side], seconds[side] = rc, time.monotonic() - started
+                        del pending[side]
+                if pending:
+                    time.sleep(0.05)
+            turns = len(server.grants)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return codes, seconds, turns
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -446,8 +539,9 @@ def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.usage = ("%(prog)s --baseline REF [--pairs N] [--out DIR] [--threshold 5%%] [--alpha 0.01] "
-                    "[--metric ...]\n                    [--allow-inconclusive] [--allow-missing] [--keep-worktree] "
-                    "[--inject-slowdown F]\n                    [-- PYTEST_ARGS...]")
+                    "[--metric ...]\n                    [--interleave rounds|runs] [--allow-inconclusive] "
+                    "[--allow-missing] [--keep-worktree]\n                    [--inject-slowdown F] "
+                    "[-- PYTEST_ARGS...]")
     parser.description = (
         "Check REF out beside this checkout (git worktree) and run both benchmark suites alternately in this job\n"
         "(ABBA pairs), so the machine's drift touches both alike; then gate the pairs with the paired gate.\n"
@@ -463,6 +557,10 @@ def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help=f"the runs, logs, ab.json and the baseline's worktree. Default: <repo>/{DEFAULT_OUT}")
     add_verdict_arguments(parser)
+    parser.add_argument("--interleave", choices=INTERLEAVE_MODES, default="rounds",
+                        help="rounds: each pair's two runs start together and take turns round by round (one "
+                             "process works at a time); runs: one run after the other, ABBA. A baseline older "
+                             "than turn-taking falls back to runs. Default: %(default)s")
     parser.add_argument("--keep-worktree", action="store_true",
                         help="leave the baseline's worktree in DIR/baseline-src (reused by the next job at that "
                              "commit)")
