@@ -46,11 +46,22 @@ def parse_malloc(text: str) -> str:
     return text
 
 
+def parse_round_time(text: str) -> float:
+    try:
+        value = float(text.strip().removesuffix("s"))
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"--fer-round-time: {text!r} is not a time in seconds from above 0 to 600 "
+                                         f"(0.3, 2s)")
+    return value
+
+
 #: Every --fer-* destination, for telling whether a session asked for fer_bench.
 def option_dests() -> list[str]:
     return [axis.dest for axis in OPTION_AXES] + [
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
-        "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress"]
+        "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time"]
 
 
 def add_fer_options(group) -> None:
@@ -89,6 +100,12 @@ def add_fer_options(group) -> None:
                          "planned to fit, and a case whose minimum rounds do not is skipped with the time it "
                          "needs. Default: the preset's (" + ", ".join(
                              f"{k} {_budget_text(v.budget_s)}" for k, v in PRESETS.items()) + ")")
+    group.addoption("--fer-round-time", dest="fer_round_time", type=parse_round_time, default=None,
+                    metavar="SECONDS",
+                    help="time the timed rounds of a step case should fill (a data-loader pass gets twice, an epoch "
+                         "case four times this): more rounds give a steadier median on a noisy machine. Default: "
+                         "the preset's (" + ", ".join(f"{k} {v.target_round_s:g} s" for k, v in PRESETS.items())
+                         + ")")
     group.addoption("--fer-progress", dest="fer_progress", type=parse_progress, default=None, metavar="MODE",
                     help="a progress line per case with the time left: every, sparse (every 30 s or 10 cases, "
                          "and the last), off; auto is every on a terminal, sparse in a log. Default: 'auto'")

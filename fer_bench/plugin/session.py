@@ -3,6 +3,7 @@ budget's ledger)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,9 @@ class FerSession:
     @classmethod
     def from_config(cls, config) -> "FerSession":
         preset = PRESETS[config.getoption("fer_preset") or DEFAULT_PRESET]
+        round_time = config.getoption("fer_round_time")
+        if round_time is not None:  # the preset's matrix and budget, rounds filling another time
+            preset = dataclasses.replace(preset, target_round_s=round_time)
         overrides = {axis.name: config.getoption(axis.dest) for axis in OPTION_AXES}
         return cls(
             preset=preset,
