@@ -62,8 +62,19 @@ def read_jobs(paths) -> list[dict]:
     return jobs
 
 
-def next_kind(jobs: list[dict]) -> str:
-    return KINDS[len(jobs) % len(KINDS)]
+def next_kind(jobs: list[dict], kinds: tuple[str, ...] = KINDS) -> str:
+    """The next kind in the cycle of ``kinds``, counting the file's jobs of those kinds."""
+    done = sum(1 for job in jobs if f"{job['recipe']}:{job['condition']}" in kinds)
+    return kinds[done % len(kinds)]
+
+
+def recipe_label(job: dict) -> str:
+    """The recipe as the table names it: the ab recipe with its pairs, interleaving and scope (jobs made before
+    ``--interleave`` and ``--scope`` existed ran whole runs and gated every case)."""
+    if job["recipe"] == "stored":
+        return "stored baseline (6 runs) vs 3 runs"
+    return (f"`fer-bench ab`, {job.get('pairs')} pairs, interleave {job.get('interleave', 'runs')}, scope "
+            f"{job.get('scope', 'cases')}")
 
 
 def outcome(exit_status: int) -> str:
@@ -87,8 +98,8 @@ def summarize(jobs: list[dict]) -> list[dict]:
     """Per machine, recipe and condition: the jobs and how many ended in each outcome."""
     cells: dict[tuple, dict] = {}
     for job in jobs:
-        key = (job["machine"], job["recipe"], job["condition"])
-        cell = cells.setdefault(key, {"machine": job["machine"], "recipe": job["recipe"],
+        key = (job["machine"], recipe_label(job), job["condition"])
+        cell = cells.setdefault(key, {"machine": job["machine"], "recipe": key[1],
                                       "condition": job["condition"], "slowdown": job.get("slowdown"), "jobs": 0,
                                       "pass": 0, "regression": 0, "inconclusive": 0, "error": 0, "minutes": 0.0})
         cell["jobs"] += 1
@@ -119,16 +130,12 @@ def format_native_table(jobs: list[dict], threshold: float = 0.05) -> str:
 
 def format_table(jobs: list[dict]) -> str:
     """The README's table: per machine, recipe and condition, the share of jobs per outcome with its 95% CI."""
-    recipes = {"stored": "stored baseline (6 runs) vs 3 runs", "ab": "interleaved `fer-bench ab`"}
     lines = ["| machine | recipe | code | jobs | red: regression (exit 1) | red: inconclusive (exit 4) "
              "| green (exit 0) | minutes a job |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    pairs = {job.get("pairs") for job in jobs if job["recipe"] == "ab"} - {None}
-    if len(pairs) == 1:  # one pair count in every ab job: say it in the recipe's name
-        recipes["ab"] += f", {next(iter(pairs))} pairs"
     for cell in summarize(jobs):
         n = cell["jobs"]
-        recipe = recipes.get(cell["recipe"], cell["recipe"])
+        recipe = cell["recipe"]
         code = "unchanged" if cell["condition"] == "aa" else f"{cell['slowdown']:.0%} slower"
         errors = f" ({cell['error']} errors)" if cell["error"] else ""
         lines.append(f"| {cell['machine']} | {recipe} | {code} | {n}{errors} | {_rate(cell['regression'], n)} "
@@ -240,12 +247,13 @@ def run_stored(work: Path, condition: str, slowdown: float, threshold: str, pyte
     return {"exit_status": status, **_report_fields(report), "medians": native}
 
 
-def run_ab(work: Path, condition: str, slowdown: float, threshold: str, pairs: int, pytest_args: list[str]) -> dict:
+def run_ab(work: Path, condition: str, slowdown: float, threshold: str, pairs: int, pytest_args: list[str],
+           scope: str = "suite") -> dict:
     out = work / "ab"
     shutil.rmtree(out / "baseline", ignore_errors=True)
     shutil.rmtree(out / "current", ignore_errors=True)
     cmd = _fer_bench() + ["ab", "--baseline", "HEAD", "--pairs", str(pairs), "--out", str(out),
-                          "--threshold", threshold, "--keep-worktree"]
+                          "--threshold", threshold, "--scope", scope, "--keep-worktree"]
     if condition == "slow":
         cmd += ["--inject-slowdown", str(slowdown)]
     if pytest_args:  # else ab's own default, --fer-preset quick --fer-budget none
@@ -257,9 +265,15 @@ def run_ab(work: Path, condition: str, slowdown: float, threshold: str, pairs: i
     fields = {}
     if (out / "baseline").is_dir() and (out / "current").is_dir():
         _, report = _gate_json(_fer_bench() + ["gate", "--paired", str(out / "baseline"), str(out / "current"),
-                                               "--threshold", threshold, "--format", "json"])
+                                               "--threshold", threshold, "--scope", scope, "--format", "json"])
         fields = _report_fields(report)
-    return {"exit_status": status, "pairs": pairs, **fields}
+        suite = report.get("suite") or {}
+        fields["suite"] = {k: suite.get(k) for k in ("ratio", "ci_low", "ci_high", "mde", "p_value", "status")}
+    try:
+        interleave = json.loads((out / "ab.json").read_text()).get("interleave", "runs")
+    except (OSError, ValueError):
+        interleave = None
+    return {"exit_status": status, "pairs": pairs, "interleave": interleave, "scope": scope, **fields}
 
 
 def _machine_slug() -> str:
@@ -290,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.minutes * 60
     done = 0
     while time.monotonic() < deadline and (args.jobs is None or done < args.jobs):
-        kind = next_kind(jobs)
+        kind = next_kind(jobs, tuple(args.kinds))
         recipe, condition = kind.split(":")
         started, t0 = _now(), time.monotonic()
         print(f"recipe_calibration: job {len(jobs) + 1}: {kind}", flush=True)
@@ -298,7 +312,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if recipe == "stored":
                 fields = run_stored(work, condition, args.slowdown, args.threshold, args.pytest_args)
             else:
-                fields = run_ab(work, condition, args.slowdown, args.threshold, args.pairs, args.pytest_args)
+                fields = run_ab(work, condition, args.slowdown, args.threshold, args.pairs, args.pytest_args,
+                                args.scope)
         except RuntimeError as exc:
             print(f"recipe_calibration: error: {exc}", file=sys.stderr)
             return 1
@@ -333,7 +348,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="the job file (JSON lines); resumed when it exists")
     p.add_argument("--minutes", type=float, default=60.0, help="start no job after this. Default: %(default)s")
     p.add_argument("--jobs", type=int, default=None, help="at most this many jobs in this call")
-    p.add_argument("--pairs", type=int, default=6, help="pairs of the ab recipe. Default: %(default)s")
+    p.add_argument("--pairs", type=int, default=10, help="pairs of the ab recipe. Default: %(default)s")
+    p.add_argument("--scope", choices=("cases", "suite"), default="suite",
+                   help="the ab recipe's --scope. Default: %(default)s")
+    p.add_argument("--kinds", type=lambda t: t.split(","), default=list(KINDS),
+                   help=f"the kinds to cycle through, comma list. Default: {','.join(KINDS)}")
     p.add_argument("--slowdown", type=float, default=0.10, help="the injected slowdown. Default: %(default)s")
     p.add_argument("--threshold", default="5%", help="the gate's threshold. Default: %(default)s")
     p.add_argument("--work", default=str(ROOT / ".fer-bench-calibration"),

@@ -33,7 +33,7 @@ from fer_bench._atomic import write_json_atomic, write_text_atomic
 from fer_bench.errors import FerBenchError
 from fer_bench.measure.slowdown import INJECT_ENV, parse_slowdown as parse_knob  # torch-free
 
-DEFAULT_PAIRS = 6
+DEFAULT_PAIRS = 10
 DEFAULT_OUT = ".fer-bench-ab"
 #: What both sides run when no PYTEST_ARGS follow ``--``: the quick preset without its 30 s budget. Under a budget
 #: the cases a run skips depend on how fast that run went (a pair of quick runs measured here kept 6 and 8 of its
@@ -348,7 +348,7 @@ def _gate(args: argparse.Namespace, manifest: dict, out: Path) -> int:
     report = evaluate_gate(
         by_side["baseline"], by_side["current"], metric=args.metric, threshold=args.threshold, alpha=args.alpha,
         allow_other_machine=False, allow_missing=args.allow_missing, allow_inconclusive=args.allow_inconclusive,
-        paired=True,
+        paired=True, scope=args.scope or "suite",
     )
     if report.rows:
         print(format_gate_text(report), flush=True)

@@ -22,6 +22,15 @@ the geometric mean of the per-pair ratios of medians; a one-sample t test on the
 gives the p-value (Holm over cases) and a t interval at 1 - alpha/m gives the interval and the MDE. Drift between
 pairs cancels; only the noise within a pair is left.
 
+**Suite scope** (``--scope suite``, paired only; ``fer-bench ab``'s default): one pre-declared test of the whole
+suite. Per pair, the suite's log ratio is the mean over the tested cases of their log ratios (a geometric mean of
+ratios); the t test and t interval at 1 - alpha over the pairs decide the job. A process's own offset (its memory
+layout, where its threads landed) moves its cases independently, a few percent each, so the mean over cases is
+several times steadier than any one case, and a change that touches the suite shows at a noise where no single
+case resolves the threshold. The case rows follow as a second step of a fixed-sequence (hierarchical) procedure:
+only when the suite is a significant regression are the cases' Holm-corrected verdicts gated too (naming which
+cases moved); otherwise they are shown, not gated, and the exit status is the suite row's.
+
 Exit status: 0 no regression, 1 regression, 2 no comparable baseline, 3 bad input, 4 inconclusive (no regression,
 but a tested case's noise hides changes of the threshold's size; 0 with --allow-inconclusive). 2 wins over 1, and
 1 over 4.
@@ -57,6 +66,7 @@ MIN_RESAMPLES, MAX_RESAMPLES = 2000, 1_000_000
 #: Resamples drawn at once: keeps the bootstrap's memory near 20 MB whatever the count.
 RESAMPLE_CHUNK = 250_000
 BOOTSTRAP_SEED = 20240601
+SCOPES = ("cases", "suite")
 #: The runs-a-side estimate stops here ("over 1000 runs a side": no practical number resolves the threshold).
 MAX_RUNS_ESTIMATE = 1000
 
@@ -290,6 +300,19 @@ def paired_log_ratios(baseline: Sequence[RunResult], current: Sequence[RunResult
     return np.asarray(out, dtype=float)
 
 
+def suite_log_ratios(baseline: Sequence[RunResult], current: Sequence[RunResult],
+                     keys: Sequence[CaseKey]) -> np.ndarray:
+    """Per pair that holds every one of ``keys``, the mean of the cases' ln ratios (a suite's geometric mean of
+    ratios, in logs); a pair missing a case is left out rather than averaged over fewer cases."""
+    per_case = {k: [paired_log_ratios([b], [c], k) for b, c in zip(baseline, current)] for k in keys}
+    out = []
+    for i in range(min(len(baseline), len(current))):
+        values = [per_case[k][i] for k in keys]
+        if keys and all(len(v) == 1 for v in values):
+            out.append(float(np.mean([v[0] for v in values])))
+    return np.asarray(out, dtype=float)
+
+
 def paired_t(log_ratios: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
     """(p-value, mean, low, high) of the log ratios: scipy.stats.ttest_1samp against 0 and the t interval of the
     mean at ``confidence``. Identical ratios (no spread) give p 0 (or 1 when they are all 0) and a point interval."""
@@ -371,14 +394,26 @@ class GateReport:
     runs_to_resolve: int | None = None
     #: the runs were paired (baseline i with current i): runs_to_resolve counts pairs
     paired: bool = False
+    #: cases: every tested case gates (Holm); suite: the suite row gates, then the cases (fixed sequence)
+    scope: str = "cases"
+    #: the suite row (paired gate): the geometric mean of the tested cases' per-pair ratios
+    suite: GateRow | None = None
+
+    @property
+    def gated_rows(self) -> list[GateRow]:
+        """The rows whose verdicts decide the exit status: every case, or under the suite scope the suite row and,
+        once it is a significant regression, the cases."""
+        if self.scope != "suite" or self.suite is None:
+            return self.rows
+        return [self.suite] + (self.rows if self.suite.status == "regression" else [])
 
     @property
     def regressions(self) -> list[GateRow]:
-        return [r for r in self.rows if r.status == "regression"]
+        return [r for r in self.gated_rows if r.status == "regression"]
 
     @property
     def inconclusive(self) -> list[GateRow]:
-        return [r for r in self.rows if r.status == "inconclusive"]
+        return [r for r in self.gated_rows if r.status == "inconclusive"]
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -582,7 +617,7 @@ def _format_fraction(value: float) -> str:
     return (f"{value:.1%}" if value < 0.1 else f"{value:.0%}").replace(".0%", "%")
 
 
-def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: float, alpha: float,
+def _decide(row: GateRow, base: _Pooled | None, cur: _Pooled | None, metric: str, threshold: float, alpha: float,
             confidence: float, n_resamples: int, effects: np.ndarray | None = None, n_tested: int = 1,
             log_ratios: np.ndarray | None = None) -> None:
     """The verdict of one case; ``log_ratios`` (the paired gate's per-pair ln ratios) replace the bootstrap of
@@ -603,7 +638,8 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         else:
             row.verdict = f"{words}, within the threshold ({note})"
         return
-    k_base, k_cur = max(1, len(base.run_medians)), max(1, len(cur.run_medians))
+    k_base = max(1, len(base.run_medians)) if base is not None else 1
+    k_cur = max(1, len(cur.run_medians)) if cur is not None else 1
     if log_ratios is not None:
         _, _, log_low, log_high = paired_t(log_ratios, confidence)
         time_low, time_high = math.exp(log_low), math.exp(log_high)
@@ -657,6 +693,23 @@ def _decide(row: GateRow, base: _Pooled, cur: _Pooled, metric: str, threshold: f
         n_baseline=row.n_baseline, n_current=row.n_current, m=n_tested, alpha=alpha)
 
 
+def _suite_row(baseline: Sequence[RunResult], current: Sequence[RunResult], keys: Sequence[CaseKey], metric: str,
+               threshold: float, alpha: float) -> GateRow:
+    """The paired suite's row: the geometric mean over ``keys`` of each pair's ratios, tested alone at alpha."""
+    log_ratios = suite_log_ratios(baseline, current, keys)
+    row = GateRow(case=f"suite: geometric mean of {len(keys)} case{'s' * (len(keys) != 1)}", group=None,
+                  status="unchanged", verdict="")
+    row.n_pairs = len(log_ratios)
+    row.tested = row.n_pairs >= 2
+    if len(log_ratios):
+        time_ratio = math.exp(float(np.mean(log_ratios)))
+        row.ratio = time_ratio if metric == "time" else 1.0 / time_ratio
+    if row.tested:
+        row.p_value = row.p_corrected = paired_t(log_ratios, 0.5)[0]
+    _decide(row, None, None, metric, threshold, alpha, 1.0 - alpha, 0, n_tested=1, log_ratios=log_ratios)
+    return row
+
+
 def evaluate_gate(
     baseline: Sequence[RunResult],
     current: Sequence[RunResult],
@@ -668,6 +721,7 @@ def evaluate_gate(
     allow_missing: bool = False,
     allow_inconclusive: bool = False,
     paired: bool = False,
+    scope: str = "cases",
 ) -> GateReport:
     """Gate the current runs against the pooled baseline runs (``paired``: baseline run i against current run i,
     the runs of ``fer-bench ab``).
@@ -681,6 +735,10 @@ def evaluate_gate(
     """
     if metric not in METRICS:
         raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+    if scope not in SCOPES:
+        raise FerBenchError(f"--scope {scope!r}: choose one of {', '.join(SCOPES)}")
+    if scope == "suite" and (not paired or metric == "peak_memory_bytes"):
+        raise FerBenchError("--scope suite gates the paired runs of fer-bench ab (--paired) on time or samples_per_s")
     current_runs = [r for r in current if r.cases]
     if not current_runs:
         raise FerBenchError("the current results hold no benchmark")
@@ -693,7 +751,7 @@ def evaluate_gate(
         exit_status=EXIT_OK, metric=metric, threshold=threshold, alpha=alpha,
         current=[str(r.path) for r in current], baseline=[str(r.path) for r in baseline],
         machine=f"{current_runs[0].machine.slug} ({current_runs[0].machine.identity_hash})",
-        allow_inconclusive=allow_inconclusive, paired=paired,
+        allow_inconclusive=allow_inconclusive, paired=paired, scope=scope,
     )
     try:
         n_given = len(baseline)
@@ -756,6 +814,8 @@ def evaluate_gate(
         for key in common:
             _decide(rows[key], base_pool[key], cur_pool[key], metric, threshold, alpha, confidence, n_resamples,
                     widened, n_tested=len(tested), log_ratios=pair_ratios.get(key))
+        if paired and len(tested) >= 1:
+            report.suite = _suite_row(baseline, current_runs, tested, metric, threshold, alpha)
         unresolved = [rows[k] for k in tested if rows[k].status == "inconclusive"]
         if unresolved and all(r.runs_to_resolve is not None for r in unresolved):
             report.runs_to_resolve = max(r.runs_to_resolve for r in unresolved)
@@ -786,6 +846,14 @@ def evaluate_gate(
         rows[key] = GateRow(case=format_case(key), group=cur_pool[key].case.group, status="no baseline",
                             verdict=f"no baseline: {skipped}")
     report.rows = [rows[k] for k in cur_pool]
+    if report.suite is not None and scope == "suite":
+        suite = report.suite
+        report.runs_to_resolve = suite.runs_to_resolve if suite.status == "inconclusive" else None
+        gated = "gated too" if suite.status == "regression" else "shown, not gated"
+        report.notes.append(
+            f"scope suite: the job's verdict is the suite row's (one t test at alpha {alpha:g} over "
+            f"{suite.n_pairs} pairs); the case rows are {gated} (fixed-sequence: the cases count only once the suite "
+            f"is a significant regression)")
     if other_work:
         key, diff = next(iter(other_work.items()))
         report.exit_status = EXIT_NO_BASELINE
@@ -807,6 +875,7 @@ def evaluate_gate(
             f"inconclusive: {len(report.inconclusive)} case(s) cannot show a {_format_fraction(threshold)} change at "
             f"this noise (first: {report.inconclusive[0].case}); "
             + ("run more pairs" if paired else "pool more runs a side")
+            + (" or gate the suite (--scope suite)" if paired and scope == "cases" else "")
             + ", or pass --allow-inconclusive to let them pass"
         )
     return report
@@ -851,6 +920,14 @@ def format_gate_text(report: GateReport) -> str:
                           _format_value(r.current_value, report.metric), ratio, ci, mde, p, r.verdict])
         lines.append(format_text_table(
             ["case", "baseline", "current", "ratio", ci_head, "MDE", "p (Holm)", "verdict"], table))
+    if report.suite is not None:
+        r = report.suite
+        ci = f", {1 - report.alpha:.0%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low is not None else ""
+        mde = "" if r.mde is None else ", MDE any" if math.isinf(r.mde) else f", MDE {r.mde:.1%}"
+        p = f", p {r.p_value:.2g}" if r.p_value is not None else ""
+        ratio = f"ratio {r.ratio:.3f}" if r.ratio is not None else "no ratio"
+        gated = "gated" if report.scope == "suite" else "not gated (--scope suite gates it)"
+        lines.append(f"{r.case} over {r.n_pairs} pairs: {ratio}{ci}{mde}{p}: {r.verdict} [{gated}]")
     lines.extend(f"note: {n}" for n in report.notes)
     if report.baseline_only:
         lines.append(f"{len(report.baseline_only)} baseline case(s) not in the current run: "
@@ -861,12 +938,15 @@ def format_gate_text(report: GateReport) -> str:
     if n_inc:
         outcome += f", {n_inc} inconclusive" + (" (--allow-inconclusive)" if report.allow_inconclusive else "")
     line = f"result: {outcome} in {len(report.rows)} case(s) -> exit {report.exit_status}"
+    if report.scope == "suite" and report.suite is not None:
+        line = f"result: {outcome} (scope suite: the suite row decides) in {len(report.rows)} case(s) -> exit {report.exit_status}"
     if n_inc:
         unit = "pairs" if report.paired else "runs a side"
         runs = (f"about {report.runs_to_resolve} {unit}" if report.runs_to_resolve is not None
                 else f"no practical number of {unit} (over {MAX_RUNS_ESTIMATE}, or an unbounded interval)")
-        line += (f"; {runs} would resolve {_format_fraction(report.threshold)} in every inconclusive case (an "
-                 f"estimate: the interval narrows like 1/sqrt({unit}))")
+        where = "the suite" if report.scope == "suite" else "every inconclusive case"
+        line += (f"; {runs} would resolve {_format_fraction(report.threshold)} in {where} (an estimate: the "
+                 f"interval narrows like 1/sqrt({unit}))")
     lines.append(line)
     return "\n".join(lines)
 
@@ -908,6 +988,10 @@ def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", choices=METRICS, default="time", help="Default: %(default)r")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip current cases that the baseline lacks instead of failing (exit 2)")
+    parser.add_argument("--scope", choices=SCOPES, default=None,
+                        help="paired runs only: cases (every case gates, Holm over cases) or suite (one test of the "
+                             "geometric mean over cases decides; the cases gate once it is a significant "
+                             "regression). Default: suite for fer-bench ab, cases for fer-bench gate")
     parser.add_argument("--allow-inconclusive", action="store_true",
                         help="exit 0, not 4, when the only finding is inconclusive cases (their noise hides a change "
                              "of the threshold's size); the rows stay marked inconclusive")
@@ -950,7 +1034,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         report = evaluate_gate(
             baseline, current, metric=args.metric, threshold=args.threshold, alpha=args.alpha,
             allow_other_machine=args.allow_other_machine, allow_missing=args.allow_missing,
-            allow_inconclusive=args.allow_inconclusive, paired=paired,
+            allow_inconclusive=args.allow_inconclusive, paired=paired, scope=args.scope or "cases",
         )
     except FerBenchError as exc:
         print(f"fer-bench gate: error: {exc}", file=sys.stderr)
