@@ -280,6 +280,8 @@ def test_job_runs_abba_and_gates(ab_job):
     assert "fer-bench gate:" in ab_job.out and "paired" in ab_job.out and "test_tiny" in ab_job.out
     seen = ab_job.record.read_text().split()
     assert seen == ["baseline", "-", "current", "0.25", "current", "0.25", "baseline", "-"]
+    # the tiny baseline has no fer_bench/measure/turns.py: whole runs alternate, and the job says so
+    assert "predates turn-taking" in ab_job.err and ab_job.manifest["interleave"] == "runs"
 
 
 def test_job_writes_its_runs_logs_and_manifest(ab_job):
@@ -304,6 +306,28 @@ def test_job_removes_its_worktree(ab_job):
     assert not (ab_job.dir / "baseline-src").exists()
     assert len(git(ab_job.repo, "worktree", "list").splitlines()) == 1
     assert ab_job.manifest["baseline"]["worktree_kept"] is False
+
+
+def test_rounds_mode_runs_both_sides_at_once_taking_turns(tmp_path, monkeypatch):
+    """A baseline that takes turns: each pair's two runs start together under one coordinator (the installed
+    plugin takes the first turn at session start), and the pair is recorded with its turns."""
+    monkeypatch.setattr(ab, "supports_turns", lambda source: True)
+    repo = make_repo(tmp_path / "repo")
+    result = run_cli(["ab", "--baseline", "HEAD", "--pairs", "2", "--out", str(tmp_path / "out"),
+                      "--allow-inconclusive", *FAST_ARGS], repo)
+    assert result.rc in (0, 1), result.err
+    progress = [line for line in result.err.splitlines() if line.startswith("fer-bench ab: [")]
+    assert len(progress) == 2 and progress[0].startswith("fer-bench ab: [1/2] pair 1: baseline ")
+    assert " turns " in progress[0] and "predates" not in result.err
+    m = json.loads((tmp_path / "out" / "ab.json").read_text())
+    assert m["interleave"] == "rounds" and m["status"] == "done"
+    for pair in m["pairs"]:
+        assert pair["turns"] >= 2  # at least each side's session
+        assert pair["baseline"]["exit_code"] == pair["current"]["exit_code"] == 0
+        assert pair["baseline"]["run"] == pair["current"]["run"] == pair["pair"]
+    for side in ("baseline", "current"):
+        for n in ("01", "02"):
+            assert json.loads((tmp_path / "out" / side / f"ab-{n}.json").read_text())["benchmarks"]
 
 
 def test_default_out_is_ignored_by_git(tmp_path, monkeypatch):

@@ -604,3 +604,21 @@ def test_the_session_takes_its_prior_from_this_machines_latest_stored_run(tmp_pa
     bare.budget.expect(["x"])
     set_budget_prior(bare)
     assert bare.budget.prior == {}
+
+
+def test_round_time_option_overrides_the_presets_round_target_only():
+    import types
+
+    from fer_bench.plugin.options import parse_round_time
+    from fer_bench.plugin.presets import PRESETS
+    from fer_bench.plugin.session import FerSession
+
+    assert parse_round_time("2s") == parse_round_time("2") == 2.0
+    options = {"fer_preset": "quick", "fer_round_time": 1.5}
+    config = types.SimpleNamespace(getoption=lambda name: options.get(name), rootpath=".")
+    session = FerSession.from_config(config)
+    assert session.preset.target_round_s == 1.5
+    assert session.preset.name == "quick" and session.budget_s == PRESETS["quick"].budget_s
+    assert session.preset.per_benchmark == PRESETS["quick"].per_benchmark
+    options["fer_round_time"] = None
+    assert FerSession.from_config(config).preset is PRESETS["quick"]

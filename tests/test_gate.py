@@ -872,3 +872,75 @@ def test_a_case_in_too_few_pairs_is_judged_by_the_threshold(tmp_path, capsys):
     assert lone and all(r["n_pairs"] == 1 and not r["tested"] for r in lone)
     assert all("1 pair holds this case, too few for a test" in r["verdict"] for r in lone)
     assert status == 0
+
+
+# ------------------------------------------------------------------------------------------- paired, suite scope
+SUITE_MODELS = tuple(f"model_{i}" for i in range(8))
+
+
+def _offset_pairs(tmp_path: Path, pairs: int = 10, slowdown: float = 1.0, offset_sd: float = 0.05,
+                  seed: int = 7) -> tuple[Path, Path]:
+    """Pairs whose cases each move by their own few percent in every process (a process's memory layout and
+    thread placement), as fer-bench ab's runs do: no case resolves 5%, their mean over cases does."""
+    rng = np.random.default_rng(seed)
+    for i in range(pairs):
+        for side, minute in (("base", 2 * i), ("cur", 2 * i + 1)):
+            cases = []
+            for k, model in enumerate(SUITE_MODELS):
+                factor = math.exp(rng.normal(0.0, offset_sd)) * (slowdown if side == "cur" else 1.0)
+                cases += create_train_cases(0.010, factor=factor, seed=1000 * i + 10 * k + (side == "cur"),
+                                            sigma=0.01, models=(model,), batch_sizes=(32,))
+            run = create_run(cases, MACHINE, when=f"2026-01-01T12:{minute:02d}:00+00:00")
+            write_run(tmp_path / side / f"ab-{i + 1:02d}.json", run)
+    return tmp_path / "base", tmp_path / "cur"
+
+
+def test_suite_log_ratio_is_the_mean_over_cases_of_each_pair(tmp_path):
+    base, cur = _offset_pairs(tmp_path, pairs=3)
+    b, c = load_results([base]), load_results([cur])
+    keys = [case.key for case in c[0].cases]
+    per_case = np.array([gate.paired_log_ratios(b, c, k) for k in keys])
+    assert gate.suite_log_ratios(b, c, keys) == pytest.approx(per_case.mean(axis=0))
+    (cur / "ab-02.json").write_text((cur / "ab-02.json").read_text().replace("model_3", "model_x"))
+    c = load_results([cur])
+    assert len(gate.suite_log_ratios(b, c, keys)) == 2  # the pair that lacks a case is left out, not averaged
+
+
+def test_suite_scope_passes_unchanged_code_that_no_single_case_resolves(tmp_path, capsys):
+    base, cur = _offset_pairs(tmp_path)
+    status, report = _json(capsys, base, cur, "--paired")
+    assert status == 4 and report["scope"] == "cases", report["rows"]  # every case alone: inconclusive
+    status, report = _json(capsys, base, cur, "--paired", "--scope", "suite")
+    assert status == 0, report["suite"]
+    suite = report["suite"]
+    assert suite["status"] == "unchanged" and suite["mde"] < 0.05 and suite["n_pairs"] == 10
+    assert report["n_inconclusive"] == 0 and any(r["status"] == "inconclusive" for r in report["rows"])
+    status, out, _ = _gate(capsys, base, cur, "--paired", "--scope", "suite")
+    assert "suite: geometric mean of 8 cases over 10 pairs" in out and "[gated]" in out
+    assert "the case rows are shown, not gated" in out and "(scope suite: the suite row decides)" in out
+
+
+def test_suite_scope_catches_a_slowdown_of_every_case_and_then_gates_the_cases(tmp_path, capsys):
+    base, cur = _offset_pairs(tmp_path, slowdown=1.10)
+    status, report = _json(capsys, base, cur, "--paired", "--scope", "suite")
+    assert status == 1, report["suite"]
+    suite = report["suite"]
+    assert suite["status"] == "regression" and 1.07 < suite["ratio"] < 1.13 and suite["ci_low"] > 1.0
+    assert report["n_regressions"] == 1 + sum(r["status"] == "regression" for r in report["rows"])
+    _, out, _ = _gate(capsys, base, cur, "--paired", "--scope", "suite")
+    assert "the case rows are gated too" in out
+
+
+def test_suite_scope_with_too_few_pairs_is_inconclusive(tmp_path, capsys):
+    base, cur = _offset_pairs(tmp_path, pairs=3, offset_sd=0.08)
+    status, out, err = _gate(capsys, base, cur, "--paired", "--scope", "suite")
+    assert status == 4, out
+    assert re.search(r"about \d+ pairs would resolve 5% in the suite", out)
+
+
+def test_suite_scope_needs_paired_runs_of_time_or_throughput(tmp_path, capsys):
+    base, cur = _offset_pairs(tmp_path, pairs=2)
+    status, _, err = _gate(capsys, base, cur, "--scope", "suite")
+    assert status == 3 and "--scope suite gates the paired runs" in err
+    status, report = _json(capsys, base, cur, "--paired", "--scope", "suite", "--metric", "samples_per_s")
+    assert status in (0, 4) and report["suite"]["n_pairs"] == 2

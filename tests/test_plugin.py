@@ -46,6 +46,8 @@ def run(pytester, monkeypatch, tmp_path):
     (["--fer-malloc", "fast"], "--fer-malloc: 'fast' is not a mode; valid: steady, system"),
     (["--fer-optimizers", "lbfgs"], "--fer-optimizers: 'lbfgs' is not an optimizer; valid: sgd, sgd_momentum, adam, *"),
     (["--fer-memory-formats", "nhwc"], "--fer-memory-formats: 'nhwc' is not a memory format; valid: contiguous, *"),
+    (["--fer-round-time", "0"], "--fer-round-time: '0' is not a time in seconds from above 0 to 600 (0.3, 2s)"),
+    (["--fer-round-time", "soon"], "--fer-round-time: 'soon' is not a time in seconds *"),
 ])
 def test_bad_option_stops_the_run(pytester, run, args, message):
     pytester.makepyfile(test_x=AXES_TEST)
