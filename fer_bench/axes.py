@@ -22,6 +22,11 @@ from typing import Any, Callable, Iterable, Mapping
 PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "bf16")
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
 MEMORY_FORMATS = ("contiguous", "channels_last")
+#: How a step is spread over devices or processes: one device, nn.DataParallel, DistributedDataParallel.
+PARALLEL_MODES = ("none", "dp", "ddp")
+#: Batch semantics over N devices: weak keeps batch_size per device (global = batch_size x N), strong keeps the
+#: global batch (batch_size, split N ways).
+SCALING_MODES = ("weak", "strong")
 PRESET_NAMES = ("quick", "default", "full")
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _UNSET = object()
@@ -78,10 +83,18 @@ def _parse_model(text: Any) -> str:
 # Each takes the axis value and the whole case; they import torch lazily, so importing this module never does.
 
 
+def devices_needed(case: Mapping[str, Any]) -> int:
+    """The devices a case occupies: num_gpus, except DistributedDataParallel on the CPU, whose num_gpus counts
+    processes (gloo) sharing the one CPU device."""
+    if case.get("parallel") == "ddp" and str(case.get("device", "cpu")) == "cpu":
+        return 1
+    return int(case.get("num_gpus", 1))
+
+
 def _device_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
     from fer_bench.engine.device import resolve_device
 
-    resolved = resolve_device(value, case.get("num_gpus", 1))
+    resolved = resolve_device(value, devices_needed({**case, "device": value}))
     return None if resolved.available else resolved.reason
 
 
@@ -91,7 +104,28 @@ def _precision_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
     from fer_bench.engine.device import resolve_device
     from fer_bench.engine.precision import precision_unavailable_reason
 
-    return precision_unavailable_reason(value, resolve_device(case["device"], case.get("num_gpus", 1)).device)
+    device = resolve_device(case["device"], devices_needed(case)).device
+    return None if device is None else precision_unavailable_reason(value, device)
+
+
+def _parallel_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
+    device, n = str(case.get("device", "cpu")), int(case.get("num_gpus", 1))
+    if value == "dp" and not device.startswith("cuda"):
+        return f"nn.DataParallel replicates over CUDA devices, not {device} (parallel=ddp runs on the CPU over gloo)"
+    if value != "ddp":
+        return None
+    if device == "mps":
+        return "DistributedDataParallel runs on cuda (NCCL) or cpu (gloo), not mps"
+    from fer_bench.engine.distributed import distributed_unavailable_reason
+
+    return distributed_unavailable_reason(device, n)
+
+
+def _scaling_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
+    n, batch = int(case.get("num_gpus", 1)), case.get("batch_size")
+    if value == "strong" and isinstance(batch, int) and batch % n:
+        return f"strong scaling splits the global batch {batch} over {n}: not a whole batch each"
+    return None
 
 
 def _pin_memory_unavailable(value: bool, case: Mapping[str, Any]) -> str | None:
@@ -226,6 +260,19 @@ REGISTRY: tuple[Axis, ...] = (
          f"memory formats of weights and inputs: {', '.join(MEMORY_FORMATS)} (step and epoch benchmarks)",
          _presets(["contiguous"], ["contiguous"], ["contiguous"]), since_default="contiguous",
          choices=MEMORY_FORMATS, engine="torch.channels_last for the model's weights and each input batch"),
+    Axis("parallel", _choice_parser(PARALLEL_MODES, "a parallel mode"), "--fer-parallel",
+         "how the step spreads over num_gpus: dp (nn.DataParallel, CUDA), ddp (DistributedDataParallel: NCCL on "
+         "CUDA, gloo on the CPU, where num_gpus counts processes) (test_scaling_step)",
+         _presets(["ddp"], ["ddp"], ["dp", "ddp"]), format_id=lambda v: v, since_default="none",
+         unavailable=_parallel_unavailable, choices=PARALLEL_MODES,
+         engine="nn.DataParallel, or DistributedDataParallel workers started once per case "
+                "(engine.distributed)"),
+    Axis("scaling", _choice_parser(SCALING_MODES, "a scaling mode"), "--fer-scaling",
+         "batch semantics over num_gpus: weak (batch_size per device, global = batch_size x N), strong (global "
+         "batch batch_size, split) (test_scaling_step)",
+         _presets(["weak"], ["weak"], ["weak", "strong"]), format_id=lambda v: v, since_default="weak",
+         unavailable=_scaling_unavailable, choices=SCALING_MODES,
+         engine="the per-device and global batch (RunConfig.global_batch_size)"),
     Axis("pin_memory", bool, None, "pinned host memory for the loader (CUDA devices only)",
          format_id=lambda v: "pin" if v else "nopin", unavailable=_pin_memory_unavailable,
          values_for=_pin_memory_values, engine="the DataLoader's pin_memory"),

@@ -216,3 +216,62 @@ def create_scaling_cases(seed: int = 0) -> list[dict]:
             "test_ddp_step", {"model": "resnet18", "device": "cuda", "batch_size": 256 // n, "num_gpus": n},
             [t] * 10, group="train_step", extra_info={"scaling_mode": "strong", "global_batch_size": 256}))
     return out
+
+
+def create_scaling_step(world_size: int, median_s: float, *, parallel: str = "ddp", scaling: str = "weak",
+                        batch_size: int = 32, model: str = "fer_cnn_2block", device: str = "cpu",
+                        precision: str = "fp32", samples_per_s: float | None = None, rank_skew: float | None = None,
+                        comm_exposed_ms: float | None = None, n: int = 10, group: str = "scaling") -> dict:
+    """One ``test_scaling_step`` entry as the engine writes it with the parallel and scaling axes.
+
+    ``num_gpus`` is the world size (GPUs for dp, processes for ddp). Weak: per-device batch ``batch_size``, global
+    ``batch_size x world_size``; strong: global ``batch_size``, split. ``samples_per_s`` is the recorded
+    throughput (default: the global batch over the median, what a faithful run records). For ddp the per-rank
+    figures, the rank skew (default 1.0) and the exposed communication (default null) are filled in.
+    """
+    params = {"model": model, "device": device, "batch_size": batch_size, "precision": precision,
+              "num_gpus": world_size, "parallel": parallel, "scaling": scaling}
+    global_batch = batch_size * world_size if scaling == "weak" else batch_size
+    per_device = batch_size if scaling == "weak" else max(1, batch_size // world_size)
+    extra: dict[str, Any] = {
+        "parallel": parallel, "world_size": world_size, "scaling_mode": scaling,
+        "per_device_batch_size": per_device, "global_batch_size": global_batch,
+        "samples_per_s": samples_per_s if samples_per_s is not None else global_batch / median_s,
+    }
+    if parallel == "ddp":
+        skew = 1.0 if rank_skew is None else rank_skew
+        extra.update(
+            per_rank=[{"rank": r, "median_ms": median_s * 1e3 * (skew if r == world_size - 1 else 1.0),
+                       "iqr_ms": 0.1, "rounds": n} for r in range(world_size)],
+            rank_skew=skew, comm_exposed_ms=comm_exposed_ms,
+            ddp={"backend": "gloo" if device == "cpu" else "nccl", "world_size": world_size, "nodes": 1,
+                 "procs_per_node": world_size, "bucket_cap_mb": 25, "gradient_as_bucket_view": False,
+                 "static_graph": False})
+    entry = create_benchmark("test_scaling_step", params, [median_s] * n, group=group, extra_info=extra)
+    # the ids the axes write: dp/ddp (nothing for none), "strong" (nothing for weak)
+    parts = [model, device, f"bs{batch_size}", precision, f"g{world_size}",
+             *([parallel] if parallel != "none" else []), *(["strong"] if scaling == "strong" else [])]
+    entry["name"] = f"test_scaling_step[{'-'.join(parts)}]"
+    entry["param"] = "-".join(parts)
+    entry["fullname"] = f"benchmarks/test_scaling.py::{entry['name']}"
+    return entry
+
+
+def create_old_data_parallel_cases(times: dict[int, float] | None = None, *, batch_size: int = 64,
+                                   model: str = "resnet18") -> list[dict]:
+    """``test_train_step`` entries as fer_bench wrote them before the parallel/scaling axes: num_gpus 1 runs
+    ``parallel: none``, above 1 ``parallel: data_parallel`` (nn.DataParallel split batch_size over the GPUs), and
+    no ``global_batch_size``, ``world_size``, ``scaling_mode`` or ``samples_per_s`` in extra_info.
+
+    Default times: 100 ms on 1 GPU, 60 ms on 2, 40 ms on 4 (strong scaling: S = 1.67, 2.5; E = 0.833, 0.625).
+    """
+    out = []
+    for gpus, median_s in (times or {1: 0.100, 2: 0.060, 4: 0.040}).items():
+        entry = create_benchmark(
+            "test_train_step", {"model": model, "device": "cuda", "batch_size": batch_size, "precision": "fp32",
+                                "num_gpus": gpus},
+            [median_s] * 10, group="train_step", extra_info={"parallel": "none" if gpus == 1 else "data_parallel"})
+        entry["extra_info"].pop("samples_per_s", None)
+        entry["extra_info"].pop("step_time_ms", None)
+        out.append(entry)
+    return out

@@ -19,9 +19,11 @@ from fer_bench.results.runs import load_results
 from result_factory import (
     create_batch_cases,
     create_fingerprint,
+    create_old_data_parallel_cases,
     create_precision_cases,
     create_run,
     create_scaling_cases,
+    create_scaling_step,
     create_stack,
     create_train_cases,
     create_workers_cases,
@@ -262,6 +264,123 @@ def test_scaling_view_weak_and_strong(views_dir, capsys):
     assert eff[("strong", 4)] == pytest.approx(0.8, rel=1e-3)
     speed = frame.set_index(["scaling_mode", "num_gpus"])["speedup"]
     assert speed[("strong", 4)] == pytest.approx(3.2, rel=1e-3)
+
+
+def _scaling(capsys, folder) -> tuple[pd.DataFrame, str]:
+    """The scaling view's records (csv) and its markdown."""
+    frame = _csv(capsys, folder, "--view", "scaling")
+    status, out, _ = _compare(capsys, folder, "--view", "scaling")
+    assert status == 0
+    return frame, out
+
+
+def _row(out: str, *cells: str) -> str:
+    """The one markdown table row holding all ``cells`` (as `| cell |`)."""
+    rows = [line for line in out.splitlines() if line.startswith("|") and all(f"| {c} |" in line for c in cells)]
+    assert len(rows) == 1, (cells, rows)
+    return rows[0]
+
+
+def test_scaling_view_ddp_weak_shows_the_recorded_throughput(tmp_path, capsys):
+    """The recorded samples_per_s is the throughput, not batch / median: here 300/s and 540/s, where 32 / 0.1 s
+    and 64 / 0.11 s would read 320/s and 582/s; E(2) = X_2 / (2 X_1) = 0.9."""
+    cases = [create_scaling_step(1, 0.100, samples_per_s=300.0),
+             create_scaling_step(2, 0.110, samples_per_s=540.0, rank_skew=1.15, comm_exposed_ms=3.2)]
+    write_run(tmp_path / "ddp.json", create_run(cases, FAST))
+    frame, out = _scaling(capsys, tmp_path)
+    rows = frame.set_index("world_size")
+    assert list(rows["throughput"]) == [300.0, 540.0] and list(rows["recorded_samples_per_s"]) == [300.0, 540.0]
+    assert rows.loc[2, "efficiency"] == pytest.approx(540.0 / (2 * 300.0))
+    assert set(rows["parallel"]) == {"ddp"} and set(rows["scaling_mode"]) == {"weak"}
+    assert rows.loc[2, "rank_skew"] == pytest.approx(1.15)
+    row = _row(out, "ddp", "weak")
+    assert "| 100% (300/s) | 90% (540/s, skew 1.15) |" in row
+    assert "| parallel | mode |" in out and "| N=1 | N=2 |" in out
+    assert "Exposed communication per ddp case" in out and "(N=2): 3.20 ms" in out
+    assert "no samples_per_s" not in out and "older DataParallel" not in out
+
+
+def test_scaling_view_ddp_strong(tmp_path, capsys):
+    """Strong scaling keeps the global batch (batch_size) and splits it: S(N) = T_1 / T_N, efficiency S(N) / N."""
+    cases = [create_scaling_step(n, t, scaling="strong", batch_size=256)
+             for n, t in {1: 0.400, 2: 0.220, 4: 0.125}.items()]
+    write_run(tmp_path / "ddp.json", create_run(cases, FAST))
+    frame, out = _scaling(capsys, tmp_path)
+    rows = frame.set_index("world_size")
+    assert set(rows["scaling_mode"]) == {"strong"} and set(rows["global_batch_size"]) == {256}
+    assert rows.loc[2, "efficiency"] == pytest.approx(0.400 / 0.220 / 2, rel=1e-3)
+    assert rows.loc[4, "speedup"] == pytest.approx(3.2) and rows.loc[4, "efficiency"] == pytest.approx(0.8)
+    assert list(rows["throughput"]) == pytest.approx([256 / 0.400, 256 / 0.220, 256 / 0.125])
+    assert "| 100% (640/s) | 91% (1,164/s) | 80% (2,048/s) |" in _row(out, "ddp", "strong", "256")
+
+
+def test_scaling_view_old_data_parallel_run_splits_batch_size(tmp_path, capsys):
+    """A run from before the parallel axes: nn.DataParallel split batch_size over the GPUs, and no throughput,
+    global batch or scaling mode recorded. Its global batch is batch_size (64, not 64 x num_gpus), so it is
+    strong scaling, its throughput 64 / median, and the baseline the parallel none 1-GPU case."""
+    write_run(tmp_path / "old.json", create_run(create_old_data_parallel_cases(), FAST))
+    case = next(c for c in load_results([tmp_path])[0].cases if c.params["num_gpus"] == 2)
+    assert case.parallel == "dp" and case.global_batch_size == 64 and case.scaling_mode == "strong"
+    assert case.samples_per_s == pytest.approx(64 / 0.060)
+    frame, out = _scaling(capsys, tmp_path)
+    dp = frame[frame["parallel"] == "dp"].set_index("world_size")
+    assert list(dp["global_batch_size"]) == [64, 64]
+    assert dp.loc[2, "throughput"] == pytest.approx(64 / 0.060)
+    assert dp["recorded_samples_per_s"].isna().all()
+    assert dp.loc[2, "efficiency"] == pytest.approx(0.100 / 0.060 / 2, rel=1e-3)
+    assert dp.loc[4, "efficiency"] == pytest.approx(0.100 / 0.040 / 4, rel=1e-3)
+    assert "3 entries record no samples_per_s (older runs): throughput inferred" in out
+    assert "2 older DataParallel entries record no global batch" in out
+    assert "so the global batch is batch_size (not batch_size x num_gpus)" in out
+    row = _row(out, "dp", "strong", "64")
+    assert "| none: 640/s (baseline) | 83% (1,067/s) | 62% (1,600/s) |" in row
+
+
+def test_scaling_view_keeps_dp_and_ddp_apart(tmp_path, capsys):
+    """dp and ddp of the same model and batch are separate series, each against its own N=1 case."""
+    cases = [create_scaling_step(1, 0.100, parallel="ddp"), create_scaling_step(2, 0.125, parallel="ddp"),
+             create_scaling_step(1, 0.100, parallel="dp"), create_scaling_step(2, 0.200, parallel="dp")]
+    write_run(tmp_path / "both.json", create_run(cases, FAST))
+    frame, out = _scaling(capsys, tmp_path)
+    eff = frame.set_index(["parallel", "world_size"])["efficiency"]
+    assert eff[("ddp", 2)] == pytest.approx(0.8) and eff[("dp", 2)] == pytest.approx(0.5)
+    assert frame.groupby("parallel")["baseline_case"].nunique().to_dict() == {"ddp": 1, "dp": 1}
+    assert "| 100% (320/s) | 80% (512/s) |" in _row(out, "ddp", "weak")
+    assert "| 100% (320/s) | 50% (320/s) |" in _row(out, "dp", "weak")
+    assert "run another way" not in out
+
+
+def test_scaling_view_borrows_the_parallel_none_baseline(tmp_path, capsys):
+    """A ddp series without its own world-1 case is measured against the parallel none case of the same params on
+    the same platform, and the notes say so; another platform's none case is never used."""
+    cases = [create_scaling_step(1, 0.100, parallel="none"), create_scaling_step(2, 0.125, parallel="ddp"),
+             create_scaling_step(4, 0.160, parallel="ddp"),
+             create_scaling_step(1, 0.100, parallel="none", batch_size=64)]  # other work: not the baseline
+    write_run(tmp_path / "hpc.json", create_run(cases, FAST))
+    write_run(tmp_path / "laptop.json", create_run([create_scaling_step(1, 0.050, parallel="none"),
+                                                    create_scaling_step(2, 0.125, parallel="ddp")], SLOW))
+    frame, out = _scaling(capsys, tmp_path)
+    hpc = frame[(frame["platform"] == "hpc-epyc-64c__h100-x1/cpu") & (frame["parallel"] == "ddp")]
+    eff = hpc.set_index("world_size")["efficiency"]
+    assert eff[2] == pytest.approx(0.8) and eff[4] == pytest.approx(0.625)
+    # parallel none is the axis' original value: no part of the case label (fer_bench.axes.match_params)
+    assert hpc["baseline_case"].str.endswith("batch_size=32, precision=fp32, num_gpus=1]").all()
+    laptop = frame[(frame["platform"] == "laptop-i5-4c/cpu") & (frame["parallel"] == "ddp")]
+    assert laptop["efficiency"].iloc[0] == pytest.approx(0.4)  # its own none case: 640/s, not hpc's 320/s
+    assert "2 series have no N=1 case of their own; the baseline (X_1, T_1) is the N=1 case of the same " \
+           "platform and params run another way (`parallel: none`" in out
+    assert "on hpc-epyc-64c__h100-x1/cpu: `test_scaling_step[" in out and "(none, weak)" in out
+    assert "| none: 320/s (baseline) | 80% (512/s) | 62% (800/s) |" in _row(out, "hpc-epyc-64c__h100-x1/cpu", "ddp")
+    assert "| none: 640/s (baseline) | 40% (512/s) | - |" in _row(out, "laptop-i5-4c/cpu", "ddp")
+    assert "series ran at N=1 only: no row in the table" in out
+
+
+def test_scaling_plot_uses_the_view_efficiency(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plots extra (matplotlib) is not installed")
+    cases = [create_scaling_step(n, 0.1 * (1 + 0.1 * n), parallel=p) for p in ("dp", "ddp") for n in (1, 2, 4)]
+    write_run(tmp_path / "runs" / "both.json", create_run(cases, FAST))
+    status, _, err = _compare(capsys, tmp_path / "runs", "--view", "scaling", "--plots", tmp_path / "p")
+    assert status == 0 and (tmp_path / "p" / "scaling.png").stat().st_size > 5000
 
 
 def test_scaling_view_without_multi_gpu_results(two_machines, capsys):

@@ -26,8 +26,9 @@ class Training:
     settings: dict = field(default_factory=dict)
 
     def example_batch(self, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch of the model's declared input shape, already on the device and in its dtype."""
-        n = batch_size or self.config.batch_size
+        """A random batch of the model's declared input shape, already on the device and in its dtype; by default
+        the step's global batch (nn.DataParallel splits it over its devices)."""
+        n = batch_size or self.config.global_batch_size
         g = torch.Generator().manual_seed(self.config.seed)
         x = torch.randn(n, self.in_chans, self.input_size, self.input_size, generator=g)
         y = torch.randint(0, 7, (n,), generator=g)
@@ -44,7 +45,7 @@ def unavailable_reason(config: RunConfig) -> str | None:
     """Why this machine cannot run ``config`` (device, GPU count or precision), or None."""
     from fer_bench.engine.precision import precision_unavailable_reason
 
-    resolved = resolve_device(config.device, config.num_gpus)
+    resolved = resolve_device(config.device, config.devices_needed)
     if not resolved.available:
         return resolved.reason
     return precision_unavailable_reason(config.precision, resolved.device)
@@ -53,11 +54,17 @@ def unavailable_reason(config: RunConfig) -> str | None:
 def create_train_step(config: RunConfig, *, num_classes: int = 7) -> Training:
     """Build model, optimizer and precision policy for ``config`` on its device.
 
-    ``num_gpus > 1`` wraps the model in nn.DataParallel over ``num_gpus`` consecutive devices; the batch size
-    is then the global batch, split across them.
+    ``num_gpus > 1`` with parallel ``none`` or ``dp`` wraps the model in nn.DataParallel over ``num_gpus``
+    consecutive devices, which splits each input batch across them: the batch to feed is
+    ``config.global_batch_size`` (batch_size per device under weak scaling, batch_size in all under strong).
+    DistributedDataParallel is not built here: its workers (fer_bench.engine.distributed) each build a one-device
+    step and wrap it.
     """
     from fer_bench.models import create_model, get_model_info
 
+    if config.parallel_mode == "ddp":
+        raise FerBenchError("parallel=ddp: DistributedDataParallel steps are built by fer_bench.engine.distributed's "
+                            "workers, one device each")
     resolved = resolve_device(config.device, config.num_gpus)
     if not resolved.available:
         raise FerBenchError(f"device {config.device}: {resolved.reason}")
@@ -70,10 +77,8 @@ def create_train_step(config: RunConfig, *, num_classes: int = 7) -> Training:
     model = model.to(device=device, dtype=policy.param_dtype)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    parallel = "none"
-    if config.num_gpus > 1:
+    if config.parallel_mode == "dp":
         model = data_parallel(model, device, config.num_gpus)
-        parallel = "data_parallel"
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
     step = TrainStep(model, optimizer, policy, device, channels_last=config.channels_last)
     settings = {
@@ -82,7 +87,7 @@ def create_train_step(config: RunConfig, *, num_classes: int = 7) -> Training:
         "channels_last": config.channels_last,
         "optimizer": config.optimizer,
         "lr": config.lr,
-        "parallel": parallel,
+        **config.batch_info(),
         "torch_num_threads": torch.get_num_threads(),
         "input_size": info.input_size,
         "in_chans": info.in_chans,

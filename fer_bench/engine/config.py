@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from fer_bench.axes import AXES as AXIS_REGISTRY, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS
+from fer_bench.axes import AXES as AXIS_REGISTRY, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS, devices_needed
 from fer_bench.errors import FerBenchError
 
 __all__ = ["AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "RunConfig"]
@@ -27,6 +27,8 @@ class RunConfig:
     num_gpus: int = 1
     optimizer: str = "adam"
     memory_format: str = "contiguous"
+    parallel: str = "none"
+    scaling: str = "weak"
     lr: float = 1e-3
     seed: int = 0
     tf32: bool = False
@@ -42,6 +44,39 @@ class RunConfig:
                 raise FerBenchError(f"{name}: {exc}") from None
         if not self.lr > 0:
             raise FerBenchError(f"lr must be positive, got {self.lr!r}")
+        if self.scaling == "strong" and self.batch_size % self.world_size:
+            raise FerBenchError(f"strong scaling splits the global batch {self.batch_size} over {self.world_size}: "
+                                f"not a whole batch each")
+
+    @property
+    def parallel_mode(self) -> str:
+        """none, dp or ddp; a step benchmark without the parallel axis and num_gpus above 1 is DataParallel."""
+        if self.parallel == "none" and self.num_gpus > 1:
+            return "dp"
+        return self.parallel
+
+    @property
+    def world_size(self) -> int:
+        """Devices (dp) or processes (ddp) sharing one step; 1 on one device."""
+        return self.num_gpus if self.parallel_mode != "none" else 1
+
+    @property
+    def global_batch_size(self) -> int:
+        """Images per step over all devices: batch_size x world size (weak), batch_size (strong)."""
+        return self.batch_size * self.world_size if self.scaling == "weak" else self.batch_size
+
+    @property
+    def per_device_batch_size(self) -> int:
+        return self.global_batch_size // self.world_size
+
+    @property
+    def devices_needed(self) -> int:
+        return devices_needed(self.axes())
+
+    def batch_info(self) -> dict:
+        """The batch semantics every step and epoch result records."""
+        return {"parallel": self.parallel_mode, "world_size": self.world_size, "scaling_mode": self.scaling,
+                "per_device_batch_size": self.per_device_batch_size, "global_batch_size": self.global_batch_size}
 
     @property
     def channels_last(self) -> bool:

@@ -75,7 +75,7 @@ def _precision_native(session: FerSession, config: RunConfig) -> dict:
     from fer_bench.engine.precision import describe_precision_native
     from fer_bench.machine.identity import collect_isa_cap
 
-    device = resolve_device(config.device, config.num_gpus).device
+    device = resolve_device(config.device, config.devices_needed).device
     flags = session.get_fingerprint().get("cpu", {}).get("flags") or ()
     info = describe_precision_native(config.precision, device, flags)
     if device.type == "cpu":
@@ -93,9 +93,10 @@ def device_batch(session: FerSession, training: Training) -> tuple[torch.Tensor,
     config = training.config
     data = session.data
     split = _train_split(data)
-    if data.labels is None or len(data.indices(split)) < config.batch_size:
+    batch = config.global_batch_size  # nn.DataParallel splits it over its devices
+    if data.labels is None or len(data.indices(split)) < batch:
         return training.example_batch()
-    loader = create_loader(take(data, split, config.batch_size), split, batch_size=config.batch_size,
+    loader = create_loader(take(data, split, batch), split, batch_size=batch,
                            train=True, input_size=training.input_size, in_chans=training.in_chans,
                            seed=config.seed)
     x, y = next(iter(loader))
@@ -130,7 +131,7 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
             return _flops(step.model, x, backward=phase != "forward")
 
     # the FLOP count runs a step's worth of work after the rounds: part of the case's need in the budget's plan
-    info = measure(benchmark, fn, device=step.device, samples_per_call=config.batch_size, phase=phase,
+    info = measure(benchmark, fn, device=step.device, samples_per_call=config.global_batch_size, phase=phase,
                    target_s=session.preset.target_round_s, flops_per_call=flops,
                    extra=_common_info(session, config, training), planner=planner)
     return info
@@ -165,7 +166,7 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
     model = create_model(config.model).to(device=device, dtype=policy.param_dtype)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if config.num_gpus > 1:
+    if config.parallel_mode == "dp":
         model = data_parallel(model, device, config.num_gpus)
     model.train()
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
@@ -195,7 +196,7 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
             scaler.step(optimizer)
             scaler.update()
 
-    info = measure(benchmark, bare_step, device=device, samples_per_call=config.batch_size,
+    info = measure(benchmark, bare_step, device=device, samples_per_call=config.global_batch_size,
                    phase="train_step_reference", target_s=session.preset.target_round_s,
                    extra=_common_info(session, config, training), planner=planner)
     if "step_time_ms" in info:
@@ -257,15 +258,16 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     on_gpu = device.type == "cuda"
     split = _train_split(data)
     train = take(data, split, session.epoch_images)
-    if len(train) < config.batch_size:
-        raise ValueError(f"{len(train)} training images is fewer than batch size {config.batch_size}")
+    batch = config.global_batch_size  # nn.DataParallel splits each loader batch over its devices
+    if len(train) < batch:
+        raise ValueError(f"{len(train)} training images is fewer than batch size {batch}")
     eval_split = _eval_split(data) or split
     evaluation = take(data, eval_split, session.preset.eval_images)
     common = dict(input_size=training.input_size, in_chans=training.in_chans, device=device,
                   transform_on_device=on_gpu, pin_memory=on_gpu, num_workers=config.num_workers,
                   persistent_workers=config.num_workers > 0, seed=config.seed)
-    train_loader = create_loader(train, split, batch_size=config.batch_size, train=True, **common)
-    eval_loader = create_loader(evaluation, eval_split, batch_size=config.batch_size, train=False,
+    train_loader = create_loader(train, split, batch_size=batch, train=True, **common)
+    eval_loader = create_loader(evaluation, eval_split, batch_size=batch, train=False,
                                 drop_last=False, **common)
     records = []
 
@@ -281,7 +283,7 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
                  eval_split=eval_split)
     planner = session.round_planner()
     if planner is not None:
-        _check_epoch_floor(planner, session, training, len(train) // config.batch_size)
+        _check_epoch_floor(planner, session, training, len(train) // batch)
     info = measure(benchmark, one_epoch, device=device, samples_per_call=len(train), phase="epoch",
                    target_s=session.preset.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
                    warmup_rounds=0,
@@ -326,4 +328,74 @@ def _check_epoch_floor(planner, session: FerSession, training: Training, batches
                         why=f"{batches} forward passes alone take {batches * per_batch:.1f} s an epoch")
 
 
-__all__ = ["bench_dataloader", "bench_epoch", "bench_step", "bench_train_step_reference", "take"]
+def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dict:
+    """The full training step spread over ``num_gpus`` devices (dp) or processes (ddp), with explicit batch
+    semantics (``config.batch_info()``): ``samples_per_s`` is the global batch over the step time.
+
+    dp times nn.DataParallel's step in this process, as test_train_step does. ddp starts its ranks once for the
+    case (fer_bench.engine.distributed.DDPWorkers); each timed round tells every rank to run one step and waits for
+    all, so a round is the slowest rank's step plus the round trip to the ranks (``dispatch_ms`` records it).
+    After the rounds, each rank's statistics, their skew, and the communication the backward pass did not hide
+    (the DDP step minus the same step under ``no_sync()``, alternated in blocks) are recorded.
+    """
+    if config.parallel_mode != "ddp":
+        return bench_step(benchmark, session, config, "train_step")
+    from fer_bench.engine.distributed import DDPOptions, DDPWorkers, summarize_ranks
+    from fer_bench.models import get_model_info
+
+    options = DDPOptions(**session.ddp_options)
+    model_info = get_model_info(config.model)
+    planner = session.round_planner(after_calls=2 * NO_SYNC_BLOCK_STEPS * NO_SYNC_BLOCKS)
+    with DDPWorkers(config, options=options) as workers:
+        settings = {**config.batch_info(), "optimizer": config.optimizer, "lr": config.lr,
+                    "channels_last": config.channels_last, "input_size": model_info.input_size,
+                    "in_chans": model_info.in_chans, "torch_num_threads": workers.threads}
+        extra = _common_info(session, config)
+        extra.update(settings)
+        extra["workload"] = create_workload(session.data_identity, input_size=model_info.input_size,
+                                            in_chans=model_info.in_chans)
+        per_round: list[list[float]] = []
+
+        def one_round() -> None:
+            per_round.append([times[0] for times in workers.run(1)])
+
+        info = measure(benchmark, one_round, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
+                       phase="train_step", target_s=session.preset.target_round_s, extra=extra, planner=planner)
+        timed = per_round[-info["rounds"]:]
+        summary = summarize_ranks([list(r) for r in zip(*timed)])
+        comm = _exposed_communication(workers)
+    slowest = max(r["median_ms"] for r in summary["per_rank"])
+    figures = {
+        **summary, **comm,
+        "ddp": {"backend": workers.backend, "world_size": config.world_size, "nodes": 1,
+                "procs_per_node": config.world_size, "launcher": "torch.multiprocessing (spawn)",
+                **options.as_dict()},
+        "threads_per_rank": workers.threads,
+        "slowest_rank_step_ms": slowest,
+    }
+    if "step_time_ms" in info:
+        figures["dispatch_ms"] = info["step_time_ms"] - slowest
+    benchmark.extra_info.update(figures)
+    info.update(figures)
+    return info
+
+
+#: The no_sync comparison: blocks of steps alternating DDP and no_sync (drift cancels), each this many steps.
+NO_SYNC_BLOCKS, NO_SYNC_BLOCK_STEPS = 3, 3
+
+
+def _exposed_communication(workers) -> dict:
+    """The DDP step's median minus the no_sync step's (slowest rank of each), from alternating blocks."""
+    synced, local = [], []
+    for block in range(NO_SYNC_BLOCKS):
+        for no_sync in ((False, True) if block % 2 == 0 else (True, False)):
+            per_rank = workers.run(NO_SYNC_BLOCK_STEPS, no_sync=no_sync)
+            slowest = [max(step) for step in zip(*per_rank)]
+            (local if no_sync else synced).extend(slowest)
+    ddp_ms, no_sync_ms = median(synced) * 1e3, median(local) * 1e3
+    return {"ddp_step_ms": ddp_ms, "no_sync_step_ms": no_sync_ms, "comm_exposed_ms": ddp_ms - no_sync_ms,
+            "comm_exposed_fraction": (ddp_ms - no_sync_ms) / ddp_ms if ddp_ms > 0 else None}
+
+
+__all__ = ["bench_dataloader", "bench_epoch", "bench_scaling_step", "bench_step", "bench_train_step_reference",
+           "take"]

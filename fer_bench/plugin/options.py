@@ -57,11 +57,23 @@ def parse_round_time(text: str) -> float:
     return value
 
 
+def parse_bucket_cap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 4096:
+        raise argparse.ArgumentTypeError(f"--fer-ddp-bucket-cap-mb: {text!r} is not a size in MiB from above 0 to "
+                                         f"4096 (25, 1, 0.5)")
+    return value
+
+
 #: Every --fer-* destination, for telling whether a session asked for fer_bench.
 def option_dests() -> list[str]:
     return [axis.dest for axis in OPTION_AXES] + [
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
-        "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time"]
+        "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
+        "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph"]
 
 
 def add_fer_options(group) -> None:
@@ -106,6 +118,18 @@ def add_fer_options(group) -> None:
                          "case four times this): more rounds give a steadier median on a noisy machine. Default: "
                          "the preset's (" + ", ".join(f"{k} {v.target_round_s:g} s" for k, v in PRESETS.items())
                          + ")")
+    group.addoption("--fer-ddp-bucket-cap-mb", dest="fer_ddp_bucket_cap_mb", type=parse_bucket_cap, default=None,
+                    metavar="MIB",
+                    help="DistributedDataParallel's gradient bucket size: a small FER CNN's whole gradient fits in "
+                         "the default 25 MiB bucket, so its all-reduce cannot overlap the backward pass; a smaller "
+                         "bucket lets it. Default: 25")
+    group.addoption("--fer-ddp-gradient-as-bucket-view", dest="fer_ddp_gradient_as_bucket_view",
+                    action="store_true", default=None,
+                    help="DDP's gradient_as_bucket_view (gradients are views into the buckets: less memory and one "
+                         "copy fewer). Default: off")
+    group.addoption("--fer-ddp-static-graph", dest="fer_ddp_static_graph", action="store_true", default=None,
+                    help="DDP's static_graph (the graph never changes: skips re-deriving which parameters get "
+                         "gradients). Default: off")
     group.addoption("--fer-progress", dest="fer_progress", type=parse_progress, default=None, metavar="MODE",
                     help="a progress line per case with the time left: every, sparse (every 30 s or 10 cases, "
                          "and the last), off; auto is every on a terminal, sparse in a log. Default: 'auto'")

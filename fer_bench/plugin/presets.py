@@ -43,7 +43,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick", "smoke run, within 30 seconds on a 2-core CPU",
-        per_benchmark={"dataloader": {"num_workers": [0, 2]}},
+        per_benchmark={"dataloader": {"num_workers": [0, 2]},
+                       "scaling": {"num_gpus": [2], "precision": ["fp32"]}},
         epoch_images=512, eval_images=256, target_round_s=0.3, budget_s=30.0,
     ),
     "default": Preset(
@@ -51,6 +52,7 @@ PRESETS: dict[str, Preset] = {
         per_benchmark={
             "dataloader": {"num_workers": [0, 1, 2], "batch_size": [64, 256]},
             "epoch": {"model": ["fer_cnn_3block"], "num_workers": [0, 2], "precision": ["fp32", "amp_fp16"]},
+            "scaling": {"model": ["fer_cnn_2block"], "num_gpus": [1, 2], "precision": ["fp32"]},
         },
         epoch_images=2048, eval_images=512, target_round_s=0.6, budget_s=600.0,
     ),

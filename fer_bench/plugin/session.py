@@ -51,6 +51,8 @@ class FerSession:
     overhead_skipped: list[str] = field(default_factory=list)
     case_benchmark: Any = None
     progress_throttle: Any = None
+    #: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields)
+    ddp_options: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
@@ -72,6 +74,10 @@ class FerSession:
             rootpath=Path(config.rootpath),
             budget_s=cls.resolve_budget(config.getoption("fer_budget"), preset),
             progress=config.getoption("fer_progress") or "auto",
+            ddp_options={name: value for name, value in (
+                ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
+                ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
+                ("static_graph", config.getoption("fer_ddp_static_graph"))) if value is not None},
         )
 
     @staticmethod

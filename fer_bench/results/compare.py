@@ -184,7 +184,7 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 "samples_per_s": case.samples_per_s if case.samples_per_s is not None else math.nan,
                 "data_wait_fraction": _float(case.extra_info.get("data_wait_fraction")),
                 "global_batch_size": case.global_batch_size,
-                "scaling_mode": case.extra_info.get("scaling_mode"),
+                **_scaling_fields(case),
                 "_precision_native": case.extra_info.get("precision_native"),
                 "run": str(run.path),
                 "datetime": run.datetime.isoformat() if run.datetime else "",
@@ -196,6 +196,26 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
         notes.append(f"{superseded} older entr{'y' if superseded == 1 else 'ies'} of the same platform and case "
                      f"left out: the latest run by datetime wins.")
     return list(latest.values()), notes
+
+
+def _scaling_fields(case: CaseResult) -> dict:
+    """What the scaling view reads of a case: the parallel mode, world size, scaling mode and the recorded
+    throughput (None / NaN for a case with no GPU count, world size or parallel mode: a loader pass)."""
+    extra = case.extra_info
+    scaled = "num_gpus" in case.params or "parallel" in case.params or "world_size" in extra
+    recorded = extra.get("samples_per_s")
+    return {
+        "world_size": case.world_size if scaled else None,
+        "parallel": case.parallel if scaled else None,
+        "scaling_mode": case.scaling_mode if scaled else None,
+        "recorded_samples_per_s": float(recorded) if case.samples_per_s_recorded else math.nan,
+        "_throughput_inferred": not case.samples_per_s_recorded,
+        "_dp_split_inferred": scaled and case.parallel == "dp" and case.global_batch_inferred
+        and case.world_size > 1,
+        "_parallel_inferred": scaled and not case.parallel_recorded and case.world_size > 1,
+        "_rank_skew": _float(extra.get("rank_skew")),
+        "_comm_exposed_ms": _float(extra.get("comm_exposed_ms")),
+    }
 
 
 def _float(value: Any) -> float:
@@ -222,7 +242,7 @@ def _param_names(records: Iterable[dict], drop: Sequence[str] = ()) -> list[str]
     return [n for n in order_axes({k for r in records for k in r["params"]}) if n not in drop]
 
 
-_INT_COLUMNS = ("rounds", "global_batch_size", "n_cases")
+_INT_COLUMNS = ("rounds", "global_batch_size", "world_size", "n_cases")
 _LEAD_COLUMNS = ("platform", "kind", "value", "unit", "speedup", "speedup_text", "baseline")
 
 
@@ -476,64 +496,161 @@ def create_batch_view(records: list[dict]) -> ViewTable:
     return ViewTable("batch", _frame(out, names), table, notes)
 
 
-def create_scaling_view(records: list[dict]) -> ViewTable:
-    """Weak and strong scaling efficiency against num_gpus (docs: METHOD.md, Scaling).
+#: The axes a scaling series runs along or is keyed by itself (not by its other params).
+SCALING_AXES = ("num_gpus", "parallel", "scaling")
+_SKEW_SHOWN_ABOVE = 1.1
+_MAX_LISTED = 10
 
-    Weak (fixed per-GPU batch, the default reading of batch_size): E(N) = X_N / (N X_1), X = global batch / median.
-    Strong (extra_info scaling_mode "strong", fixed global batch): S(N) = T_1 / T_N, efficiency S(N) / N.
+
+def _listed(items: Sequence[str]) -> str:
+    shown = "; ".join(items[:_MAX_LISTED])
+    return shown + (f"; ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def create_scaling_view(records: list[dict]) -> ViewTable:
+    """Weak and strong scaling efficiency against the world size N: the devices (nn.DataParallel) or processes
+    (DistributedDataParallel) sharing a step (docs: METHOD.md, Scaling).
+
+    A series is a platform, benchmark, parallel mode (none, dp, ddp), scaling mode and the other params; its
+    baseline is its own N = 1 case, else the N = 1 case of the same work run another way (the other scaling
+    mode, or ``parallel: none``), said in a note. Throughput X is what each run recorded (``samples_per_s``);
+    only an older run without it gets the global batch over the median, said in a note.
+
+    Weak (fixed per-device batch): E(N) = X_N / (N X_1). Strong (fixed global batch): S(N) = T_1 / T_N,
+    efficiency S(N) / N.
     """
-    mine = [r for r in records if "num_gpus" in r["params"]]
-    if not any(is_number(r["params"]["num_gpus"]) and r["params"]["num_gpus"] > 1 for r in mine):
-        return ViewTable("scaling", pd.DataFrame(), pd.DataFrame(), ["no multi-GPU results"])
+    mine = [r for r in records if r.get("world_size") is not None]
+    if not any(r["world_size"] > 1 for r in mine):
+        return ViewTable("scaling", pd.DataFrame(), pd.DataFrame(),
+                         ["no multi-GPU results (no case ran on more than one device or process)"])
+
+    def rest_of(r: dict, drop_batch: bool) -> tuple:
+        drop = set(SCALING_AXES) | ({"batch_size"} if drop_batch else set())
+        return tuple(sorted((k, repr(v)) for k, v in r["params"].items() if k not in drop))
+
     series: dict[tuple, list[dict]] = {}
     for r in mine:
-        mode = r["scaling_mode"] if r["scaling_mode"] in ("weak", "strong") else "weak"
-        r["scaling_mode"] = mode
-        drop = {"num_gpus"} | ({"batch_size"} if mode == "strong" else set())
-        rest = tuple(sorted((k, repr(v)) for k, v in r["params"].items() if k not in drop))
+        mode = r["scaling_mode"]
         anchor = r["global_batch_size"] if mode == "strong" else None
-        series.setdefault((r["platform"], r["group"], r["benchmark"], mode, anchor, rest), []).append(r)
-    lacking = 0
-    for members in series.values():
-        one = next((m for m in members if m["params"]["num_gpus"] == 1), None)
-        lacking += one is None
+        key = (r["platform"], r["group"], r["benchmark"], r["parallel"], mode, anchor, rest_of(r, mode == "strong"))
+        series.setdefault(key, []).append(r)
+
+    # the N = 1 cases by the work they did: platform, benchmark, params other than batch and the scaling axes,
+    # and the global batch (at N = 1 the per-device and the global batch are one)
+    singles: dict[tuple, list[dict]] = {}
+    for r in mine:
+        if r["world_size"] == 1:
+            singles.setdefault((r["platform"], r["group"], r["benchmark"], rest_of(r, True),
+                                r["global_batch_size"]), []).append(r)
+
+    lacking: list[str] = []
+    borrowed: list[str] = []
+    baselines: dict[tuple, dict | None] = {}
+    for key, members in series.items():
+        platform, group, bench, parallel, mode, anchor, _ = key
+        base = next((m for m in members if m["world_size"] == 1), None)
+        series_key = members[0]["_key"].without(*SCALING_AXES, *(("batch_size",) if mode == "strong" else ()))
+        label = f"{format_case(series_key)} ({parallel}, {mode}) on {platform}"
+        if base is None:
+            first = members[0]
+            batch = anchor if mode == "strong" else first["params"].get("batch_size")
+            found = singles.get((platform, group, bench, rest_of(first, True), batch), [])
+            # the same parallel mode run the other way at N = 1 is the same work; then parallel none
+            base = next((c for c in found if c["parallel"] == parallel), None) or next(
+                (c for c in found if c["parallel"] == "none"), None)
+            if base is not None:
+                borrowed.append(f"{label}: `{format_case(base['_key'])}` ({base['parallel']}, {base['scaling_mode']})")
+            else:
+                lacking.append(label)
+        baselines[key] = base
         for m in members:
-            n = m["params"]["num_gpus"]
-            throughput = (m["global_batch_size"] or math.nan) / (m["median_ms"] / 1e3)
-            m["throughput"] = throughput
-            if one is None:
+            n = m["world_size"]
+            m["throughput"] = m["samples_per_s"]
+            m["baseline_case"] = None if base is None else f"{base['platform']} {format_case(base['_key'])}"
+            m["rank_skew"] = m["_rank_skew"]
+            m["comm_exposed_ms"] = m["_comm_exposed_ms"]
+            if base is None:
                 m["speedup"] = m["efficiency"] = math.nan
                 continue
-            s = one["median_ms"] / m["median_ms"]
-            x1 = (one["global_batch_size"] or math.nan) / (one["median_ms"] / 1e3)
-            eff = throughput / (n * x1) if m["scaling_mode"] == "weak" else s / n
-            m["speedup"] = round(s, 4)
+            s = base["median_ms"] / m["median_ms"]
+            eff = m["throughput"] / (n * base["samples_per_s"]) if mode == "weak" else s / n
+            m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
             m["efficiency"] = round(eff, 4) if math.isfinite(eff) else math.nan
+
     names = _param_names(mine)
-    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform", "scaling_mode"))]
+    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform", "parallel", "scaling_mode"))]
     rows = []
-    gpu_counts = _axis_values(mine, "num_gpus")
-    table_names = [n for n in names if n != "num_gpus"]
-    for (platform, group, bench, mode, anchor, _), members in sorted(series.items(), key=lambda kv: repr(kv[0])):
+    world_sizes = sorted({r["world_size"] for r in mine})
+    table_names = [n for n in names if n not in SCALING_AXES]
+    single_only = 0
+    for key, members in sorted(series.items(), key=lambda kv: repr(kv[0])):
+        platform, group, bench, parallel, mode, anchor, _ = key
+        if all(m["world_size"] == 1 for m in members):
+            single_only += 1  # nothing scales: a row of 100% (a baseline shows in its series' N=1 cell)
+            continue
         first = members[0]
-        row = {"platform": platform, "group": group, "benchmark": bench, "mode": mode,
+        row = {"platform": platform, "group": group, "benchmark": bench, "parallel": parallel, "mode": mode,
                "global batch": anchor if anchor is not None else "-"}
         row.update({n: first["params"].get(n, "") if not (mode == "strong" and n == "batch_size") else "-"
                     for n in table_names})
-        by_n = {m["params"]["num_gpus"]: m for m in members}
-        for n in gpu_counts:
+        by_n = {m["world_size"]: m for m in members}
+        base = baselines[key]
+        for n in world_sizes:
             m = by_n.get(n)
             if m is None:
-                row[f"N={n}"] = "-"
-            elif math.isfinite(m["efficiency"]):
-                row[f"N={n}"] = f"{m['efficiency']:.0%} ({format_number(m['throughput'])}/s)"
+                borrowed_base = n == 1 and base is not None and base not in members
+                row[f"N={n}"] = (f"{base['parallel']}: {format_number(base['samples_per_s'])}/s (baseline)"
+                                 if borrowed_base else "-")
+                continue
+            detail = f"{format_number(m['throughput'])}/s"
+            if parallel == "ddp" and math.isfinite(m["rank_skew"]) and m["rank_skew"] > _SKEW_SHOWN_ABOVE:
+                detail += f", skew {m['rank_skew']:.2f}"
+            if math.isfinite(m["efficiency"]):
+                row[f"N={n}"] = f"{m['efficiency']:.0%} ({detail})"
             else:
-                row[f"N={n}"] = f"no 1-GPU run ({format_number(m['throughput'])}/s)"
+                row[f"N={n}"] = f"no N=1 run ({detail})"
         rows.append(row)
-    notes = ["Scaling efficiency per GPU count (throughput in parentheses). Weak: fixed per-GPU batch, "
-             "E(N) = X_N / (N X_1). Strong: fixed global batch, S(N) = T_1 / T_N, efficiency S(N) / N."]
+
+    notes = ["Scaling efficiency per world size N, the devices (dp: nn.DataParallel) or processes "
+             "(ddp: DistributedDataParallel) sharing a step; the throughput each run recorded in parentheses. "
+             "Weak: fixed per-device batch, E(N) = X_N / (N X_1). Strong: fixed global batch, S(N) = T_1 / T_N, "
+             f"efficiency S(N) / N. skew: the slowest rank's median over the fastest's (ddp, shown above "
+             f"{_SKEW_SHOWN_ABOVE})."]
+    inferred = sum(r["_throughput_inferred"] for r in mine)
+    if inferred:
+        notes.append(f"{_plural(inferred, 'entry records', 'entries record')} no samples_per_s (older runs): "
+                     f"throughput inferred as the global batch over the median round time.")
+    split = sum(r["_dp_split_inferred"] for r in mine)
+    if split:
+        notes.append(f"{_plural(split, 'older DataParallel entry records', 'older DataParallel entries record')} "
+                     f"no global batch: nn.DataParallel split batch_size over the GPUs, so the global batch is "
+                     f"batch_size (not batch_size x num_gpus), read as strong scaling unless the run said otherwise.")
+    guessed = sum(r["_parallel_inferred"] for r in mine)
+    if guessed:
+        notes.append(f"{_plural(guessed, 'multi-GPU entry records', 'multi-GPU entries record')} no parallel "
+                     f"mode: read as dp (nn.DataParallel, the only multi-GPU mode before ddp).")
+    if borrowed:
+        own = "has no N=1 case of its own" if len(borrowed) == 1 else "have no N=1 case of their own"
+        notes.append(f"{len(borrowed)} series {own}; the baseline (X_1, T_1) is the N=1 case of the same platform "
+                     f"and params run another way (`parallel: none`, or the other scaling mode): "
+                     f"{_listed(borrowed)}.")
     if lacking:
-        notes.append(f"{lacking} series have no 1-GPU run: no efficiency for them.")
+        notes.append(f"{_plural(len(lacking), 'series has', 'series have')} no N=1 run: no efficiency for "
+                     f"{'it' if len(lacking) == 1 else 'them'} ({_listed(lacking)}).")
+    if single_only:
+        notes.append(f"{_plural(single_only, 'series ran', 'series ran')} at N=1 only: no row in the table "
+                     f"(their entries are in --format csv and json).")
+    comm = [f"{format_case(r['_key'])} on {r['platform']} (N={r['world_size']}): "
+            f"{format_number(r['_comm_exposed_ms'])} ms"
+            for r in _sort_records(mine, names, first=("platform",))
+            if r["parallel"] == "ddp" and math.isfinite(r["_comm_exposed_ms"])]
+    if comm:
+        notes.append(f"Exposed communication per ddp case (the DDP step minus the same step under no_sync): "
+                     f"{_listed(comm)}.")
     return ViewTable("scaling", _frame(out, names), pd.DataFrame(rows), notes)
 
 
@@ -593,7 +710,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", choices=VIEWS, default="platforms",
                         help="platforms: a row per case, a column per machine/device with the speedup over the "
                              "baseline; workers: throughput and data wait per num_workers; precision: speedup over "
-                             "fp32; batch: throughput per batch size; scaling: weak/strong efficiency per num_gpus. "
+                             "fp32; batch: throughput per batch size; scaling: weak/strong efficiency per "
+                             "world size (GPUs, or ddp processes). "
                              "Default: %(default)r")
     parser.add_argument("--metric", choices=COMPARE_METRICS, default="time",
                         help="what the platforms view shows. Default: %(default)r")

@@ -1,7 +1,8 @@
 """PNG charts of `fer-bench compare` views (the `plots` extra: matplotlib, Agg backend, no display needed).
 
 One PNG per view that has data: platform speedups, throughput against batch size, throughput and data-wait share
-against workers, precision speedups over fp32, scaling efficiency against GPU count. Written atomically.
+against workers, precision speedups over fp32, scaling efficiency against world size (GPUs or ddp
+processes). Written atomically.
 """
 
 from __future__ import annotations
@@ -154,15 +155,27 @@ def _plot_precision(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
 
 
 def _plot_scaling(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
+    """Efficiency against the world size N, as the scaling view computed it (recorded throughput; weak:
+    X_N / (N X_1), strong: T_1 / (N T_N)): a line per platform, parallel mode, scaling mode and other params."""
     ax = fig.add_subplot(1, 1, 1)
     data = frame[frame["efficiency"].notna()].copy()
-    # a weak series keeps its per-GPU batch as N grows, a strong one its global batch: label each by what it keeps
-    anchor = [f"weak, batch {b}/GPU" if mode == "weak" else f"strong, global batch {g}"
-              for mode, b, g in zip(data["scaling_mode"], data["batch_size"], data["global_batch_size"])]
+    axis = "world_size" if "world_size" in data else "num_gpus"
+    # a weak series keeps its per-device batch as N grows, a strong one its global batch: label each by what it
+    # keeps, and by how the step was shared (dp and ddp are separate lines)
+    batch = data["batch_size"] if "batch_size" in data else pd.Series([None] * len(data), index=data.index)
+    parallel = data["parallel"] if "parallel" in data else pd.Series([""] * len(data), index=data.index)
+    anchor = [f"{p} weak, batch {b}/device".strip() if mode == "weak" else f"{p} strong, global batch {g}".strip()
+              for p, mode, b, g in zip(parallel.fillna(""), data["scaling_mode"], batch, data["global_batch_size"])]
     data["platform"] = data["platform"] + " " + pd.Series(anchor, index=data.index)
-    _lines(ax, data, [p for p in params if p != "batch_size"], "num_gpus", "efficiency")
+    # a series that ran at N=1 only scales nothing (the view leaves it out of its table too)
+    data["_series"] = data["platform"] + data.apply(lambda r: repr([r.get(p) for p in params if p not in
+                                                                   ("batch_size", "num_gpus", "parallel",
+                                                                    "scaling")]), axis=1)
+    data = data[data.groupby("_series")[axis].transform("max") > 1]
+    shown = [p for p in params if p not in ("batch_size", "num_gpus", "parallel", "scaling")]
+    _lines(ax, data.drop(columns="_series"), shown, axis, "efficiency")
     ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8, label="ideal")
-    ax.set_xlabel("GPUs")
+    ax.set_xlabel("world size N (GPUs, or ddp processes)")
     ax.set_ylabel("scaling efficiency")
     ax.set_ylim(0, 1.15)
     ax.set_title("Scaling efficiency (weak: E = X_N / (N X_1); strong: T_1 / (N T_N))")

@@ -42,6 +42,10 @@ SUPPORTED_SCHEMAS = frozenset({1, 2})
 _TOP_LEVEL_KEYS = ("machine_info", "benchmarks")
 
 ParamsKey = tuple[tuple[str, str], ...]
+#: How a step was shared across devices, by the names runs have written (older runs: data_parallel).
+PARALLEL_NAMES = {"none": "none", "dp": "dp", "data_parallel": "dp", "ddp": "ddp",
+                  "distributed_data_parallel": "ddp"}
+SCALING_MODES = ("weak", "strong")
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,8 @@ class CaseResult:
 
     @property
     def samples_per_s(self) -> float | None:
-        """Throughput: ``extra_info["samples_per_s"]``, else the global batch over the median round time."""
+        """Throughput: ``extra_info["samples_per_s"]`` (global samples per second, as the run measured it), else,
+        for an older run without it, the global batch over the median round time."""
         value = self.extra_info.get("samples_per_s")
         if is_number(value) and value > 0:
             return float(value)
@@ -119,16 +124,71 @@ class CaseResult:
         return batch / self.median_s
 
     @property
+    def samples_per_s_recorded(self) -> bool:
+        """Whether the run recorded its throughput (else :attr:`samples_per_s` is inferred)."""
+        value = self.extra_info.get("samples_per_s")
+        return is_number(value) and value > 0
+
+    @property
+    def parallel(self) -> str:
+        """How the step was shared: ``none``, ``dp`` (nn.DataParallel) or ``ddp`` (DistributedDataParallel).
+
+        From ``params["parallel"]``, else ``extra_info["parallel"]`` (older runs wrote ``data_parallel`` for dp),
+        else inferred: dp above one GPU (the only multi-GPU mode fer_bench had before ddp), none otherwise.
+        """
+        for value in (self.params.get("parallel"), self.extra_info.get("parallel")):
+            if isinstance(value, str) and value.strip().lower() in PARALLEL_NAMES:
+                return PARALLEL_NAMES[value.strip().lower()]
+        return "dp" if self.world_size > 1 else "none"
+
+    @property
+    def parallel_recorded(self) -> bool:
+        """Whether params or extra_info name the parallel mode (else :attr:`parallel` is inferred)."""
+        return any(isinstance(v, str) and v.strip().lower() in PARALLEL_NAMES
+                   for v in (self.params.get("parallel"), self.extra_info.get("parallel")))
+
+    @property
+    def world_size(self) -> int:
+        """Devices or processes sharing one step: ``extra_info["world_size"]``, else ``params["num_gpus"]``
+        (for ddp the number of processes), else 1."""
+        for value in (self.extra_info.get("world_size"), self.params.get("num_gpus")):
+            if is_number(value) and value >= 1:
+                return int(value)
+        return 1
+
+    @property
+    def scaling_mode(self) -> str:
+        """``weak`` (per-device batch fixed) or ``strong`` (global batch fixed, split over the devices).
+
+        From ``params["scaling"]``, else ``extra_info["scaling_mode"]``; an older DataParallel run that recorded
+        neither nor its global batch split batch_size over the GPUs, so it is strong; otherwise weak.
+        """
+        for value in (self.params.get("scaling"), self.extra_info.get("scaling_mode")):
+            if value in SCALING_MODES:
+                return value
+        if self.parallel == "dp" and self.global_batch_inferred:
+            return "strong"
+        return "weak"
+
+    @property
     def global_batch_size(self) -> int | None:
-        """Samples per step over all GPUs: ``extra_info["global_batch_size"]``, else batch_size x num_gpus."""
+        """Samples per step over all devices: ``extra_info["global_batch_size"]``; for an older run without it,
+        batch_size where the batch was split (nn.DataParallel, or strong scaling), else batch_size x world size."""
         value = self.extra_info.get("global_batch_size")
         if is_number(value) and value > 0:
             return int(value)
         batch = self.params.get("batch_size")
         if not is_number(batch):
             return None
-        gpus = self.params.get("num_gpus", 1)
-        return int(batch) * (int(gpus) if is_number(gpus) else 1)
+        split = self.parallel == "dp" or self.params.get("scaling") == "strong" \
+            or self.extra_info.get("scaling_mode") == "strong"
+        return int(batch) if split else int(batch) * self.world_size
+
+    @property
+    def global_batch_inferred(self) -> bool:
+        """Whether :attr:`global_batch_size` was inferred from the params (a run that did not record it)."""
+        value = self.extra_info.get("global_batch_size")
+        return not (is_number(value) and value > 0) and is_number(self.params.get("batch_size"))
 
 
 @dataclass(frozen=True)

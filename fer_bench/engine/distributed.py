@@ -1,0 +1,320 @@
+"""DistributedDataParallel for one benchmark case: workers started once per case, driven round by round.
+
+``DDPWorkers`` spawns ``world_size`` processes (torch.multiprocessing's spawn context), each of which joins a
+process group (NCCL on CUDA, gloo on the CPU; a file store in a private temporary folder, so two cases or two
+suites never collide on a port), builds the case's one-device training step, wraps its model in
+DistributedDataParallel and waits. A round (``run``) tells every rank to run its steps and waits for all of them;
+each rank times its own steps (synchronising its device), and the round's figure is the slowest rank's. Steps under
+``no_sync()`` (``run(..., no_sync=True)``) skip the gradient all-reduce: the DDP step minus that step is the
+communication the backward pass did not hide.
+
+A rank that dies (killed, out of memory, a crash) fails the case, not the session: the round raises
+``WorkerFailed`` naming the rank and how it ended, the other ranks (stuck in a collective with the dead one) are
+terminated, and the store folder is removed. The process group's timeout bounds a collective that never
+completes.
+
+Under a launcher (torchrun, srun) the processes already exist: fer_bench.engine.launch joins its group instead,
+and the same one-device step is wrapped in the same way (``wrap_ddp``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from multiprocessing.connection import wait
+from typing import Any
+
+from fer_bench.errors import FerBenchError
+
+#: How long a round may wait for its ranks, and the process group's collective timeout (seconds).
+DEFAULT_TIMEOUT_S = 300.0
+#: How long the workers may take to start (spawn, import torch, join the group, build the model).
+START_TIMEOUT_S = 300.0
+
+
+class WorkerFailed(FerBenchError):
+    """A DDP rank died or raised: the case fails with this message."""
+
+
+@dataclass(frozen=True)
+class DDPOptions:
+    """DistributedDataParallel's knobs, recorded with every result (``extra_info["ddp"]``)."""
+
+    bucket_cap_mb: float = 25.0
+    gradient_as_bucket_view: bool = False
+    static_graph: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def ddp_backend(device_type: str) -> str:
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def usable_cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def distributed_unavailable_reason(device: str, world_size: int) -> str | None:
+    """Why this machine cannot run a DDP case of ``world_size`` ranks on ``device``, or None."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return "torch.distributed is not available in this torch build"
+    if device == "cpu":
+        if not dist.is_gloo_available():
+            return "DistributedDataParallel on the CPU needs the gloo backend, absent from this torch build"
+        cores = usable_cpu_count()
+        if world_size > cores:
+            return f"ddp on cpu: {world_size} processes need {world_size} cores, {cores} here"
+        return None
+    if not dist.is_nccl_available():
+        return "DistributedDataParallel on CUDA needs NCCL, absent from this torch build"
+    return None  # the device axis checks the GPU count
+
+
+def threads_per_rank(device_type: str, world_size: int, cores: int | None = None) -> int:
+    """CPU ranks share the cores (one rank per core at most, by the availability check); a CUDA rank keeps a few
+    host threads."""
+    cores = usable_cpu_count() if cores is None else cores
+    return max(1, cores // world_size) if device_type == "cpu" else max(1, min(4, cores // world_size))
+
+
+def wrap_ddp(model, device, options: DDPOptions):
+    """``model`` (already on ``device``) in DistributedDataParallel with ``options``, in the current group."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None,
+                                   bucket_cap_mb=options.bucket_cap_mb,
+                                   gradient_as_bucket_view=options.gradient_as_bucket_view,
+                                   static_graph=options.static_graph)
+
+
+def timed_steps(step, x, y, device, steps: int, no_sync: bool = False) -> list[float]:
+    """``steps`` training steps of a DDP-wrapped TrainStep, each timed to its device's completion."""
+    import contextlib
+
+    from fer_bench.engine.device import synchronize
+
+    times = []
+    for _ in range(steps):
+        context = step.model.no_sync() if no_sync else contextlib.nullcontext()
+        t0 = time.perf_counter()
+        with context:
+            step.step(x, y)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _worker(rank: int, world_size: int, store: str, config: dict, options: dict, conn, threads: int,
+            timeout_s: float) -> None:
+    """One rank: join the group, build the one-device step, wrap it, then serve rounds until told to stop."""
+    import torch
+    import torch.distributed as dist
+
+    try:
+        torch.set_num_threads(threads)
+        from fer_bench.engine.build import create_train_step
+        from fer_bench.engine.config import RunConfig
+
+        device_name = config["device"]
+        if device_name.startswith("cuda"):
+            first = int(device_name.split(":")[1]) if ":" in device_name else 0
+            device_name = f"cuda:{first + rank}"
+            torch.cuda.set_device(torch.device(device_name))
+        backend = ddp_backend(device_name.split(":")[0])
+        dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=timeout_s))
+        fields = {k: v for k, v in config.items() if k != "per_device_batch_size"}
+        one = RunConfig(**{**fields, "device": device_name, "num_gpus": 1, "parallel": "none", "scaling": "weak",
+                           "batch_size": config["per_device_batch_size"]})
+        training = create_train_step(one)
+        training.step.model = wrap_ddp(training.step.model, training.step.device, DDPOptions(**options))
+        x, y = training.example_batch()
+        conn.send(("ready", {"rank": rank, "device": device_name, "backend": backend, "threads": threads,
+                             "pid": os.getpid()}))
+        while True:
+            command = conn.recv()
+            if command[0] == "stop":
+                break
+            _, steps, no_sync = command
+            conn.send(("done", timed_steps(training.step, x, y, training.step.device, steps, no_sync)))
+    except (EOFError, KeyboardInterrupt):
+        pass  # the parent went away: nothing to report to
+    except BaseException as exc:  # the parent names the rank and the error
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+    finally:
+        if dist.is_initialized():
+            try:
+                dist.destroy_process_group()
+            except Exception:
+                pass
+
+
+class DDPWorkers:
+    """``world_size`` DDP ranks for one case. Use as a context manager: the ranks start on entry and are gone on
+    exit, whatever happened in between."""
+
+    def __init__(self, config, *, options: DDPOptions | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 threads: int | None = None):
+        self.config = config
+        self.world_size = config.world_size
+        self.options = options or DDPOptions()
+        self.timeout_s = timeout_s
+        device_type = config.device.split(":")[0]
+        self.backend = ddp_backend(device_type)
+        self.threads = threads or threads_per_rank(device_type, self.world_size)
+        self.procs: list = []
+        self.conns: list = []
+        self.ranks: list[dict] = []
+        self._folder: str | None = None
+
+    # ----------------------------------------------------------------------------------------- lifetime
+    def __enter__(self) -> "DDPWorkers":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        import torch.multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._folder = tempfile.mkdtemp(prefix="fer-bench-ddp-")
+        store = os.path.join(self._folder, "store")
+        config = {**self.config.as_dict(), "per_device_batch_size": self.config.per_device_batch_size}
+        try:
+            for rank in range(self.world_size):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, name=f"fer-bench-ddp-rank{rank}",
+                                   args=(rank, self.world_size, store, config, self.options.as_dict(), child,
+                                         self.threads, self.timeout_s), daemon=True)
+                proc.start()
+                child.close()
+                self.procs.append(proc)
+                self.conns.append(parent)
+            self.ranks = self._collect("ready", START_TIMEOUT_S, "starting")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the ranks: politely, then by force; remove the store. Safe to call twice."""
+        for conn in self.conns:
+            try:
+                conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        for conn in self.conns:
+            conn.close()
+        self.procs, self.conns = [], []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    # ----------------------------------------------------------------------------------------- rounds
+    def run(self, steps: int = 1, *, no_sync: bool = False) -> list[list[float]]:
+        """Every rank runs ``steps`` steps; returns each rank's step times (rank order).
+
+        Raises:
+            WorkerFailed: a rank died or raised (the other ranks are then stopped).
+        """
+        for rank, conn in enumerate(self.conns):
+            try:
+                conn.send(("run", steps, no_sync))
+            except (OSError, ValueError):
+                self._fail(f"rank {rank} of {self.world_size} is gone ({self._ending(rank)})")
+        return self._collect("done", self.timeout_s, "a round")
+
+    def round(self, steps: int = 1) -> float:
+        """One timed round: the slowest rank's total over ``steps`` steps (seconds)."""
+        return max(sum(times) for times in self.run(steps))
+
+    def _collect(self, kind: str, timeout_s: float, during: str) -> list:
+        replies: dict[int, Any] = {}
+        deadline = time.monotonic() + timeout_s
+        by_conn = {conn: rank for rank, conn in enumerate(self.conns)}
+        by_sentinel = {proc.sentinel: rank for rank, proc in enumerate(self.procs)}
+        while len(replies) < len(self.conns):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                waiting = sorted(set(range(len(self.conns))) - set(replies))
+                self._fail(f"rank(s) {', '.join(map(str, waiting))} of {self.world_size} did not answer within "
+                           f"{timeout_s:.0f} s during {during}")
+            pending = [c for c, r in by_conn.items() if r not in replies]
+            ready = wait(pending + [s for s, r in by_sentinel.items() if r not in replies], timeout=left)
+            for obj in ready:
+                if obj in by_conn:
+                    rank = by_conn[obj]
+                    try:
+                        message = obj.recv()
+                    except (EOFError, OSError):
+                        self._fail(f"rank {rank} of {self.world_size} died during {during} ({self._ending(rank)})")
+                    if message[0] == "error":
+                        self._fail(f"rank {rank} of {self.world_size} failed during {during}: {message[1]}")
+                    replies[rank] = message[1]
+                elif by_sentinel.get(obj) is not None and by_sentinel[obj] not in replies:
+                    rank = by_sentinel[obj]
+                    conn = self.conns[rank]
+                    if conn.poll():  # its last words arrived before it ended
+                        continue
+                    self._fail(f"rank {rank} of {self.world_size} died during {during} ({self._ending(rank)})")
+        return [replies[r] for r in range(len(self.conns))]
+
+    def _ending(self, rank: int) -> str:
+        proc = self.procs[rank]
+        proc.join(timeout=1)
+        code = proc.exitcode
+        if code is None:
+            return "still running"
+        if code < 0:
+            import signal
+
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def _fail(self, message: str) -> None:
+        self.close()
+        raise WorkerFailed(message)
+
+
+def summarize_ranks(per_rank_rounds: list[list[float]]) -> dict:
+    """Per-rank statistics of the timed rounds (each rank's round times in seconds): median, IQR, rounds, and the
+    skew (slowest rank's median over the fastest's)."""
+    ranks = []
+    for rank, times in enumerate(per_rank_rounds):
+        ordered = sorted(times)
+        q1, q3 = ordered[len(ordered) // 4], ordered[(3 * len(ordered)) // 4]
+        ranks.append({"rank": rank, "median_ms": statistics.median(times) * 1e3, "iqr_ms": (q3 - q1) * 1e3,
+                      "rounds": len(times)})
+    medians = [r["median_ms"] for r in ranks]
+    return {"per_rank": ranks, "rank_skew": max(medians) / min(medians) if min(medians) > 0 else None,
+            "slowest_rank": medians.index(max(medians))}

@@ -1,0 +1,127 @@
+"""DistributedDataParallel over gloo on the CPU (fer_bench.engine.distributed): ranks started once per case,
+driven round by round, their statistics, and a rank that dies failing its case only, leaving nothing behind.
+Batch semantics (RunConfig) and the availability rules of the parallel and scaling axes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from fer_bench.axes import case_unavailable_reason
+from fer_bench.engine.config import RunConfig
+from fer_bench.engine.distributed import DDPOptions, DDPWorkers, WorkerFailed, summarize_ranks, threads_per_rank
+from fer_bench.errors import FerBenchError
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(0): read its state
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+TINY = RunConfig(model="fer_cnn_2block", batch_size=8, num_gpus=2, parallel="ddp")
+
+
+# ----------------------------------------------------------------------------------------------- batch semantics
+
+
+def test_weak_scaling_keeps_the_per_device_batch():
+    assert TINY.world_size == 2 and TINY.per_device_batch_size == 8 and TINY.global_batch_size == 16
+    assert TINY.batch_info() == {"parallel": "ddp", "world_size": 2, "scaling_mode": "weak",
+                                 "per_device_batch_size": 8, "global_batch_size": 16}
+
+
+def test_strong_scaling_splits_the_global_batch():
+    strong = RunConfig(model="fer_cnn_2block", batch_size=64, num_gpus=4, parallel="ddp", scaling="strong")
+    assert strong.global_batch_size == 64 and strong.per_device_batch_size == 16
+    with pytest.raises(FerBenchError, match="splits the global batch 64 over 3"):
+        RunConfig(model="fer_cnn_2block", batch_size=64, num_gpus=3, parallel="ddp", scaling="strong")
+
+
+def test_a_step_benchmark_with_several_gpus_is_data_parallel_over_the_global_batch():
+    legacy = RunConfig(model="fer_cnn_2block", batch_size=32, num_gpus=4, device="cuda")
+    assert legacy.parallel_mode == "dp" and legacy.global_batch_size == 128 and legacy.per_device_batch_size == 32
+    one = RunConfig(model="fer_cnn_2block", batch_size=32)
+    assert one.parallel_mode == "none" and one.world_size == 1 and one.global_batch_size == 32
+
+
+@pytest.mark.parametrize("case, reason", [
+    ({"device": "cpu", "num_gpus": 1, "parallel": "dp"}, "nn.DataParallel replicates over CUDA devices, not cpu*"),
+    ({"device": "cpu", "num_gpus": 2, "parallel": "dp"}, "num_gpus=2 needs a GPU device, not cpu"),
+    ({"device": "cpu", "num_gpus": 512, "parallel": "ddp"}, "ddp on cpu: 512 processes need 512 cores, * here"),
+    ({"device": "cpu", "num_gpus": 3, "batch_size": 64, "parallel": "ddp", "scaling": "strong"}, None),
+    ({"device": "mps", "num_gpus": 1, "parallel": "ddp"}, None),  # the device axis speaks first: no MPS here
+])
+def test_parallel_and_scaling_say_why_a_case_cannot_run(case, reason):
+    import fnmatch
+
+    got = case_unavailable_reason({"model": "fer_cnn_2block", "batch_size": 32, "precision": "fp32", **case})
+    if reason is None:
+        assert got  # some reason: the cores (3 ranks on this machine) or the split, or no MPS device
+    else:
+        assert got and fnmatch.fnmatch(got, reason), got
+
+
+def test_ddp_on_the_cpu_counts_processes_not_devices():
+    case = {"model": "fer_cnn_2block", "device": "cpu", "batch_size": 32, "precision": "fp32", "num_gpus": 2,
+            "parallel": "ddp", "scaling": "weak"}
+    assert case_unavailable_reason(case) is None
+    assert case_unavailable_reason({**case, "parallel": "none"})  # cpu with 2 GPUs: no
+
+
+def test_cpu_ranks_share_the_cores():
+    assert threads_per_rank("cpu", 2, cores=2) == 1 and threads_per_rank("cpu", 1, cores=2) == 2
+    assert threads_per_rank("cpu", 4, cores=16) == 4
+
+
+def test_rank_summary_by_hand():
+    s = summarize_ranks([[0.010, 0.011, 0.012, 0.013], [0.020, 0.021, 0.022, 0.023]])
+    assert [r["rounds"] for r in s["per_rank"]] == [4, 4]
+    assert s["per_rank"][1]["median_ms"] == pytest.approx(21.5)
+    assert s["rank_skew"] == pytest.approx(21.5 / 11.5) and s["slowest_rank"] == 1
+
+
+# ----------------------------------------------------------------------------------------------- the ranks
+
+
+def test_two_gloo_ranks_run_rounds_and_leave_nothing_behind():
+    with DDPWorkers(TINY, options=DDPOptions(bucket_cap_mb=1.0)) as workers:
+        assert [r["rank"] for r in workers.ranks] == [0, 1] and {r["backend"] for r in workers.ranks} == {"gloo"}
+        pids, folder = [p.pid for p in workers.procs], workers._folder
+        per_rank = workers.run(3)
+        assert len(per_rank) == 2 and all(len(t) == 3 and min(t) > 0 for t in per_rank)
+        synced = workers.run(2, no_sync=True)
+        assert len(synced) == 2
+        assert workers.round() > 0
+    assert all(_gone(pid) for pid in pids) and not os.path.exists(folder)
+
+
+def test_a_killed_rank_fails_the_case_and_the_others_are_stopped():
+    workers = DDPWorkers(TINY)
+    workers.start()
+    pids, folder = [p.pid for p in workers.procs], workers._folder
+    workers.run(1)
+    os.kill(pids[1], signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(WorkerFailed, match=r"rank 1 of 2 died during a round \(killed by SIGKILL\)"):
+        workers.run(1)
+    assert time.monotonic() - started < 30  # not the process group's timeout
+    assert all(_gone(pid) for pid in pids) and not os.path.exists(folder)
+    workers.close()  # twice is fine
+
+
+def test_a_rank_that_raises_names_itself_and_its_error():
+    bad = RunConfig(model="no_such_model", batch_size=8, num_gpus=2, parallel="ddp")
+    with pytest.raises(WorkerFailed, match=r"rank \d of 2 failed during starting: .*no_such_model"):
+        with DDPWorkers(bad):
+            pass
