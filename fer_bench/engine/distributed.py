@@ -73,6 +73,13 @@ def distributed_unavailable_reason(device: str, world_size: int) -> str | None:
     if device == "cpu":
         if not dist.is_gloo_available():
             return "DistributedDataParallel on the CPU needs the gloo backend, absent from this torch build"
+        from fer_bench.engine.launch import detect_launch
+
+        try:
+            if detect_launch() is not None:
+                return None  # the launcher placed the ranks, over one node or several
+        except FerBenchError:
+            pass  # reported once by the plugin
         cores = usable_cpu_count()
         if world_size > cores:
             return f"ddp on cpu: {world_size} processes need {world_size} cores, {cores} here"
@@ -89,12 +96,14 @@ def threads_per_rank(device_type: str, world_size: int, cores: int | None = None
     return max(1, cores // world_size) if device_type == "cpu" else max(1, min(4, cores // world_size))
 
 
-def wrap_ddp(model, device, options: DDPOptions):
-    """``model`` (already on ``device``) in DistributedDataParallel with ``options``, in the current group."""
+def wrap_ddp(model, device, options: DDPOptions, process_group=None):
+    """``model`` (already on ``device``) in DistributedDataParallel with ``options``, in ``process_group`` (None:
+    the default group)."""
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None,
+                                   process_group=process_group,
                                    bucket_cap_mb=options.bucket_cap_mb,
                                    gradient_as_bucket_view=options.gradient_as_bucket_view,
                                    static_graph=options.static_graph)

@@ -343,17 +343,12 @@ def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dic
     from fer_bench.engine.distributed import DDPOptions, DDPWorkers, summarize_ranks
     from fer_bench.models import get_model_info
 
+    if session.launch is not None:
+        return _bench_ddp_launched(benchmark, session, config)
     options = DDPOptions(**session.ddp_options)
-    model_info = get_model_info(config.model)
     planner = session.round_planner(after_calls=2 * NO_SYNC_BLOCK_STEPS * NO_SYNC_BLOCKS)
     with DDPWorkers(config, options=options) as workers:
-        settings = {**config.batch_info(), "optimizer": config.optimizer, "lr": config.lr,
-                    "channels_last": config.channels_last, "input_size": model_info.input_size,
-                    "in_chans": model_info.in_chans, "torch_num_threads": workers.threads}
-        extra = _common_info(session, config)
-        extra.update(settings)
-        extra["workload"] = create_workload(session.data_identity, input_size=model_info.input_size,
-                                            in_chans=model_info.in_chans)
+        extra = _ddp_info(session, config, threads=workers.threads)
         per_round: list[list[float]] = []
 
         def one_round() -> None:
@@ -361,18 +356,29 @@ def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dic
 
         info = measure(benchmark, one_round, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
                        phase="train_step", target_s=session.preset.target_round_s, extra=extra, planner=planner)
-        timed = per_round[-info["rounds"]:]
-        summary = summarize_ranks([list(r) for r in zip(*timed)])
-        comm = _exposed_communication(workers)
+        summary = summarize_ranks([list(r)[-info["rounds"]:] for r in zip(*per_round)])
+        comm = _exposed_communication(lambda steps, no_sync: workers.run(steps, no_sync=no_sync))
+    ddp = {"backend": workers.backend, "world_size": config.world_size, "nodes": 1,
+           "procs_per_node": config.world_size, "launcher": "torch.multiprocessing (spawn)", **options.as_dict()}
+    return _record_ddp(benchmark, info, summary, comm, ddp)
+
+
+def _ddp_info(session: FerSession, config: RunConfig, *, threads: int) -> dict:
+    """What a DDP case records before its rounds: the axes and settings, with the one-device step's facts."""
+    from fer_bench.models import get_model_info
+
+    model_info = get_model_info(config.model)
+    extra = _common_info(session, config)
+    extra.update(config.batch_info(), optimizer=config.optimizer, lr=config.lr, channels_last=config.channels_last,
+                 input_size=model_info.input_size, in_chans=model_info.in_chans, torch_num_threads=threads)
+    extra["workload"] = create_workload(session.data_identity, input_size=model_info.input_size,
+                                        in_chans=model_info.in_chans)
+    return extra
+
+
+def _record_ddp(benchmark, info: dict, summary: dict, comm: dict, ddp: dict) -> dict:
     slowest = max(r["median_ms"] for r in summary["per_rank"])
-    figures = {
-        **summary, **comm,
-        "ddp": {"backend": workers.backend, "world_size": config.world_size, "nodes": 1,
-                "procs_per_node": config.world_size, "launcher": "torch.multiprocessing (spawn)",
-                **options.as_dict()},
-        "threads_per_rank": workers.threads,
-        "slowest_rank_step_ms": slowest,
-    }
+    figures = {**summary, **comm, "ddp": ddp, "slowest_rank_step_ms": slowest}
     if "step_time_ms" in info:
         figures["dispatch_ms"] = info["step_time_ms"] - slowest
     benchmark.extra_info.update(figures)
@@ -380,18 +386,102 @@ def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dic
     return info
 
 
+def _bench_ddp_launched(benchmark, session: FerSession, config: RunConfig) -> dict:
+    """A DDP case under torchrun or srun: this process is one rank of the launcher's world, rank 0 leads (see
+    fer_bench.engine.launch) and alone records the result; the other ranks follow its calls."""
+    import torch.distributed as dist
+
+    from fer_bench.engine import launch
+    from fer_bench.engine.distributed import DDPOptions, ddp_backend, summarize_ranks, timed_steps, wrap_ddp
+
+    me = session.launch
+    options = DDPOptions(**session.ddp_options)
+    device_name = config.device
+    if device_name.startswith("cuda"):
+        first = int(device_name.split(":")[1]) if ":" in device_name else 0
+        device_name = f"cuda:{first + me.local_rank}"
+        torch.cuda.set_device(torch.device(device_name))
+    backend = ddp_backend(device_name.split(":")[0])
+    group = dist.new_group(backend="nccl") if backend == "nccl" else None
+    one = RunConfig(**{**config.as_dict(), "device": device_name, "num_gpus": 1, "parallel": "none",
+                       "scaling": "weak", "batch_size": config.per_device_batch_size})
+    training = create_train_step(one)
+    step, device = training.step, training.step.device
+    step.model = wrap_ddp(step.model, device, options, process_group=group)
+    x, y = training.example_batch()
+    steps: list[float] = []
+    blocks: dict[bool, list[list[float]]] = {False: [], True: []}
+
+    def run_block(n: int, no_sync: bool) -> list[float]:
+        times = timed_steps(step, x, y, device, n, no_sync)
+        blocks[no_sync].append(times)
+        return times
+
+    if me.rank == 0:
+        def one_step() -> None:
+            launch.lead(launch.STEP)
+            steps.extend(timed_steps(step, x, y, device, 1))
+
+        extra = _ddp_info(session, config, threads=torch.get_num_threads())
+        info = measure(benchmark, one_step, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
+                       phase="train_step", target_s=session.preset.target_round_s, extra=extra)
+
+        def block(n: int, no_sync: bool) -> list[list[float]]:
+            launch.lead(launch.NO_SYNC_BLOCK if no_sync else launch.SYNCED_BLOCK, n)
+            run_block(n, no_sync)
+            return []  # every rank's times are gathered at the end
+
+        _exposed_communication(block)
+        launch.lead(launch.STOP)
+    else:
+        def serve() -> None:
+            while True:
+                code, n = launch.follow()
+                if code == launch.STOP:
+                    return
+                if code == launch.STEP:
+                    steps.extend(timed_steps(step, x, y, device, 1))
+                else:
+                    run_block(n, code == launch.NO_SYNC_BLOCK)
+
+        benchmark.disabled = True  # this rank's calls follow rank 0's rounds: rank 0 alone records the case
+        benchmark.pedantic(serve, rounds=1, iterations=1)
+    every = launch.gather({"steps": steps, "blocks": blocks})
+    if group is not None:
+        dist.destroy_process_group(group)
+    if me.rank != 0:
+        return {}
+    rounds = info.get("rounds", len(steps))
+    summary = summarize_ranks([r["steps"][-rounds:] for r in every])
+
+    def slowest(no_sync: bool) -> list[float]:
+        per_block = zip(*(r["blocks"][no_sync] for r in every))  # block i of every rank
+        return [max(step_times) for block in per_block for step_times in zip(*block)]
+
+    comm = _comm_figures(slowest(False), slowest(True))
+    nodes = session.launch_nodes or {}
+    ddp = {"backend": backend, "world_size": me.world_size, "nodes": nodes.get("node_count", 1),
+           "procs_per_node": me.world_size // max(1, nodes.get("node_count", 1)), "launcher": me.launcher,
+           "heterogeneous": nodes.get("heterogeneous", False), **options.as_dict()}
+    return _record_ddp(benchmark, info, summary, comm, ddp)
+
+
 #: The no_sync comparison: blocks of steps alternating DDP and no_sync (drift cancels), each this many steps.
 NO_SYNC_BLOCKS, NO_SYNC_BLOCK_STEPS = 3, 3
 
 
-def _exposed_communication(workers) -> dict:
-    """The DDP step's median minus the no_sync step's (slowest rank of each), from alternating blocks."""
+def _exposed_communication(run_block) -> dict:
+    """The DDP step's median minus the no_sync step's (slowest rank of each step), from alternating blocks;
+    ``run_block(steps, no_sync)`` returns each rank's step times of one block."""
     synced, local = [], []
     for block in range(NO_SYNC_BLOCKS):
         for no_sync in ((False, True) if block % 2 == 0 else (True, False)):
-            per_rank = workers.run(NO_SYNC_BLOCK_STEPS, no_sync=no_sync)
-            slowest = [max(step) for step in zip(*per_rank)]
-            (local if no_sync else synced).extend(slowest)
+            per_rank = run_block(NO_SYNC_BLOCK_STEPS, no_sync)
+            (local if no_sync else synced).extend(max(step) for step in zip(*per_rank))
+    return _comm_figures(synced, local) if synced and local else {}
+
+
+def _comm_figures(synced: list[float], local: list[float]) -> dict:
     ddp_ms, no_sync_ms = median(synced) * 1e3, median(local) * 1e3
     return {"ddp_step_ms": ddp_ms, "no_sync_step_ms": no_sync_ms, "comm_exposed_ms": ddp_ms - no_sync_ms,
             "comm_exposed_fraction": (ddp_ms - no_sync_ms) / ddp_ms if ddp_ms > 0 else None}

@@ -77,6 +77,7 @@ def _activate(config, session: FerSession, *, at_configure: bool) -> None:
     if problem:
         raise pytest.UsageError(f"fer_bench: {problem}")
     session.check_options()
+    _join_launch(config, session)
     ledger = RunLedger(config)
     config.pluginmanager.register(ledger, "fer_bench-run-ledger")
     session.undo.append(lambda: config.pluginmanager.unregister(ledger))
@@ -101,6 +102,33 @@ def pytest_sessionstart(session):
     from fer_bench.measure import turns
 
     turns.take_turn()
+
+
+def _join_launch(config, session: FerSession) -> None:
+    """Under torchrun or srun (fer_bench.engine.launch): join the world, let rank 0 alone write, turn the time
+    budget off (a case one rank skipped and another ran would leave the other waiting in a collective), and learn
+    every rank's host and hardware."""
+    from fer_bench.engine import launch
+    from fer_bench.errors import FerBenchError
+
+    try:
+        info = launch.detect_launch()
+    except FerBenchError as exc:
+        raise pytest.UsageError(f"fer_bench: {exc}") from None
+    if info is None:
+        return
+    launch.join_group(info)
+    session.undo.append(launch.leave_group)
+    session.launch = info
+    session.budget_s = None
+    if info.rank != 0:
+        config.option.benchmark_json = None
+        config.option.benchmark_autosave = False
+        config.option.benchmark_save = None
+        session.save = False
+    fp = session.get_fingerprint()
+    session.launch_nodes = launch.describe_nodes(launch.gather(
+        {"host": launch.this_host(), "identity_hash": fp.get("identity_hash"), "slug": fp.get("slug")}))
 
 
 def pytest_unconfigure(config):
@@ -279,9 +307,23 @@ def _release_memory() -> None:
 def pytest_runtest_setup(item):
     """Release again before the next case: pytest drops its last references to an OOM case only after its call."""
     session = get_session(item.config)
+    if session.launch is not None:
+        _skip_unless_launched_ddp(item, session)
     if session.release_pending:
         session.release_pending = False
         _release_memory()
+
+
+def _skip_unless_launched_ddp(item, session: FerSession) -> None:
+    """Under a launcher only parallel=ddp cases of the launch's world size run: the ranks are the case's
+    processes (the same decision on every rank, from the case's params alone)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    world = session.launch.world_size
+    if params.get("parallel") != "ddp":
+        pytest.skip(f"under {session.launch.launcher} ({world} ranks) only parallel=ddp cases run; run the others "
+                    f"without a launcher")
+    if params.get("num_gpus") != world:
+        pytest.skip(f"this launch has {world} ranks; the case asks num_gpus={params.get('num_gpus')}")
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -324,12 +366,28 @@ def pytest_collection_finish(session):
     """Give every run pytest-benchmark saves its sidecar; open the time budget's ledger."""
     bs = getattr(session.config, "_benchmarksession", None)
     fer = get_session(session.config)
+    if fer.active and fer.launch is not None:
+        _check_same_cases(fer, session.items)
     if fer.active:
         _start_budget(fer, session.items)
         if not session.config.option.collectonly and fer.progress != "off":
             set_budget_prior(fer)
     if bs is not None and fer.active:
         storage.track_saved_files(bs, fer.written.append)
+
+
+def _check_same_cases(fer: FerSession, items) -> None:
+    """Every rank of a launch must run the same cases in the same order, or a collective waits forever."""
+    from fer_bench.engine import launch
+
+    mine = [item.nodeid for item in items]
+    every = launch.gather(mine)
+    for rank, theirs in enumerate(every):
+        if theirs != every[0]:
+            first = next((a for a, b in zip(every[0], theirs) if a != b), None) or f"{len(theirs)} vs " \
+                f"{len(every[0])} cases"
+            pytest.exit(f"fer_bench: rank {rank} collected other cases than rank 0 (first difference: {first}); "
+                        f"every rank must run the same pytest command", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _start_budget(fer: FerSession, items) -> None:

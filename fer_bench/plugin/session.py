@@ -53,6 +53,9 @@ class FerSession:
     progress_throttle: Any = None
     #: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields)
     ddp_options: dict = field(default_factory=dict)
+    #: under torchrun or srun: this rank's place (fer_bench.engine.launch.LaunchInfo) and every rank's hardware
+    launch: Any = None
+    launch_nodes: dict | None = None
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
@@ -152,7 +155,8 @@ class FerSession:
             **create_stack_record(self.get_fingerprint()),
             "run": {"preset": self.preset_name, "data": self.data_description, "epoch_images": self.epoch_images,
                     "budget_s": self.budget_s, "telemetry_start": self.telemetry.get("start"),
-                    "telemetry_end": self.telemetry.get("end")},
+                    "telemetry_end": self.telemetry.get("end"),
+                    **({"launch": {**self.launch.as_dict(), **(self.launch_nodes or {})}} if self.launch else {})},
         }
 
     @property

@@ -1,0 +1,118 @@
+"""Runs under a launcher (fer_bench.engine.launch): what torchrun and srun set, the plugin's launched session
+end to end with torchrun (2 gloo ranks, one JSON from rank 0 that says world size 2), and the repository's SLURM
+recipe on the local single-node SLURM that scripts/slurm/setup_local.sh installs and starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_bench.engine.launch import describe_nodes, detect_launch
+from fer_bench.errors import FerBenchError
+
+REPO = Path(__file__).resolve().parent.parent
+TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+SLURM = {"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "node[1-2]",
+         "MASTER_ADDR": "node1", "MASTER_PORT": "29611"}
+
+
+def test_torchrun_variables():
+    info = detect_launch(TORCHRUN)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("torchrun", 1, 2, 1)
+    assert (info.master_addr, info.master_port) == ("127.0.0.1", 29500)
+
+
+def test_slurm_variables():
+    info = detect_launch(SLURM)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank, info.node_list) == \
+        ("slurm", 3, 4, 1, "node[1-2]")
+
+
+def test_a_single_process_is_no_launch():
+    assert detect_launch({}) is None
+    assert detect_launch({**TORCHRUN, "RANK": "0", "WORLD_SIZE": "1"}) is None
+
+
+@pytest.mark.parametrize("env, message", [
+    ({**SLURM, "MASTER_ADDR": ""}, "srun: rank 3 of 4: MASTER_ADDR is not set (scripts/slurm/fer_bench.sbatch sets it*"),
+    ({**TORCHRUN, "WORLD_SIZE": "two"}, "torchrun: WORLD_SIZE='two' is not an integer"),
+    ({**TORCHRUN, "RANK": "5"}, "torchrun: rank 5 is outside a world of 2"),
+])
+def test_incomplete_launch_variables_say_which(env, message):
+    import fnmatch
+
+    with pytest.raises(FerBenchError) as err:
+        detect_launch(env)
+    assert fnmatch.fnmatch(str(err.value), message), str(err.value)
+
+
+def test_nodes_and_heterogeneous_hardware():
+    same = describe_nodes([{"host": "a", "identity_hash": "h1", "slug": "s"}] * 2)
+    assert same["node_count"] == 1 and same["nodes"][0]["ranks"] == [0, 1] and not same["heterogeneous"]
+    mixed = describe_nodes([{"host": "a", "identity_hash": "h1", "slug": "s1"},
+                            {"host": "b", "identity_hash": "h2", "slug": "s2"}])
+    assert mixed["node_count"] == 2 and mixed["heterogeneous"] and mixed["identities"] == ["h1", "h2"]
+
+
+def _check_ddp_json(path: Path, launcher: str) -> None:
+    data = json.loads(path.read_text())
+    launch = data["fer_bench"]["run"]["launch"]
+    assert launch["launcher"] == launcher and launch["world_size"] == 2 and launch["node_count"] == 1
+    assert not launch["heterogeneous"] and launch["nodes"][0]["ranks"] == [0, 1]
+    (bench,) = data["benchmarks"]  # rank 0's only: one entry, not one a rank
+    extra = bench["extra_info"]
+    assert extra["world_size"] == 2 and extra["global_batch_size"] == 2 * extra["per_device_batch_size"]
+    assert extra["ddp"]["backend"] == "gloo" and extra["ddp"]["launcher"] == launcher
+    assert [r["rank"] for r in extra["per_rank"]] == [0, 1]
+    assert all(r["rounds"] == bench["stats"]["rounds"] for r in extra["per_rank"])
+    assert extra["samples_per_s"] == pytest.approx(extra["global_batch_size"] / bench["stats"]["median"], rel=1e-6)
+    assert "comm_exposed_ms" in extra and extra["rank_skew"] >= 1.0
+
+
+def test_torchrun_writes_one_json_of_world_size_2(tmp_path):
+    out = tmp_path / "run.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "pytest",
+           "benchmarks", "-p", "no:cacheprovider", "-q", "-k", "ddp", "--fer-devices", "cpu", "--fer-num-gpus", "2",
+           "--fer-batch-sizes", "16", "--benchmark-json", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "SLURM_", "MASTER_"))}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _check_ddp_json(out, "torchrun")
+    assert not list(tmp_path.glob("*.json.tmp*"))
+
+
+def test_ranks_that_collect_other_cases_stop_with_one_line(tmp_path):
+    """Rank 1 selects another model than rank 0: a collective would wait forever, so the session stops."""
+    script = tmp_path / "mismatch.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$RANK" = 1 ]; then MODEL=fer_cnn_4block; else MODEL=fer_cnn_2block; fi\n'
+        f'exec "{sys.executable}" -m pytest benchmarks -p no:cacheprovider -q -k ddp --fer-devices cpu '
+        f'--fer-num-gpus 2 --fer-models "$MODEL" --co\n')
+    script.chmod(0o755)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python",
+           str(script)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "rank 1 collected other cases than rank 0" in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None and shutil.which("apt-get") is None,
+                    reason="no SLURM and no apt-get to install it (scripts/slurm/setup_local.sh needs Debian)")
+def test_the_sbatch_recipe_runs_on_the_local_slurm(tmp_path):
+    if os.geteuid() != 0 and shutil.which("sbatch") is None:
+        pytest.skip("installing SLURM needs root (scripts/slurm/setup_local.sh)")
+    out = tmp_path / "slurm.json"
+    env = {**os.environ, "FER_BENCH_JSON": str(out),
+           "FER_BENCH_PYTEST_ARGS": "-q -k ddp --fer-devices cpu --fer-num-gpus 2 --fer-batch-sizes 16"}
+    done = subprocess.run([str(REPO / "scripts" / "slurm" / "run_recipe.sh"), f"--output={tmp_path}/job-%j.out"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "COMPLETED" in done.stdout
+    _check_ddp_json(out, "slurm")
