@@ -363,9 +363,11 @@ def test_help_section_is_pinned(pytester):
     section_end = next(i for i, o in enumerate(options) if not o.startswith("--fer-"))
     assert options[:section_end] == [
         "--fer-models", "--fer-devices", "--fer-batch-sizes", "--fer-num-workers", "--fer-precisions",
-        "--fer-num-gpus", "--fer-optimizers", "--fer-memory-formats", "--fer-preset", "--fer-data",
-        "--fer-epoch-images", "--fer-allow-missing-baseline", "--fer-allow-other-machine",
-        "--fer-allow-other-workload", "--fer-malloc", "--fer-save", "--fer-budget", "--fer-progress"]
+        "--fer-num-gpus", "--fer-optimizers", "--fer-memory-formats", "--fer-parallel", "--fer-scaling",
+        "--fer-preset", "--fer-data", "--fer-epoch-images", "--fer-allow-missing-baseline",
+        "--fer-allow-other-machine", "--fer-allow-other-workload", "--fer-malloc", "--fer-save", "--fer-budget",
+        "--fer-round-time", "--fer-ddp-bucket-cap-mb", "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph",
+        "--fer-progress"]
 
 
 # ---------------------------------------------------------------- the time budget and progress (issue 9)

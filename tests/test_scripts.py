@@ -90,7 +90,11 @@ def _job(recipe, condition, status, machine="vm-2c__cpu", **kw):
 
 def test_recipe_calibration_cycles_kinds_and_resumes(tmp_path):
     cal = _recipe_calibration()
-    assert [cal.next_kind([None] * i) for i in range(5)] == list(cal.KINDS) + [cal.KINDS[0]]
+    done = [_job(*kind.split(":"), 0) for kind in cal.KINDS]
+    assert [cal.next_kind(done[:i]) for i in range(5)] == list(cal.KINDS) + [cal.KINDS[0]]
+    # a calibration of some kinds only counts its own jobs: the file's other kinds do not shift the cycle
+    assert cal.next_kind(done[:3], ("ab:aa", "ab:slow")) == "ab:slow"
+    assert cal.next_kind(done[:2], ("ab:aa", "ab:slow")) == "ab:aa"
     path = tmp_path / "jobs.jsonl"
     path.write_text(json.dumps(_job("stored", "aa", 0)) + "\n\n" + json.dumps(_job("stored", "slow", 1)) + "\n")
     jobs = cal.read_jobs([path])
@@ -111,7 +115,7 @@ def test_recipe_calibration_table_counts_jobs_with_exact_intervals():
     # 0 of 10 regressions: the exact 95% interval is [0, 1 - 0.025^(1/10)] = [0, 30.8%]
     assert "| unchanged | 10 | 0/10 = 0% [0%, 31%] | 1/10 = 10% [0%, 45%] | 9/10 = 90% [55%, 100%] | 1.0 |" in stored_aa
     assert "| 10% slower | 10 | 8/10 = 80% [44%, 97%] |" in stored_slow
-    assert "interleaved `fer-bench ab`, 6 pairs | unchanged | 5 | 0/5" in ab_aa
+    assert "`fer-bench ab`, 6 pairs, interleave runs, scope cases | unchanged | 5 | 0/5" in ab_aa
     assert "| 10% slower | 5 (1 errors) | 4/5 = 80%" in ab_slow
     low, high = cal.binomial_ci(0, 10)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** 0.1)
