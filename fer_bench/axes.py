@@ -262,14 +262,15 @@ REGISTRY: tuple[Axis, ...] = (
          choices=MEMORY_FORMATS, engine="torch.channels_last for the model's weights and each input batch"),
     Axis("parallel", _choice_parser(PARALLEL_MODES, "a parallel mode"), "--fer-parallel",
          "how the step spreads over num_gpus: dp (nn.DataParallel, CUDA), ddp (DistributedDataParallel: NCCL on "
-         "CUDA, gloo on the CPU, where num_gpus counts processes) (test_scaling_step)",
-         _presets(["ddp"], ["ddp"], ["dp", "ddp"]), format_id=lambda v: v, since_default="none",
+         "CUDA, gloo on the CPU, where num_gpus counts processes), none (one device) (test_scaling_step, "
+         "test_epoch)",
+         _presets(["none"], ["none"], ["none"]), format_id=lambda v: v, since_default="none",
          unavailable=_parallel_unavailable, choices=PARALLEL_MODES,
          engine="nn.DataParallel, or DistributedDataParallel workers started once per case "
                 "(engine.distributed)"),
     Axis("scaling", _choice_parser(SCALING_MODES, "a scaling mode"), "--fer-scaling",
          "batch semantics over num_gpus: weak (batch_size per device, global = batch_size x N), strong (global "
-         "batch batch_size, split) (test_scaling_step)",
+         "batch batch_size, split) (test_scaling_step, test_epoch)",
          _presets(["weak"], ["weak"], ["weak", "strong"]), format_id=lambda v: v, since_default="weak",
          unavailable=_scaling_unavailable, choices=SCALING_MODES,
          engine="the per-device and global batch (RunConfig.global_batch_size)"),

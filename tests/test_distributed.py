@@ -125,3 +125,52 @@ def test_a_rank_that_raises_names_itself_and_its_error():
     with pytest.raises(WorkerFailed, match=r"rank \d of 2 failed during starting: .*no_such_model"):
         with DDPWorkers(bad):
             pass
+
+
+# ----------------------------------------------------------------------------------------------- epochs
+
+
+def test_sharded_loader_deals_each_epoch_like_a_distributed_sampler():
+    import numpy as np
+
+    from fer_bench.data.loader import _BatchSampler
+
+    rows = np.arange(103)
+    ranks = [_BatchSampler(rows, 10, shuffle=True, drop_last=True, seed=3, shard=(r, 2)) for r in range(2)]
+    assert [len(s) for s in ranks] == [5, 5] and ranks[0].per_rank == 51
+    seen = [np.concatenate([b for _, _, b in s]) for s in ranks]
+    assert not set(seen[0]) & set(seen[1])  # disjoint shares
+    order = np.random.default_rng([3, 0]).permutation(rows)[:102]
+    assert list(seen[0]) == list(order[0::2][:50]) and list(seen[1]) == list(order[1::2][:50])
+    for s in ranks:
+        s.epoch = 1
+    again = np.concatenate([b for _, _, b in ranks[0]])
+    assert list(again) != list(seen[0])  # a new deal every epoch
+
+
+def test_a_shard_must_name_a_rank_of_the_replicas():
+    from fer_bench.data.loader import create_loader
+    from fer_bench.data.synthetic import create_synthetic
+
+    data = create_synthetic(size=200, seed=1)
+    with pytest.raises(FerBenchError, match=r"shard must be \(rank, replicas\)"):
+        create_loader(data, "train", batch_size=8, shard=(2, 2))
+    loader = create_loader(data, "train", batch_size=8, shard=(1, 2))
+    assert loader.settings()["shard"] == [1, 2] and loader.num_samples == len(data.indices("train")) // 2
+
+
+def test_ddp_ranks_train_their_shares_of_an_epoch():
+    spec = {"data_path": None, "epoch_images": 64, "num_workers": 0}
+    with DDPWorkers(TINY, epoch=spec) as workers:
+        assert [r["epoch_steps"] for r in workers.ranks] == [4, 4]  # 32 images a rank, 8 a batch
+        assert [r["epoch_samples"] for r in workers.ranks] == [32, 32]
+        first, second = workers.epoch(0), workers.epoch(1)
+    for figures in (first, second):
+        assert [f["num_samples"] for f in figures] == [32, 32]
+        assert all(f["epoch_time_s"] > 0 and 0 <= f["data_wait_fraction"] <= 1 for f in figures)
+
+
+def test_epoch_needs_workers_started_for_it():
+    workers = DDPWorkers(TINY)
+    with pytest.raises(FerBenchError, match="epoch="):
+        workers.epoch(0)

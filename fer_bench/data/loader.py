@@ -33,23 +33,33 @@ UNLABELED = -1
 
 
 class _BatchSampler(Sampler):
-    """Yields (epoch, batch number, row numbers) per batch: shuffled from (seed, epoch) when ``shuffle``."""
+    """Yields (epoch, batch number, row numbers) per batch: shuffled from (seed, epoch) when ``shuffle``.
 
-    def __init__(self, rows: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool, seed: int) -> None:
+    With ``shard=(rank, replicas)`` it is torch's DistributedSampler in batches: every rank draws the same order
+    of all rows for an epoch, keeps every ``replicas``-th row from its rank on, and the order's tail that would
+    give ranks unequal shares is dropped, so every rank makes the same number of steps (a DDP collective per step).
+    """
+
+    def __init__(self, rows: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.rows = rows
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
         self.epoch = 0
+        self.rank, self.replicas = shard
+        self.per_rank = len(rows) // self.replicas
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.rows), self.batch_size)
+        full, rest = divmod(self.per_rank, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
         epoch = self.epoch
         order = np.random.default_rng([self.seed, epoch]).permutation(self.rows) if self.shuffle else self.rows
+        if self.replicas > 1:
+            order = order[:self.per_rank * self.replicas][self.rank::self.replicas]
         for number in range(len(self)):
             yield epoch, number, order[number * self.batch_size:(number + 1) * self.batch_size]
 
@@ -130,7 +140,7 @@ class FerLoader:
         self.batch_size = sampler.batch_size
         self.num_workers = settings["num_workers"]
         self.drop_last = sampler.drop_last
-        self.num_samples = len(sampler.rows)
+        self.num_samples = sampler.per_rank
         self.samples_per_epoch = min(len(sampler) * self.batch_size, self.num_samples)
 
     def __len__(self) -> int:
@@ -169,7 +179,8 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
                   train: bool = True, input_size: int = 48, in_chans: int = 1, mean: float | None = None,
                   std: float | None = None, device: str | torch.device | None = None,
                   transform_on_device: bool = False, pin_memory: bool = False, persistent_workers: bool = False,
-                  prefetch_factor: int | None = None, drop_last: bool = True, seed: int = 0) -> FerLoader:
+                  prefetch_factor: int | None = None, drop_last: bool = True, seed: int = 0,
+                  shard: tuple[int, int] | None = None) -> FerLoader:
     """The loader of one or more splits of ``data`` under fer_bench's single DataLoader policy.
 
     Args:
@@ -188,6 +199,8 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
         prefetch_factor: batches loaded ahead per worker; needs num_workers > 0 (torch's default there: 2).
         drop_last: drop the last incomplete batch, so every step sees the same shape.
         seed: the shuffle and augmentation seed.
+        shard: (rank, replicas) for DistributedDataParallel: this rank's share of each epoch, as torch's
+            DistributedSampler deals it (the same shuffled order on every rank, every replicas-th row, equal shares).
 
     Raises:
         FerBenchError: a bad knob, naming the option.
@@ -205,9 +218,13 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
     if persistent_workers and num_workers == 0:
         raise FerBenchError("persistent_workers needs num_workers > 0")
     rows = data.indices(*splits)
-    if drop_last and batch_size > len(rows):
-        raise FerBenchError(f"batch_size {batch_size} is larger than split {'+'.join(splits)} ({len(rows)} images) "
-                            "with drop_last: no batch would remain")
+    rank, replicas = shard or (0, 1)
+    if not (isinstance(replicas, int) and isinstance(rank, int) and replicas >= 1 and 0 <= rank < replicas):
+        raise FerBenchError(f"shard must be (rank, replicas) with 0 <= rank < replicas, got {shard!r}")
+    if drop_last and batch_size > len(rows) // replicas:
+        share = f" ({len(rows) // replicas} a rank of {replicas})" if replicas > 1 else ""
+        raise FerBenchError(f"batch_size {batch_size} is larger than split {'+'.join(splits)} ({len(rows)} images"
+                            f"{share}) with drop_last: no batch would remain")
     target = _resolve_device(device)
     if pin_memory and not (torch.cuda.is_available() and (target is None or target.type == "cuda")):
         raise FerBenchError("pin_memory needs a CUDA device (it only speeds up host-to-GPU copies)")
@@ -220,7 +237,8 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
         std = data.meta.get("pixel_std")
     transform = BatchTransform(input_size=input_size, in_chans=in_chans, mean=mean, std=std, train=train)
 
-    sampler = _BatchSampler(rows, batch_size, shuffle=bool(train), drop_last=bool(drop_last), seed=seed)
+    sampler = _BatchSampler(rows, batch_size, shuffle=bool(train), drop_last=bool(drop_last), seed=seed,
+                            shard=(rank, replicas))
     dataset = _BatchDataset(data.images, data.labels, None if transform_on_device else transform, seed)
     loader = DataLoader(
         dataset,
@@ -246,7 +264,8 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
         "in_chans": in_chans,
         "train": bool(train),
         "splits": list(splits),
-        "num_samples": len(rows),
+        "num_samples": sampler.per_rank,
+        "shard": [rank, replicas] if replicas > 1 else None,
         "mean": transform.mean,
         "std": transform.std,
         "seed": seed,

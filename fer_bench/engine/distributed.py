@@ -126,8 +126,41 @@ def timed_steps(step, x, y, device, steps: int, no_sync: bool = False) -> list[f
     return times
 
 
+def _epoch_loader(spec: dict, training, rank: int, world_size: int):
+    """This rank's training loader for the epoch benchmark: the run's data (the synthetic set or --fer-data), its
+    first ``epoch_images`` training rows, dealt to the ranks as DistributedSampler does."""
+    from fer_bench.data.loader import create_loader
+    from fer_bench.measure.bench import take, train_split
+
+    if spec.get("data_path"):
+        from fer_bench.data.fer2013 import load_fer2013
+
+        data = load_fer2013(spec["data_path"])
+    else:
+        from fer_bench.data.synthetic import create_synthetic
+
+        data = create_synthetic()
+    split = train_split(data)
+    train = take(data, split, spec["epoch_images"])
+    on_gpu = training.step.device.type == "cuda"
+    workers = spec.get("num_workers", 0)
+    return create_loader(train, split, batch_size=training.config.batch_size, train=True,
+                         input_size=training.input_size, in_chans=training.in_chans, device=training.step.device,
+                         transform_on_device=on_gpu, pin_memory=on_gpu, num_workers=workers,
+                         persistent_workers=workers > 0, seed=training.config.seed, shard=(rank, world_size)), len(train)
+
+
+def _run_epoch(training, loader, epoch: int) -> dict:
+    from fer_bench.engine.loop import train_epoch
+
+    loader.set_epoch(epoch)
+    stats = train_epoch(training.step, loader)
+    return {"epoch_time_s": stats.epoch_time_s, "num_samples": stats.num_samples, "data_wait_s": stats.data_wait_s,
+            "compute_s": stats.compute_s, "data_wait_fraction": stats.data_wait_fraction, "loss": stats.mean_loss}
+
+
 def _worker(rank: int, world_size: int, store: str, config: dict, options: dict, conn, threads: int,
-            timeout_s: float) -> None:
+            timeout_s: float, epoch_spec: dict | None = None) -> None:
     """One rank: join the group, build the one-device step, wrap it, then serve rounds until told to stop."""
     import torch
     import torch.distributed as dist
@@ -151,12 +184,19 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
         training = create_train_step(one)
         training.step.model = wrap_ddp(training.step.model, training.step.device, DDPOptions(**options))
         x, y = training.example_batch()
-        conn.send(("ready", {"rank": rank, "device": device_name, "backend": backend, "threads": threads,
-                             "pid": os.getpid()}))
+        ready = {"rank": rank, "device": device_name, "backend": backend, "threads": threads, "pid": os.getpid()}
+        loader = None
+        if epoch_spec is not None:
+            loader, ready["train_images"] = _epoch_loader(epoch_spec, training, rank, world_size)
+            ready.update(epoch_steps=len(loader), epoch_samples=loader.samples_per_epoch)
+        conn.send(("ready", ready))
         while True:
             command = conn.recv()
             if command[0] == "stop":
                 break
+            if command[0] == "epoch":
+                conn.send(("done", _run_epoch(training, loader, command[1])))
+                continue
             _, steps, no_sync = command
             conn.send(("done", timed_steps(training.step, x, y, training.step.device, steps, no_sync)))
     except (EOFError, KeyboardInterrupt):
@@ -179,7 +219,7 @@ class DDPWorkers:
     exit, whatever happened in between."""
 
     def __init__(self, config, *, options: DDPOptions | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 threads: int | None = None):
+                 threads: int | None = None, epoch: dict | None = None):
         self.config = config
         self.world_size = config.world_size
         self.options = options or DDPOptions()
@@ -187,6 +227,7 @@ class DDPWorkers:
         device_type = config.device.split(":")[0]
         self.backend = ddp_backend(device_type)
         self.threads = threads or threads_per_rank(device_type, self.world_size)
+        self.epoch_spec = epoch  # data_path, epoch_images, num_workers: each rank builds its sharded loader
         self.procs: list = []
         self.conns: list = []
         self.ranks: list[dict] = []
@@ -212,7 +253,7 @@ class DDPWorkers:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, name=f"fer-bench-ddp-rank{rank}",
                                    args=(rank, self.world_size, store, config, self.options.as_dict(), child,
-                                         self.threads, self.timeout_s), daemon=True)
+                                         self.threads, self.timeout_s, self.epoch_spec), daemon=True)
                 proc.start()
                 child.close()
                 self.procs.append(proc)
@@ -253,12 +294,22 @@ class DDPWorkers:
         Raises:
             WorkerFailed: a rank died or raised (the other ranks are then stopped).
         """
+        return self._command(("run", steps, no_sync), "a round")
+
+    def epoch(self, number: int) -> list[dict]:
+        """Every rank trains one epoch over its shard (the workers were started with ``epoch=``); returns each
+        rank's epoch figures (time, samples, data wait, compute, loss)."""
+        if self.epoch_spec is None:
+            raise FerBenchError("DDPWorkers.epoch needs the workers started with epoch=")
+        return self._command(("epoch", number), "an epoch")
+
+    def _command(self, command: tuple, during: str) -> list:
         for rank, conn in enumerate(self.conns):
             try:
-                conn.send(("run", steps, no_sync))
+                conn.send(command)
             except (OSError, ValueError):
                 self._fail(f"rank {rank} of {self.world_size} is gone ({self._ending(rank)})")
-        return self._collect("done", self.timeout_s, "a round")
+        return self._collect("done", self.timeout_s, during)
 
     def round(self, steps: int = 1) -> float:
         """One timed round: the slowest rank's total over ``steps`` steps (seconds)."""

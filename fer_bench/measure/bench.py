@@ -42,7 +42,7 @@ def take(data: FerData, split: str, limit: int) -> FerData:
                    splits=data.splits[idx], format=data.format, source=data.source, meta=dict(data.meta))
 
 
-def _train_split(data: FerData) -> str:
+def train_split(data: FerData) -> str:
     names = data.split_names()
     return "train" if "train" in names else names[0]
 
@@ -92,7 +92,7 @@ def device_batch(session: FerSession, training: Training) -> tuple[torch.Tensor,
 
     config = training.config
     data = session.data
-    split = _train_split(data)
+    split = train_split(data)
     batch = config.global_batch_size  # nn.DataParallel splits it over its devices
     if data.labels is None or len(data.indices(split)) < batch:
         return training.example_batch()
@@ -221,7 +221,7 @@ def bench_dataloader(benchmark, session: FerSession, *, device: str, batch_size:
     from fer_bench.data.loader import create_loader
 
     data = session.data
-    split = _train_split(data)
+    split = train_split(data)
     subset = take(data, split, session.epoch_images)
     n_batches = len(subset) // batch_size
     if n_batches == 0:
@@ -253,10 +253,12 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     data = session.data
     if data.labels is None:
         raise ValueError(f"{session.data_description} has no labels: the epoch benchmark needs a labelled set")
+    if config.parallel_mode == "ddp":
+        return _bench_ddp_epoch(benchmark, session, config)
     training = create_train_step(config)
     device = training.step.device
     on_gpu = device.type == "cuda"
-    split = _train_split(data)
+    split = train_split(data)
     train = take(data, split, session.epoch_images)
     batch = config.global_batch_size  # nn.DataParallel splits each loader batch over its devices
     if len(train) < batch:
@@ -464,6 +466,58 @@ def _bench_ddp_launched(benchmark, session: FerSession, config: RunConfig) -> di
            "procs_per_node": me.world_size // max(1, nodes.get("node_count", 1)), "launcher": me.launcher,
            "heterogeneous": nodes.get("heterogeneous", False), **options.as_dict()}
     return _record_ddp(benchmark, info, summary, comm, ddp)
+
+
+def _bench_ddp_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
+    """A training epoch under DistributedDataParallel: each rank trains its DistributedSampler share of the
+    epoch's images (fer_bench.data.loader's ``shard``), so one round is one epoch of the whole set over the ranks;
+    the evaluation pass is not part of it (a single-device epoch case times both)."""
+    from fer_bench.engine.distributed import DDPOptions, DDPWorkers, summarize_ranks
+
+    if session.launch is not None:
+        import pytest
+
+        pytest.skip("a DDP epoch under torchrun or srun is not built yet: run test_epoch with parallel=ddp without "
+                    "a launcher (its ranks are spawned), or test_scaling_step under the launcher")
+    options = DDPOptions(**session.ddp_options)
+    spec = {"data_path": str(session.data_path) if session.data_path else None,
+            "epoch_images": session.epoch_images, "num_workers": config.num_workers}
+    planner = session.round_planner()
+    with DDPWorkers(config, options=options, epoch=spec) as workers:
+        first = workers.ranks[0]
+        samples = sum(r["epoch_samples"] for r in workers.ranks)
+        extra = _ddp_info(session, config, threads=workers.threads)
+        extra["workload"] = create_workload(session.data_identity, input_size=extra["input_size"],
+                                            in_chans=extra["in_chans"], train_images=first["train_images"],
+                                            eval_images=0)
+        extra.update(train_images=first["train_images"], eval_images=0, epoch_steps=first["epoch_steps"],
+                     eval_split=None, sampler="DistributedSampler-style shards (same order, every N-th row)")
+        epochs: list[list[dict]] = []
+
+        def one_epoch() -> None:
+            epochs.append(workers.epoch(len(epochs)))
+
+        info = measure(benchmark, one_epoch, device=torch.device("cpu"), samples_per_call=samples, phase="epoch",
+                       target_s=session.preset.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
+                       warmup_rounds=0, extra=extra, planner=planner)
+    timed = epochs[1:] or epochs  # the first is the cold-start epoch
+    summary = summarize_ranks([[e[rank]["epoch_time_s"] for e in timed] for rank in range(config.world_size)])
+    slowest = [max(e[rank]["epoch_time_s"] for rank in range(config.world_size)) for e in timed]
+    figures = {
+        **summary,
+        "epoch_time_s": median(slowest),
+        "data_wait_fraction": median([median(r["data_wait_fraction"] for r in e) for e in timed]),
+        "data_wait_s": median([max(r["data_wait_s"] for r in e) for e in timed]),
+        "compute_s": median([max(r["compute_s"] for r in e) for e in timed]),
+        "train_loss": epochs[-1][0]["loss"],
+        "epochs_trained": len(epochs),
+        "ddp": {"backend": workers.backend, "world_size": config.world_size, "nodes": 1,
+                "procs_per_node": config.world_size, "launcher": "torch.multiprocessing (spawn)",
+                **options.as_dict()},
+    }
+    benchmark.extra_info.update(figures)
+    info.update(figures)
+    return info
 
 
 #: The no_sync comparison: blocks of steps alternating DDP and no_sync (drift cancels), each this many steps.

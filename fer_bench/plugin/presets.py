@@ -44,7 +44,7 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick", "smoke run, within 30 seconds on a 2-core CPU",
         per_benchmark={"dataloader": {"num_workers": [0, 2]},
-                       "scaling": {"num_gpus": [2], "precision": ["fp32"]}},
+                       "scaling": {"num_gpus": [2], "precision": ["fp32"], "parallel": ["ddp"]}},
         epoch_images=512, eval_images=256, target_round_s=0.3, budget_s=30.0,
     ),
     "default": Preset(
@@ -52,13 +52,14 @@ PRESETS: dict[str, Preset] = {
         per_benchmark={
             "dataloader": {"num_workers": [0, 1, 2], "batch_size": [64, 256]},
             "epoch": {"model": ["fer_cnn_3block"], "num_workers": [0, 2], "precision": ["fp32", "amp_fp16"]},
-            "scaling": {"model": ["fer_cnn_2block"], "num_gpus": [1, 2], "precision": ["fp32"]},
+            "scaling": {"model": ["fer_cnn_2block"], "num_gpus": [1, 2], "precision": ["fp32"],
+                        "parallel": ["ddp"]},
         },
         epoch_images=2048, eval_images=512, target_round_s=0.6, budget_s=600.0,
     ),
     "full": Preset(
         "full", "the whole matrix, for a GPU node; no time budget",
-        per_benchmark={"epoch": {"batch_size": [64, 256]}},
+        per_benchmark={"epoch": {"batch_size": [64, 256]}, "scaling": {"parallel": ["dp", "ddp"]}},
         epoch_images=28709, eval_images=3589, target_round_s=2.0,
     ),
 }
