@@ -4,7 +4,6 @@ every pedantic round and measure() before every call it times."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 

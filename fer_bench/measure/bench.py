@@ -343,7 +343,6 @@ def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dic
     if config.parallel_mode != "ddp":
         return bench_step(benchmark, session, config, "train_step")
     from fer_bench.engine.distributed import DDPOptions, DDPWorkers, summarize_ranks
-    from fer_bench.models import get_model_info
 
     if session.launch is not None:
         return _bench_ddp_launched(benchmark, session, config)

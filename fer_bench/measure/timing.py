@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import statistics
 import time
 from pathlib import Path
