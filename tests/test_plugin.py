@@ -48,6 +48,9 @@ def run(pytester, monkeypatch, tmp_path):
     (["--fer-memory-formats", "nhwc"], "--fer-memory-formats: 'nhwc' is not a memory format; valid: contiguous, *"),
     (["--fer-round-time", "0"], "--fer-round-time: '0' is not a time in seconds from above 0 to 600 (0.3, 2s)"),
     (["--fer-round-time", "soon"], "--fer-round-time: 'soon' is not a time in seconds *"),
+    (["--fer-ddp-bucket-cap-mb", "0"], "--fer-ddp-bucket-cap-mb: '0' is not a size in MiB from above 0 to 4096 *"),
+    (["--fer-parallel", "fsdp"], "--fer-parallel: 'fsdp' is not a parallel mode; valid: none, dp, ddp"),
+    (["--fer-scaling", "both"], "--fer-scaling: 'both' is not a scaling mode; valid: weak, strong"),
 ])
 def test_bad_option_stops_the_run(pytester, run, args, message):
     pytester.makepyfile(test_x=AXES_TEST)

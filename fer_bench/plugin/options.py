@@ -46,26 +46,23 @@ def parse_malloc(text: str) -> str:
     return text
 
 
-def parse_round_time(text: str) -> float:
+def _bounded_float(option: str, text: str, high: float, what: str, examples: str) -> float:
+    """A number above 0 and at most ``high``, or one line naming the option, the text and the range."""
     try:
-        value = float(text.strip().removesuffix("s"))
+        value = float(text.strip().removesuffix("s") if what == "a time in seconds" else text)
     except ValueError:
         value = float("nan")
-    if not 0 < value <= 600:
-        raise argparse.ArgumentTypeError(f"--fer-round-time: {text!r} is not a time in seconds from above 0 to 600 "
-                                         f"(0.3, 2s)")
+    if not 0 < value <= high:
+        raise argparse.ArgumentTypeError(f"{option}: {text!r} is not {what} from above 0 to {high:g} ({examples})")
     return value
+
+
+def parse_round_time(text: str) -> float:
+    return _bounded_float("--fer-round-time", text, 600, "a time in seconds", "0.3, 2s")
 
 
 def parse_bucket_cap(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 4096:
-        raise argparse.ArgumentTypeError(f"--fer-ddp-bucket-cap-mb: {text!r} is not a size in MiB from above 0 to "
-                                         f"4096 (25, 1, 0.5)")
-    return value
+    return _bounded_float("--fer-ddp-bucket-cap-mb", text, 4096, "a size in MiB", "25, 1, 0.5")
 
 
 #: Every --fer-* destination, for telling whether a session asked for fer_bench.
