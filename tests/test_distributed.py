@@ -174,3 +174,28 @@ def test_epoch_needs_workers_started_for_it():
     workers = DDPWorkers(TINY)
     with pytest.raises(FerBenchError, match="epoch="):
         workers.epoch(0)
+
+
+def test_each_rank_gets_its_device_and_backend():
+    from fer_bench.engine.distributed import ddp_backend, rank_device
+
+    assert [rank_device("cuda", r) for r in range(3)] == ["cuda:0", "cuda:1", "cuda:2"]
+    assert rank_device("cuda:2", 1) == "cuda:3" and rank_device("cpu", 5) == "cpu"
+    assert ddp_backend("cuda") == "nccl" and ddp_backend("cpu") == "gloo"
+
+
+def test_wrap_ddp_passes_the_knobs_and_device_ids(monkeypatch):
+    """The CUDA branch of wrap_ddp with a fake DistributedDataParallel: device_ids, output_device and the knobs."""
+    import torch
+    import torch.nn.parallel
+
+    from fer_bench.engine.distributed import wrap_ddp
+
+    seen = {}
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda model, **kw: seen.update(kw) or model)
+    options = DDPOptions(bucket_cap_mb=1.0, gradient_as_bucket_view=True, static_graph=True)
+    wrap_ddp(torch.nn.Linear(2, 2), torch.device("cuda", 3), options, process_group="nccl-group")
+    assert seen == {"device_ids": [3], "output_device": 3, "process_group": "nccl-group", "bucket_cap_mb": 1.0,
+                    "gradient_as_bucket_view": True, "static_graph": True}
+    wrap_ddp(torch.nn.Linear(2, 2), torch.device("cpu"), DDPOptions())
+    assert seen["device_ids"] is None and seen["output_device"] is None and seen["process_group"] is None

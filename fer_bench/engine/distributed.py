@@ -89,6 +89,15 @@ def distributed_unavailable_reason(device: str, world_size: int) -> str | None:
     return None  # the device axis checks the GPU count
 
 
+def rank_device(device: str, rank: int) -> str:
+    """The device of ``rank``: consecutive CUDA devices from the case's (``cuda:2`` with rank 1: ``cuda:3``), the
+    CPU for every rank on the CPU."""
+    if not device.startswith("cuda"):
+        return device
+    first = int(device.split(":")[1]) if ":" in device else 0
+    return f"cuda:{first + rank}"
+
+
 def threads_per_rank(device_type: str, world_size: int, cores: int | None = None) -> int:
     """CPU ranks share the cores (one rank per core at most, by the availability check); a CUDA rank keeps a few
     host threads."""
@@ -170,10 +179,8 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
         from fer_bench.engine.build import create_train_step
         from fer_bench.engine.config import RunConfig
 
-        device_name = config["device"]
+        device_name = rank_device(config["device"], rank)
         if device_name.startswith("cuda"):
-            first = int(device_name.split(":")[1]) if ":" in device_name else 0
-            device_name = f"cuda:{first + rank}"
             torch.cuda.set_device(torch.device(device_name))
         backend = ddp_backend(device_name.split(":")[0])
         dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world_size,
@@ -336,6 +343,10 @@ class DDPWorkers:
                     except (EOFError, OSError):
                         self._fail(f"rank {rank} of {self.world_size} died during {during} ({self._ending(rank)})")
                     if message[0] == "error":
+                        dead = self._dead_ranks(exclude=rank)
+                        if dead:  # its error is the other rank's death seen from a collective: name the cause
+                            self._fail(f"rank {dead[0]} of {self.world_size} died during {during} "
+                                       f"({self._ending(dead[0])}); rank {rank} then failed: {message[1]}")
                         self._fail(f"rank {rank} of {self.world_size} failed during {during}: {message[1]}")
                     replies[rank] = message[1]
                 elif by_sentinel.get(obj) is not None and by_sentinel[obj] not in replies:
@@ -345,6 +356,16 @@ class DDPWorkers:
                         continue
                     self._fail(f"rank {rank} of {self.world_size} died during {during} ({self._ending(rank)})")
         return [replies[r] for r in range(len(self.conns))]
+
+    def _dead_ranks(self, exclude: int, wait_s: float = 2.0) -> list[int]:
+        """Ranks other than ``exclude`` whose process has ended, waiting up to ``wait_s`` for one (a collective
+        can report a peer's death before the peer's exit is visible here)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            dead = [r for r, p in enumerate(self.procs) if r != exclude and not p.is_alive()]
+            if dead or time.monotonic() >= deadline:
+                return dead
+            time.sleep(0.05)
 
     def _ending(self, rank: int) -> str:
         proc = self.procs[rank]

@@ -393,14 +393,19 @@ def _bench_ddp_launched(benchmark, session: FerSession, config: RunConfig) -> di
     import torch.distributed as dist
 
     from fer_bench.engine import launch
-    from fer_bench.engine.distributed import DDPOptions, ddp_backend, summarize_ranks, timed_steps, wrap_ddp
+    from fer_bench.engine.distributed import (
+        DDPOptions,
+        ddp_backend,
+        rank_device,
+        summarize_ranks,
+        timed_steps,
+        wrap_ddp,
+    )
 
     me = session.launch
     options = DDPOptions(**session.ddp_options)
-    device_name = config.device
+    device_name = rank_device(config.device, me.local_rank)
     if device_name.startswith("cuda"):
-        first = int(device_name.split(":")[1]) if ":" in device_name else 0
-        device_name = f"cuda:{first + me.local_rank}"
         torch.cuda.set_device(torch.device(device_name))
     backend = ddp_backend(device_name.split(":")[0])
     group = dist.new_group(backend="nccl") if backend == "nccl" else None
