@@ -358,11 +358,12 @@ class DDPWorkers:
         return [replies[r] for r in range(len(self.conns))]
 
     def _dead_ranks(self, exclude: int, wait_s: float = 2.0) -> list[int]:
-        """Ranks other than ``exclude`` whose process has ended, waiting up to ``wait_s`` for one (a collective
-        can report a peer's death before the peer's exit is visible here)."""
+        """Ranks other than ``exclude`` whose process ended abnormally (a signal, a non-zero exit), waiting up to
+        ``wait_s`` for one (a collective can report a peer's death before the peer's exit is visible here)."""
         deadline = time.monotonic() + wait_s
         while True:
-            dead = [r for r, p in enumerate(self.procs) if r != exclude and not p.is_alive()]
+            # a rank that reported its own error exits 0: only an abnormal end is a death
+            dead = [r for r, p in enumerate(self.procs) if r != exclude and not p.is_alive() and p.exitcode]
             if dead or time.monotonic() >= deadline:
                 return dead
             time.sleep(0.05)
