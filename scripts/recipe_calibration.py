@@ -269,11 +269,23 @@ def run_ab(work: Path, condition: str, slowdown: float, threshold: str, pairs: i
         fields = _report_fields(report)
         suite = report.get("suite") or {}
         fields["suite"] = {k: suite.get(k) for k in ("ratio", "ci_low", "ci_high", "mde", "p_value", "status")}
+        fields["suite"]["pair_log_ratios"] = _suite_pairs(out)
     try:
         interleave = json.loads((out / "ab.json").read_text()).get("interleave", "runs")
     except (OSError, ValueError):
         interleave = None
     return {"exit_status": status, "pairs": pairs, "interleave": interleave, "scope": scope, **fields}
+
+
+def _suite_pairs(out: Path) -> list[float]:
+    """Each pair's suite log ratio (the mean over the cases both runs of every pair hold), for the record."""
+    sys.path.insert(0, str(ROOT))
+    from fer_bench.results.gate import suite_log_ratios
+    from fer_bench.results.runs import load_results
+
+    base, cur = load_results([out / "baseline"]), load_results([out / "current"])
+    keys = [c.key for c in cur[0].cases if all(any(k.key == c.key for k in r.cases) for r in base + cur)]
+    return [round(float(v), 5) for v in suite_log_ratios(base, cur, keys)]
 
 
 def _machine_slug() -> str:

@@ -929,6 +929,7 @@ def test_suite_scope_catches_a_slowdown_of_every_case_and_then_gates_the_cases(t
     assert report["n_regressions"] == 1 + sum(r["status"] == "regression" for r in report["rows"])
     _, out, _ = _gate(capsys, base, cur, "--paired", "--scope", "suite")
     assert "the case rows are gated too" in out
+    assert "in the suite (an estimate" not in out  # an estimate, if any, is the gated cases' own
 
 
 def test_suite_scope_with_too_few_pairs_is_inconclusive(tmp_path, capsys):

@@ -848,7 +848,8 @@ def evaluate_gate(
     report.rows = [rows[k] for k in cur_pool]
     if report.suite is not None and scope == "suite":
         suite = report.suite
-        report.runs_to_resolve = suite.runs_to_resolve if suite.status == "inconclusive" else None
+        if suite.status != "regression":  # else the cases gate, and the estimate stays theirs
+            report.runs_to_resolve = suite.runs_to_resolve if suite.status == "inconclusive" else None
         gated = "gated too" if suite.status == "regression" else "shown, not gated"
         report.notes.append(
             f"scope suite: the job's verdict is the suite row's (one t test at alpha {alpha:g} over "
@@ -944,7 +945,8 @@ def format_gate_text(report: GateReport) -> str:
         unit = "pairs" if report.paired else "runs a side"
         runs = (f"about {report.runs_to_resolve} {unit}" if report.runs_to_resolve is not None
                 else f"no practical number of {unit} (over {MAX_RUNS_ESTIMATE}, or an unbounded interval)")
-        where = "the suite" if report.scope == "suite" else "every inconclusive case"
+        suite_decides = report.scope == "suite" and report.suite is not None and report.suite.status != "regression"
+        where = "the suite" if suite_decides else "every inconclusive case"
         line += (f"; {runs} would resolve {_format_fraction(report.threshold)} in {where} (an estimate: the "
                  f"interval narrows like 1/sqrt({unit}))")
     lines.append(line)
