@@ -23,6 +23,10 @@ Each job is one JSON line appended to --out (flushed as it ends), so an interrup
 stopped: the next job is the next kind in the cycle. ``table`` turns one or more such files into the README's
 per-job table with exact (Clopper-Pearson) 95% binomial intervals from scipy.stats.binomtest.
 
+A job line may carry ``"load"``: a note, added to the line afterwards, that other work shared the machine during
+that job (say, the test suite); the table keeps such jobs in a row of their own, so they neither hide nor count as
+the quiet runner's.
+
 The checkout must be clean (the ab baseline is HEAD: uncommitted changes would make an A/A job an A/B one).
 """
 
@@ -98,8 +102,8 @@ def summarize(jobs: list[dict]) -> list[dict]:
     """Per machine, recipe and condition: the jobs and how many ended in each outcome."""
     cells: dict[tuple, dict] = {}
     for job in jobs:
-        key = (job["machine"], recipe_label(job), job["condition"])
-        cell = cells.setdefault(key, {"machine": job["machine"], "recipe": key[1],
+        key = (job["machine"], recipe_label(job), job["condition"], job.get("load"))
+        cell = cells.setdefault(key, {"machine": job["machine"], "recipe": key[1], "load": job.get("load"),
                                       "condition": job["condition"], "slowdown": job.get("slowdown"), "jobs": 0,
                                       "pass": 0, "regression": 0, "inconclusive": 0, "error": 0, "minutes": 0.0})
         cell["jobs"] += 1
@@ -137,6 +141,8 @@ def format_table(jobs: list[dict]) -> str:
         n = cell["jobs"]
         recipe = cell["recipe"]
         code = "unchanged" if cell["condition"] == "aa" else f"{cell['slowdown']:.0%} slower"
+        if cell["load"]:  # a job that ran beside other work, marked so in its line ("load")
+            code += f", {cell['load']}"
         errors = f" ({cell['error']} errors)" if cell["error"] else ""
         lines.append(f"| {cell['machine']} | {recipe} | {code} | {n}{errors} | {_rate(cell['regression'], n)} "
                      f"| {_rate(cell['inconclusive'], n)} | {_rate(cell['pass'], n)} "

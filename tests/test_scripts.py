@@ -117,6 +117,8 @@ def test_recipe_calibration_table_counts_jobs_with_exact_intervals():
     assert "| 10% slower | 10 | 8/10 = 80% [44%, 97%] |" in stored_slow
     assert "`fer-bench ab`, 6 pairs, interleave runs, scope cases | unchanged | 5 | 0/5" in ab_aa
     assert "| 10% slower | 5 (1 errors) | 4/5 = 80%" in ab_slow
+    loaded = cal.format_table([_job("ab", "aa", 4, pairs=6), {**_job("ab", "aa", 4, pairs=6), "load": "x beside"}])
+    assert len(loaded.splitlines()) == 2 + 2 and "| unchanged, x beside | 1 |" in loaded
     low, high = cal.binomial_ci(0, 10)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** 0.1)
 
