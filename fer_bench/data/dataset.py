@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,3 +93,15 @@ class FerData:
             counts = np.bincount(lab, minlength=len(CLASS_NAMES))
             out[name] = {cls: int(c) for cls, c in zip(CLASS_NAMES, counts)}
         return out
+
+
+def load_run_data(path: str | os.PathLike | None = None) -> FerData:
+    """The data of a benchmark run: the FER2013 copy at ``path`` (any format, through the decoded cache), or the
+    synthetic set when ``path`` is None."""
+    if path is None:
+        from fer_bench.data.synthetic import create_synthetic
+
+        return create_synthetic()
+    from fer_bench.data.fer2013 import load_fer2013
+
+    return load_fer2013(path)

@@ -118,6 +118,24 @@ def wrap_ddp(model, device, options: DDPOptions, process_group=None):
                                    static_graph=options.static_graph)
 
 
+def build_rank_step(config: dict, rank: int, options: DDPOptions, process_group=None):
+    """This rank's training step: the case's ``config`` (RunConfig fields) on ``rank``'s device (the current
+    CUDA device is set to it), one device with its per-device batch, the model in DistributedDataParallel.
+    ``config["batch_size"]`` must already be the per-device batch. Returns the Training."""
+    import torch
+
+    from fer_bench.engine.build import create_train_step
+    from fer_bench.engine.config import RunConfig
+
+    device_name = rank_device(config["device"], rank)
+    if device_name.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device_name))
+    one = RunConfig(**{**config, "device": device_name, "num_gpus": 1, "parallel": "none", "scaling": "weak"})
+    training = create_train_step(one)
+    training.step.model = wrap_ddp(training.step.model, training.step.device, options, process_group)
+    return training
+
+
 def timed_steps(step, x, y, device, steps: int, no_sync: bool = False) -> list[float]:
     """``steps`` training steps of a DDP-wrapped TrainStep, each timed to its device's completion."""
     import contextlib
@@ -138,17 +156,11 @@ def timed_steps(step, x, y, device, steps: int, no_sync: bool = False) -> list[f
 def _epoch_loader(spec: dict, training, rank: int, world_size: int):
     """This rank's training loader for the epoch benchmark: the run's data (the synthetic set or --fer-data), its
     first ``epoch_images`` training rows, dealt to the ranks as DistributedSampler does."""
+    from fer_bench.data.dataset import load_run_data
     from fer_bench.data.loader import create_loader
     from fer_bench.measure.bench import take, train_split
 
-    if spec.get("data_path"):
-        from fer_bench.data.fer2013 import load_fer2013
-
-        data = load_fer2013(spec["data_path"])
-    else:
-        from fer_bench.data.synthetic import create_synthetic
-
-        data = create_synthetic()
+    data = load_run_data(spec.get("data_path"))
     split = train_split(data)
     train = take(data, split, spec["epoch_images"])
     on_gpu = training.step.device.type == "cuda"
@@ -176,22 +188,13 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
 
     try:
         torch.set_num_threads(threads)
-        from fer_bench.engine.build import create_train_step
-        from fer_bench.engine.config import RunConfig
-
-        device_name = rank_device(config["device"], rank)
-        if device_name.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device_name))
-        backend = ddp_backend(device_name.split(":")[0])
+        backend = ddp_backend(config["device"].split(":")[0])
         dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world_size,
                                 timeout=timedelta(seconds=timeout_s))
-        fields = {k: v for k, v in config.items() if k != "per_device_batch_size"}
-        one = RunConfig(**{**fields, "device": device_name, "num_gpus": 1, "parallel": "none", "scaling": "weak",
-                           "batch_size": config["per_device_batch_size"]})
-        training = create_train_step(one)
-        training.step.model = wrap_ddp(training.step.model, training.step.device, DDPOptions(**options))
+        training = build_rank_step(config, rank, DDPOptions(**options))
         x, y = training.example_batch()
-        ready = {"rank": rank, "device": device_name, "backend": backend, "threads": threads, "pid": os.getpid()}
+        ready = {"rank": rank, "device": str(training.step.device), "backend": backend, "threads": threads,
+                 "pid": os.getpid()}
         loader = None
         if epoch_spec is not None:
             loader, ready["train_images"] = _epoch_loader(epoch_spec, training, rank, world_size)
@@ -254,7 +257,7 @@ class DDPWorkers:
         ctx = mp.get_context("spawn")
         self._folder = tempfile.mkdtemp(prefix="fer-bench-ddp-")
         store = os.path.join(self._folder, "store")
-        config = {**self.config.as_dict(), "per_device_batch_size": self.config.per_device_batch_size}
+        config = {**self.config.as_dict(), "batch_size": self.config.per_device_batch_size}
         try:
             for rank in range(self.world_size):
                 parent, child = ctx.Pipe()
@@ -269,6 +272,12 @@ class DDPWorkers:
         except BaseException:
             self.close()
             raise
+
+    def describe(self) -> dict:
+        """The ``ddp`` record of a result made with these ranks: backend, world, launcher and the knobs."""
+        return {"backend": self.backend, "world_size": self.world_size, "nodes": 1,
+                "procs_per_node": self.world_size, "launcher": "torch.multiprocessing (spawn)",
+                **self.options.as_dict()}
 
     def close(self) -> None:
         """Stop the ranks: politely, then by force; remove the store. Safe to call twice."""

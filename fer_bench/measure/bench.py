@@ -346,9 +346,8 @@ def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dic
 
     if session.launch is not None:
         return _bench_ddp_launched(benchmark, session, config)
-    options = DDPOptions(**session.ddp_options)
     planner = session.round_planner(after_calls=2 * NO_SYNC_BLOCK_STEPS * NO_SYNC_BLOCKS)
-    with DDPWorkers(config, options=options) as workers:
+    with DDPWorkers(config, options=DDPOptions(**session.ddp_options)) as workers:
         extra = _ddp_info(session, config, threads=workers.threads)
         per_round: list[list[float]] = []
 
@@ -359,13 +358,12 @@ def bench_scaling_step(benchmark, session: FerSession, config: RunConfig) -> dic
                        phase="train_step", target_s=session.preset.target_round_s, extra=extra, planner=planner)
         summary = summarize_ranks([list(r)[-info["rounds"]:] for r in zip(*per_round)])
         comm = _exposed_communication(lambda steps, no_sync: workers.run(steps, no_sync=no_sync))
-    ddp = {"backend": workers.backend, "world_size": config.world_size, "nodes": 1,
-           "procs_per_node": config.world_size, "launcher": "torch.multiprocessing (spawn)", **options.as_dict()}
-    return _record_ddp(benchmark, info, summary, comm, ddp)
+    return _record_ddp(benchmark, info, summary, comm, workers.describe())
 
 
-def _ddp_info(session: FerSession, config: RunConfig, *, threads: int) -> dict:
-    """What a DDP case records before its rounds: the axes and settings, with the one-device step's facts."""
+def _ddp_info(session: FerSession, config: RunConfig, *, threads: int, **counts) -> dict:
+    """What a DDP case records before its rounds: the axes and settings, with the one-device step's facts;
+    ``counts`` are the workload's image counts (an epoch's)."""
     from fer_bench.models import get_model_info
 
     model_info = get_model_info(config.model)
@@ -373,7 +371,7 @@ def _ddp_info(session: FerSession, config: RunConfig, *, threads: int) -> dict:
     extra.update(config.batch_info(), optimizer=config.optimizer, lr=config.lr, channels_last=config.channels_last,
                  input_size=model_info.input_size, in_chans=model_info.in_chans, torch_num_threads=threads)
     extra["workload"] = create_workload(session.data_identity, input_size=model_info.input_size,
-                                        in_chans=model_info.in_chans)
+                                        in_chans=model_info.in_chans, **counts)
     return extra
 
 
@@ -393,35 +391,21 @@ def _bench_ddp_launched(benchmark, session: FerSession, config: RunConfig) -> di
     import torch.distributed as dist
 
     from fer_bench.engine import launch
-    from fer_bench.engine.distributed import (
-        DDPOptions,
-        ddp_backend,
-        rank_device,
-        summarize_ranks,
-        timed_steps,
-        wrap_ddp,
-    )
+    from fer_bench.engine.distributed import DDPOptions, build_rank_step, ddp_backend, summarize_ranks, timed_steps
 
     me = session.launch
     options = DDPOptions(**session.ddp_options)
-    device_name = rank_device(config.device, me.local_rank)
-    if device_name.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device_name))
-    backend = ddp_backend(device_name.split(":")[0])
+    backend = ddp_backend(config.device.split(":")[0])
     group = dist.new_group(backend="nccl") if backend == "nccl" else None
-    one = RunConfig(**{**config.as_dict(), "device": device_name, "num_gpus": 1, "parallel": "none",
-                       "scaling": "weak", "batch_size": config.per_device_batch_size})
-    training = create_train_step(one)
+    training = build_rank_step({**config.as_dict(), "batch_size": config.per_device_batch_size}, me.local_rank,
+                               options, process_group=group)
     step, device = training.step, training.step.device
-    step.model = wrap_ddp(step.model, device, options, process_group=group)
     x, y = training.example_batch()
     steps: list[float] = []
     blocks: dict[bool, list[list[float]]] = {False: [], True: []}
 
-    def run_block(n: int, no_sync: bool) -> list[float]:
-        times = timed_steps(step, x, y, device, n, no_sync)
-        blocks[no_sync].append(times)
-        return times
+    def run_block(n: int, no_sync: bool) -> None:
+        blocks[no_sync].append(timed_steps(step, x, y, device, n, no_sync))
 
     if me.rank == 0:
         def one_step() -> None:
@@ -432,12 +416,9 @@ def _bench_ddp_launched(benchmark, session: FerSession, config: RunConfig) -> di
         info = measure(benchmark, one_step, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
                        phase="train_step", target_s=session.preset.target_round_s, extra=extra)
 
-        def block(n: int, no_sync: bool) -> list[list[float]]:
-            launch.lead(launch.NO_SYNC_BLOCK if no_sync else launch.SYNCED_BLOCK, n)
-            run_block(n, no_sync)
-            return []  # every rank's times are gathered at the end
-
-        _exposed_communication(block)
+        for no_sync in no_sync_schedule():  # every rank's block times are gathered at the end
+            launch.lead(launch.NO_SYNC_BLOCK if no_sync else launch.SYNCED_BLOCK, NO_SYNC_BLOCK_STEPS)
+            run_block(NO_SYNC_BLOCK_STEPS, no_sync)
         launch.lead(launch.STOP)
     else:
         def serve() -> None:
@@ -483,17 +464,14 @@ def _bench_ddp_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
 
         pytest.skip("a DDP epoch under torchrun or srun is not built yet: run test_epoch with parallel=ddp without "
                     "a launcher (its ranks are spawned), or test_scaling_step under the launcher")
-    options = DDPOptions(**session.ddp_options)
     spec = {"data_path": str(session.data_path) if session.data_path else None,
             "epoch_images": session.epoch_images, "num_workers": config.num_workers}
     planner = session.round_planner()
-    with DDPWorkers(config, options=options, epoch=spec) as workers:
+    with DDPWorkers(config, options=DDPOptions(**session.ddp_options), epoch=spec) as workers:
         first = workers.ranks[0]
         samples = sum(r["epoch_samples"] for r in workers.ranks)
-        extra = _ddp_info(session, config, threads=workers.threads)
-        extra["workload"] = create_workload(session.data_identity, input_size=extra["input_size"],
-                                            in_chans=extra["in_chans"], train_images=first["train_images"],
-                                            eval_images=0)
+        extra = _ddp_info(session, config, threads=workers.threads, train_images=first["train_images"],
+                          eval_images=0)
         extra.update(train_images=first["train_images"], eval_images=0, epoch_steps=first["epoch_steps"],
                      eval_split=None, sampler="DistributedSampler-style shards (same order, every N-th row)")
         epochs: list[list[dict]] = []
@@ -515,9 +493,7 @@ def _bench_ddp_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
         "compute_s": median([max(r["compute_s"] for r in e) for e in timed]),
         "train_loss": epochs[-1][0]["loss"],
         "epochs_trained": len(epochs),
-        "ddp": {"backend": workers.backend, "world_size": config.world_size, "nodes": 1,
-                "procs_per_node": config.world_size, "launcher": "torch.multiprocessing (spawn)",
-                **options.as_dict()},
+        "ddp": workers.describe(),
     }
     benchmark.extra_info.update(figures)
     info.update(figures)
@@ -528,15 +504,21 @@ def _bench_ddp_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
 NO_SYNC_BLOCKS, NO_SYNC_BLOCK_STEPS = 3, 3
 
 
+def no_sync_schedule():
+    """Whether each block of the no_sync comparison skips the all-reduce: DDP then no_sync, then the other way
+    round, and so on (ABBA, so a drift over the blocks cancels)."""
+    for block in range(NO_SYNC_BLOCKS):
+        yield from ((False, True) if block % 2 == 0 else (True, False))
+
+
 def _exposed_communication(run_block) -> dict:
     """The DDP step's median minus the no_sync step's (slowest rank of each step), from alternating blocks;
     ``run_block(steps, no_sync)`` returns each rank's step times of one block."""
     synced, local = [], []
-    for block in range(NO_SYNC_BLOCKS):
-        for no_sync in ((False, True) if block % 2 == 0 else (True, False)):
-            per_rank = run_block(NO_SYNC_BLOCK_STEPS, no_sync)
-            (local if no_sync else synced).extend(max(step) for step in zip(*per_rank))
-    return _comm_figures(synced, local) if synced and local else {}
+    for no_sync in no_sync_schedule():
+        per_rank = run_block(NO_SYNC_BLOCK_STEPS, no_sync)
+        (local if no_sync else synced).extend(max(step) for step in zip(*per_rank))
+    return _comm_figures(synced, local)
 
 
 def _comm_figures(synced: list[float], local: list[float]) -> dict:

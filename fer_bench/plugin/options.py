@@ -46,10 +46,11 @@ def parse_malloc(text: str) -> str:
     return text
 
 
-def _bounded_float(option: str, text: str, high: float, what: str, examples: str) -> float:
-    """A number above 0 and at most ``high``, or one line naming the option, the text and the range."""
+def _bounded_float(option: str, text: str, high: float, what: str, examples: str, unit: str = "") -> float:
+    """A number above 0 and at most ``high`` (``unit`` may follow it: ``2s``), or one line naming the option, the
+    text and the range."""
     try:
-        value = float(text.strip().removesuffix("s") if what == "a time in seconds" else text)
+        value = float(text.strip().removesuffix(unit) if unit else text)
     except ValueError:
         value = float("nan")
     if not 0 < value <= high:
@@ -58,7 +59,7 @@ def _bounded_float(option: str, text: str, high: float, what: str, examples: str
 
 
 def parse_round_time(text: str) -> float:
-    return _bounded_float("--fer-round-time", text, 600, "a time in seconds", "0.3, 2s")
+    return _bounded_float("--fer-round-time", text, 600, "a time in seconds", "0.3, 2s", unit="s")
 
 
 def parse_bucket_cap(text: str) -> float:

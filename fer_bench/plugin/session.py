@@ -186,14 +186,9 @@ class FerSession:
     def data(self):
         """The FER data for this run (the synthetic set unless --fer-data), loaded once, through the cache."""
         if self._data is None:
-            if self.data_path is None:
-                from fer_bench.data.synthetic import create_synthetic
+            from fer_bench.data.dataset import load_run_data
 
-                self._data = create_synthetic()
-            else:
-                from fer_bench.data.fer2013 import load_fer2013
-
-                self._data = load_fer2013(self.data_path)
+            self._data = load_run_data(self.data_path)
         return self._data
 
     @property

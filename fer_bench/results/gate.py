@@ -592,7 +592,12 @@ def _compare_rounds(key: CaseKey, base: _Pooled, cur: _Pooled, metric: str) -> G
 
 def _compare_pairs(key: CaseKey, base: _Pooled, cur: _Pooled, metric: str, log_ratios: np.ndarray) -> GateRow:
     """A paired case: the pooled values for show, the ratio from the pairs, tested from 2 pairs up."""
-    row = _compare_rounds(key, base, cur, metric)
+    return _set_paired_effect(_compare_rounds(key, base, cur, metric), metric, log_ratios)
+
+
+def _set_paired_effect(row: GateRow, metric: str, log_ratios: np.ndarray) -> GateRow:
+    """A paired row's effect from its per-pair log ratios: their geometric mean as the ratio, and the t test's p
+    from 2 pairs up."""
     row.n_pairs = len(log_ratios)
     row.tested = row.n_pairs >= 2
     row.p_value = None
@@ -697,15 +702,9 @@ def _suite_row(baseline: Sequence[RunResult], current: Sequence[RunResult], keys
                threshold: float, alpha: float) -> GateRow:
     """The paired suite's row: the geometric mean over ``keys`` of each pair's ratios, tested alone at alpha."""
     log_ratios = suite_log_ratios(baseline, current, keys)
-    row = GateRow(case=f"suite: geometric mean of {len(keys)} case{'s' * (len(keys) != 1)}", group=None,
-                  status="unchanged", verdict="")
-    row.n_pairs = len(log_ratios)
-    row.tested = row.n_pairs >= 2
-    if len(log_ratios):
-        time_ratio = math.exp(float(np.mean(log_ratios)))
-        row.ratio = time_ratio if metric == "time" else 1.0 / time_ratio
-    if row.tested:
-        row.p_value = row.p_corrected = paired_t(log_ratios, 0.5)[0]
+    row = _set_paired_effect(GateRow(case=f"suite: geometric mean of {len(keys)} case{'s' * (len(keys) != 1)}",
+                                     group=None, status="unchanged", verdict=""), metric, log_ratios)
+    row.p_corrected = row.p_value  # one test: nothing to correct
     _decide(row, None, None, metric, threshold, alpha, 1.0 - alpha, 0, n_tested=1, log_ratios=log_ratios)
     return row
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fer_bench.axes import match_params, order_axes
+from fer_bench.axes import SCALING_MODES, match_params, order_axes
 from fer_bench.errors import FerBenchError
 from fer_bench.results.format import is_number
 from fer_bench.workload import workload_of
@@ -45,7 +45,6 @@ ParamsKey = tuple[tuple[str, str], ...]
 #: How a step was shared across devices, by the names runs have written (older runs: data_parallel).
 PARALLEL_NAMES = {"none": "none", "dp": "dp", "data_parallel": "dp", "ddp": "ddp",
                   "distributed_data_parallel": "ddp"}
-SCALING_MODES = ("weak", "strong")
 
 
 @dataclass(frozen=True)
@@ -115,9 +114,8 @@ class CaseResult:
     def samples_per_s(self) -> float | None:
         """Throughput: ``extra_info["samples_per_s"]`` (global samples per second, as the run measured it), else,
         for an older run without it, the global batch over the median round time."""
-        value = self.extra_info.get("samples_per_s")
-        if is_number(value) and value > 0:
-            return float(value)
+        if self.samples_per_s_recorded:
+            return float(self.extra_info["samples_per_s"])
         batch = self.global_batch_size
         if batch is None or self.median_s <= 0:
             return None
@@ -136,16 +134,18 @@ class CaseResult:
         From ``params["parallel"]``, else ``extra_info["parallel"]`` (older runs wrote ``data_parallel`` for dp),
         else inferred: dp above one GPU (the only multi-GPU mode fer_bench had before ddp), none otherwise.
         """
-        for value in (self.params.get("parallel"), self.extra_info.get("parallel")):
-            if isinstance(value, str) and value.strip().lower() in PARALLEL_NAMES:
-                return PARALLEL_NAMES[value.strip().lower()]
-        return "dp" if self.world_size > 1 else "none"
+        return self._recorded_parallel() or ("dp" if self.world_size > 1 else "none")
 
     @property
     def parallel_recorded(self) -> bool:
         """Whether params or extra_info name the parallel mode (else :attr:`parallel` is inferred)."""
-        return any(isinstance(v, str) and v.strip().lower() in PARALLEL_NAMES
-                   for v in (self.params.get("parallel"), self.extra_info.get("parallel")))
+        return self._recorded_parallel() is not None
+
+    def _recorded_parallel(self) -> str | None:
+        for value in (self.params.get("parallel"), self.extra_info.get("parallel")):
+            if isinstance(value, str) and value.strip().lower() in PARALLEL_NAMES:
+                return PARALLEL_NAMES[value.strip().lower()]
+        return None
 
     @property
     def world_size(self) -> int:
