@@ -1,8 +1,9 @@
 """Full epochs: a training epoch plus the evaluation pass, over model x device x batch_size x num_workers x
-precision x num_gpus x optimizer x memory_format x parallel x scaling.
+precision x num_gpus x optimizer x memory_format x parallel x scaling x pipeline.
 
     pytest benchmarks/test_epoch.py --fer-num-workers 0,2,4,8 --fer-epoch-images 4096 --benchmark-json out.json
     pytest benchmarks/test_epoch.py --fer-parallel ddp --fer-devices cpu --fer-num-gpus 1,2 --benchmark-json out.json
+    pytest benchmarks/test_epoch.py --fer-pipelines batched,per_image --fer-num-workers 0,1,2,4
 
 Under ``--fer-parallel ddp`` one round is one training epoch of the whole set over the ranks, each rank training
 its DistributedSampler share (no evaluation pass).
@@ -18,5 +19,5 @@ from fer_bench.measure.bench import bench_epoch
 
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, fer_session, run_config, model, device, batch_size, num_workers, precision, num_gpus,
-               optimizer, memory_format, parallel, scaling):
+               optimizer, memory_format, parallel, scaling, pipeline):
     bench_epoch(benchmark, fer_session, run_config)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,3 +52,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_STEM = 120
+
+
+def safe_file_stem(name: str) -> str:
+    """A file-name stem for ``name`` (a pytest id such as ``test_train_step[fer_cnn_2block-cpu-bs64-fp32-g1]``):
+    runs of characters other than letters, digits, ``.``, ``_`` and ``-`` become one ``_``, leading and trailing
+    ``._-`` go (no hidden files, no ``..``), and a stem over 120 characters is cut and given a hash of the whole name
+    so two long ids stay apart."""
+    stem = _UNSAFE.sub("_", name).strip("._-")
+    if len(stem) > _MAX_STEM:
+        digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
+        stem = f"{stem[:_MAX_STEM - 11].rstrip('._-')}-{digest}"
+    return stem or "case"

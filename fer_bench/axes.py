@@ -22,12 +22,18 @@ from typing import Any, Callable, Iterable, Mapping
 PRECISIONS = ("fp32", "amp_fp16", "amp_bf16", "bf16")
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
 MEMORY_FORMATS = ("contiguous", "channels_last")
+#: The learning-rate rule for a batch larger (or smaller) than the optimizer's base batch: lr x 1, lr x b/b0
+#: (Goyal et al.), lr x sqrt(b/b0) (Krizhevsky; the usual rule for Adam). fer_bench.engine.convergence.
+LR_SCALINGS = ("none", "linear", "sqrt")
 #: How a step is spread over devices or processes: one device, nn.DataParallel, DistributedDataParallel.
 PARALLEL_MODES = ("none", "dp", "ddp")
 #: Batch semantics over N devices: weak keeps batch_size per device (global = batch_size x N), strong keeps the
 #: global batch (batch_size, split N ways).
 SCALING_MODES = ("weak", "strong")
-PRESET_NAMES = ("quick", "default", "full")
+#: How images reach a step: whole uint8 batches gathered from memory (batched), or the pipeline most users run,
+#: a file per image decoded and transformed in the workers (per_image; fer_bench.data.per_image).
+PIPELINES = ("batched", "per_image")
+PRESET_NAMES = ("quick", "default", "studies", "full")
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _UNSET = object()
 
@@ -224,8 +230,11 @@ class Axis:
         return list(dict.fromkeys(out))
 
 
-def _presets(quick: Iterable, default: Iterable, full: Iterable) -> dict[str, tuple]:
-    return {"quick": tuple(quick), "default": tuple(default), "full": tuple(full)}
+def _presets(quick: Iterable, default: Iterable, full: Iterable, studies: Iterable | None = None) -> dict[str, tuple]:
+    """Each preset's values; the studies preset takes the default's unless it says otherwise (its studies narrow
+    the axes per benchmark, fer_bench.plugin.presets)."""
+    return {"quick": tuple(quick), "default": tuple(default),
+            "studies": tuple(default if studies is None else studies), "full": tuple(full)}
 
 
 REGISTRY: tuple[Axis, ...] = (
@@ -256,6 +265,11 @@ REGISTRY: tuple[Axis, ...] = (
          f"optimizers: {', '.join(OPTIMIZERS)} (test_train_step, test_train_step_reference, test_epoch)",
          _presets(["adam"], ["adam"], ["adam"]), format_id=lambda v: f"opt_{v}", since_default="adam",
          choices=OPTIMIZERS, engine="the torch.optim optimizer of the step (engine.optim.create_optimizer)"),
+    Axis("lr_scaling", _choice_parser(LR_SCALINGS, "a learning-rate rule"), "--fer-lr-scaling",
+         "learning rate for batch sizes other than the optimizer's base batch 64: none (the base rate), linear "
+         "(x batch/64), sqrt (x sqrt(batch/64)) (test_time_to_accuracy)",
+         _presets(["none"], ["none"], ["none"]), format_id=lambda v: f"lr_{v}", since_default="none",
+         choices=LR_SCALINGS, engine="the learning rate of the optimizer (engine.convergence.scaled_lr)"),
     Axis("memory_format", _choice_parser(MEMORY_FORMATS, "a memory format"), "--fer-memory-formats",
          f"memory formats of weights and inputs: {', '.join(MEMORY_FORMATS)} (step and epoch benchmarks)",
          _presets(["contiguous"], ["contiguous"], ["contiguous"]), since_default="contiguous",
@@ -274,6 +288,13 @@ REGISTRY: tuple[Axis, ...] = (
          _presets(["weak"], ["weak"], ["weak", "strong"]), format_id=lambda v: v, since_default="weak",
          unavailable=_scaling_unavailable, choices=SCALING_MODES,
          engine="the per-device and global batch (RunConfig.global_batch_size)"),
+    Axis("pipeline", _choice_parser(PIPELINES, "a data pipeline"), "--fer-pipelines",
+         "data pipelines: batched (whole uint8 batches gathered from memory, transformed per batch), per_image (an "
+         "image-folder dataset: each PNG opened, decoded and transformed in the workers, then collated) "
+         "(test_dataloader, test_epoch)",
+         _presets(["batched"], ["batched"], ["batched", "per_image"], studies=["batched", "per_image"]),
+         format_id=lambda v: v, since_default="batched", choices=PIPELINES,
+         engine="create_loader(pipeline=...): the batched loader, or fer_bench.data.per_image's dataset"),
     Axis("pin_memory", bool, None, "pinned host memory for the loader (CUDA devices only)",
          format_id=lambda v: "pin" if v else "nopin", unavailable=_pin_memory_unavailable,
          values_for=_pin_memory_values, engine="the DataLoader's pin_memory"),

@@ -5,7 +5,8 @@ Every result's ``extra_info["workload"]`` says what one round's work is:
 * ``data``: ``{"kind": "synthetic", "size": 35887, "seed": 0, "generator_version": 1}`` or
   ``{"kind": "file", "format": "fer2013_csv", "content": "<sha256 of the bytes>", "images": 35887}``;
 * ``input_size`` and ``in_chans``: the model's input (48 and 1 for the paper CNNs);
-* ``images_per_round`` (a loader pass), ``train_images`` and ``eval_images`` (an epoch) where the round has them.
+* ``images_per_round`` (a loader pass), ``train_images`` and ``eval_images`` (an epoch) where the round has them;
+* ``target_accuracy`` and ``max_epochs``: a time-to-accuracy round trains until the one or the other.
 
 Two results are the same case only when their axes and their workload agree. The image counts are the one
 difference that keeps throughput comparable: images per second over 2,048 or 4,096 images measure the same thing,
@@ -21,15 +22,17 @@ from typing import Any, Mapping
 WORKLOAD_KEY = "workload"
 #: Image counts: a difference in these leaves per-image throughput comparable, but not the time of a round.
 COUNT_FIELDS = ("images_per_round", "train_images", "eval_images")
-_FIELDS = ("data", "input_size", "in_chans", *COUNT_FIELDS)
+_FIELDS = ("data", "input_size", "in_chans", *COUNT_FIELDS, "target_accuracy", "max_epochs")
 
 
 def create_workload(data: Mapping[str, Any], *, input_size: int | None = None, in_chans: int | None = None,
                     images_per_round: int | None = None, train_images: int | None = None,
-                    eval_images: int | None = None) -> dict[str, Any]:
+                    eval_images: int | None = None, target_accuracy: float | None = None,
+                    max_epochs: int | None = None) -> dict[str, Any]:
     """The record for one result; fields a benchmark does not have are left out."""
     values = {"data": dict(data), "input_size": input_size, "in_chans": in_chans,
-              "images_per_round": images_per_round, "train_images": train_images, "eval_images": eval_images}
+              "images_per_round": images_per_round, "train_images": train_images, "eval_images": eval_images,
+              "target_accuracy": target_accuracy, "max_epochs": max_epochs}
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -46,7 +49,7 @@ def workload_of(extra_info: Mapping[str, Any]) -> tuple[dict[str, Any] | None, b
     out: dict[str, Any] = {}
     if extra_info.get("data") == "synthetic":
         out["data"] = {"kind": "synthetic"}
-    for key in _FIELDS[1:]:
+    for key in ("input_size", "in_chans", *COUNT_FIELDS):  # what results older than the record had
         value = extra_info.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             out[key] = value

@@ -275,3 +275,137 @@ def create_old_data_parallel_cases(times: dict[int, float] | None = None, *, bat
         entry["extra_info"].pop("step_time_ms", None)
         out.append(entry)
     return out
+
+
+# ----------------------------------------------------------------------------------- studies: convergence, ops, paper
+
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def create_curve(accuracies: Sequence[float], epoch_s: float, *, start_s: float = 0.0) -> list[dict]:
+    """A per-epoch curve as test_time_to_accuracy records it: epoch 1.., cumulative seconds, train loss, accuracy,
+    macro-F1 (accuracy - 0.05) and a per-class recall."""
+    return [{"epoch": i, "time_s": round(start_s + i * epoch_s, 6), "train_loss": round(1.9 - 0.1 * i, 4),
+             "accuracy": acc, "macro_f1": round(acc - 0.05, 4),
+             "per_class_recall": {c: round(acc, 4) for c in FER_CLASSES}}
+            for i, acc in enumerate(accuracies, start=1)]
+
+
+def create_time_to_accuracy(model: str, device: str, accuracies: Sequence[float], epoch_s: float, *,
+                            target: float = 0.6, batch_size: int = 64, precision: str = "fp32",
+                            optimizer: str | None = "adam", pipeline: str | None = None, repeats: int = 3,
+                            missed_runs: int = 0, lr_scaling: str = "none", base_lr: float = 1e-3,
+                            base_batch_size: int = 64, group: str = "time_to_accuracy") -> dict:
+    """One ``test_time_to_accuracy`` entry: ``repeats`` seeded runs, each training until the accuracy (the same
+    curve for every run) reaches ``target`` or the curve ends (the cap: ``len(accuracies)`` epochs).
+
+    Run i's epochs take ``epoch_s * (1 + 0.1 * (i - (repeats - 1) / 2))`` seconds, so the MLPerf score (fastest and
+    slowest dropped, the rest averaged) is exactly ``epochs_to_target * epoch_s`` when every run reaches it. The
+    last ``missed_runs`` runs (the slowest) never reach the target. ``optimizer=None`` writes the params of a run
+    made before the optimizer and lr_scaling axes (adam, and lr_scaling only in extra_info); ``pipeline=None``
+    names no pipeline (batched).
+    """
+    cap = len(accuracies)
+    hit = next((i for i, a in enumerate(accuracies, start=1) if a >= target), None)
+    runs = []
+    for i in range(repeats):
+        factor = 1 + 0.1 * (i - (repeats - 1) / 2)
+        misses = hit is None or i >= repeats - missed_runs
+        if misses:
+            accs = [min(a, target - 0.01) for a in accuracies]
+            stop = cap
+        else:
+            accs, stop = list(accuracies), hit
+        curve = create_curve(accs[:stop], epoch_s * factor)
+        runs.append({"seed": i, "reached_target": not misses,
+                     "time_to_target_s": None if misses else curve[-1]["time_s"],
+                     "epochs_to_target": None if misses else float(stop),
+                     "final_accuracy": curve[-1]["accuracy"], "final_macro_f1": curve[-1]["macro_f1"],
+                     "curve": curve})
+    missed = sum(not r["reached_target"] for r in runs)
+    reached = missed <= 1
+    times = sorted(r["time_to_target_s"] for r in runs if r["reached_target"]) + [float("inf")] * missed
+    kept = times[1:-1] if len(times) >= 3 else times
+    reached_times = [r["time_to_target_s"] for r in runs if r["reached_target"]]
+    median_run = runs[(repeats - 1) // 2]
+    extra = {
+        "target_accuracy": target, "max_epochs": cap, "repeats": repeats, "lr": base_lr * (
+            batch_size / base_batch_size if lr_scaling == "linear" else
+            (batch_size / base_batch_size) ** 0.5 if lr_scaling == "sqrt" else 1.0),
+        "base_lr": base_lr, "lr_scaling": lr_scaling, "base_batch_size": base_batch_size,
+        "reached_target": reached,
+        "time_to_target_s": statistics.fmean(kept) if reached else None,
+        "epochs_to_target": float(hit) if reached else None,
+        "runs_missed": missed,
+        "epoch_time_s": epoch_s,
+        "final_accuracy": statistics.median(r["final_accuracy"] for r in runs),
+        "final_macro_f1": statistics.median(r["final_macro_f1"] for r in runs),
+        "curve": median_run["curve"],
+        "runs": runs,
+    }
+    if reached_times:
+        spread = statistics.pstdev(reached_times) / statistics.fmean(reached_times) if len(reached_times) > 1 else 0.0
+        extra["time_to_target_spread"] = {"min_s": min(reached_times), "median_s": statistics.median(reached_times),
+                                          "max_s": max(reached_times), "cv": round(spread, 4)}
+    params: dict[str, Any] = {"model": model, "device": device, "batch_size": batch_size, "precision": precision}
+    if optimizer is not None:
+        params["optimizer"] = optimizer
+        params["lr_scaling"] = lr_scaling
+    if pipeline is not None:
+        params["pipeline"] = pipeline
+    data = [r["curve"][-1]["time_s"] for r in runs]
+    entry = create_benchmark("test_time_to_accuracy", params, data, group=group, extra_info=extra)
+    entry["extra_info"].pop("samples_per_s", None)
+    entry["extra_info"].pop("step_time_ms", None)
+    parts = [model, device, f"bs{batch_size}", precision, *([f"opt_{optimizer}"] if optimizer not in (None, "adam")
+                                                             else []),
+             *([f"lr_{lr_scaling}"] if optimizer is not None and lr_scaling != "none" else []),
+             *([pipeline] if pipeline == "per_image" else [])]
+    entry["name"] = f"test_time_to_accuracy[{'-'.join(parts)}]"
+    entry["param"] = "-".join(parts)
+    entry["fullname"] = f"benchmarks/test_convergence.py::{entry['name']}"
+    return entry
+
+
+def create_epoch_case(model: str, device: str, epoch_s: float, *, accuracy: float = 0.5, macro_f1: float = 0.45,
+                      batch_size: int = 64, num_workers: int = 0, precision: str = "fp32",
+                      pipeline: str | None = None, data_wait: float = 0.1, train_images: int = 28709,
+                      eval_images: int = 3589) -> dict:
+    """One ``test_epoch`` entry as bench_epoch writes it: epoch_time_s (the training epoch), samples_per_s, the
+    data-wait share, and the accuracy and macro-F1 after the last epoch; a round is the epoch and its evaluation."""
+    params: dict[str, Any] = {"model": model, "device": device, "batch_size": batch_size,
+                              "num_workers": num_workers, "precision": precision}
+    if pipeline is not None:
+        params["pipeline"] = pipeline
+    extra = {"epoch_time_s": epoch_s, "samples_per_s": train_images / epoch_s, "data_wait_fraction": data_wait,
+             "accuracy": accuracy, "macro_f1": macro_f1, "train_images": train_images, "eval_images": eval_images}
+    return create_benchmark("test_epoch", params, [epoch_s * 1.1] * 3, group="epoch", extra_info=extra)
+
+
+def create_loader_case(batch_size: int, num_workers: int, samples_per_s: float, *, pipeline: str | None = None,
+                       device: str = "cpu", images: int = 4096, data_wait: float | None = None) -> dict:
+    """One ``test_dataloader`` entry: a pass over ``images`` images at ``samples_per_s``."""
+    params: dict[str, Any] = {"device": device, "batch_size": batch_size, "num_workers": num_workers,
+                              "pin_memory": False}
+    if pipeline is not None:
+        params["pipeline"] = pipeline
+    extra: dict[str, Any] = {"samples_per_s": samples_per_s, "images_per_round": images}
+    if data_wait is not None:
+        extra["data_wait_fraction"] = data_wait
+    return create_benchmark("test_dataloader", params, [images / samples_per_s] * 5, group="dataloader",
+                            extra_info=extra)
+
+
+def create_profiled_step(model: str, device: str, shares: dict[str, float], *, function: str = "test_train_step",
+                         batch_size: int = 64, precision: str = "fp32", median_s: float = 0.01,
+                         top_ops: list[dict] | None = None) -> dict:
+    """A step entry run with ``--fer-profile-ops``: op_category_shares (the rest of 1 goes to other) and top_ops."""
+    shares = dict(shares)
+    shares["other"] = round(shares.get("other", 0.0) + 1.0 - sum(shares.values()), 6)
+    if top_ops is None:
+        biggest = max(shares, key=shares.get)
+        top_ops = [{"op": f"aten::{biggest.split()[0]}", "category": biggest, "share": round(shares[biggest] * 0.8, 4)}]
+    return create_benchmark(function, {"model": model, "device": device, "batch_size": batch_size,
+                                       "precision": precision},
+                            [median_s] * 10, group=function.removeprefix("test_"),
+                            extra_info={"op_category_shares": shares, "top_ops": top_ops})

@@ -44,7 +44,7 @@ def test_run_config_axes_come_from_the_registry():
     cfg = RunConfig(model="efficientnet_b0", device="CPU", batch_size=64, num_workers=2, optimizer="SGD")
     assert cfg.device == "cpu" and cfg.optimizer == "sgd"
     assert list(cfg.axes()) == ["model", "device", "batch_size", "num_workers", "precision", "num_gpus",
-                                "optimizer", "memory_format", "parallel", "scaling"]
+                                "optimizer", "lr_scaling", "memory_format", "parallel", "scaling", "pipeline"]
     assert not cfg.channels_last and RunConfig(model="x", memory_format="channels_last").channels_last
 
 
@@ -54,6 +54,8 @@ def test_run_config_axes_come_from_the_registry():
     ({"precision": "fp8"}, "precision: 'fp8' is not a precision; valid: fp32"),
     ({"optimizer": "lion"}, "optimizer: 'lion' is not an optimizer"),
     ({"memory_format": "nhwc"}, "memory_format: 'nhwc' is not a memory format; valid: contiguous, channels_last"),
+    ({"pipeline": "dali"}, "pipeline: 'dali' is not a data pipeline; valid: batched, per_image"),
+    ({"lr_scaling": "cubic"}, "lr_scaling: 'cubic' is not a learning-rate rule; valid: none, linear, sqrt"),
     ({"device": "tpu"}, "device: 'tpu' is not a device"),
     ({"num_gpus": 0}, "num_gpus"),
     ({"lr": 0.0}, "lr"),

@@ -41,7 +41,7 @@ def run(pytester, monkeypatch, tmp_path):
     (["--fer-num-workers", "-1"], "--fer-num-workers: '-1' is not an integer >= 0"),
     (["--fer-precisions", "fp16"], "--fer-precisions: 'fp16' is not a precision; valid: fp32, amp_fp16, amp_bf16, bf16"),
     (["--fer-num-gpus", "x"], "--fer-num-gpus: 'x' is not a positive integer"),
-    (["--fer-preset", "huge"], "--fer-preset: 'huge' is not a preset; valid: quick, default, full"),
+    (["--fer-preset", "huge"], "--fer-preset: 'huge' is not a preset; valid: quick, default, studies, full"),
     (["--fer-data", "/no/such/file.csv"], "--fer-data: '/no/such/file.csv' does not exist"),
     (["--fer-malloc", "fast"], "--fer-malloc: 'fast' is not a mode; valid: steady, system"),
     (["--fer-optimizers", "lbfgs"], "--fer-optimizers: 'lbfgs' is not an optimizer; valid: sgd, sgd_momentum, adam, *"),
@@ -366,11 +366,12 @@ def test_help_section_is_pinned(pytester):
     section_end = next(i for i, o in enumerate(options) if not o.startswith("--fer-"))
     assert options[:section_end] == [
         "--fer-models", "--fer-devices", "--fer-batch-sizes", "--fer-num-workers", "--fer-precisions",
-        "--fer-num-gpus", "--fer-optimizers", "--fer-memory-formats", "--fer-parallel", "--fer-scaling",
-        "--fer-preset", "--fer-data", "--fer-epoch-images", "--fer-allow-missing-baseline",
-        "--fer-allow-other-machine", "--fer-allow-other-workload", "--fer-malloc", "--fer-save", "--fer-budget",
-        "--fer-round-time", "--fer-ddp-bucket-cap-mb", "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph",
-        "--fer-progress"]
+        "--fer-num-gpus", "--fer-optimizers", "--fer-lr-scaling", "--fer-memory-formats", "--fer-parallel",
+        "--fer-scaling", "--fer-pipelines", "--fer-preset", "--fer-data", "--fer-epoch-images",
+        "--fer-allow-missing-baseline", "--fer-allow-other-machine", "--fer-allow-other-workload", "--fer-malloc",
+        "--fer-save", "--fer-budget", "--fer-round-time", "--fer-ddp-bucket-cap-mb",
+        "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph", "--fer-repeats", "--fer-target-accuracy",
+        "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-progress"]
 
 
 # ---------------------------------------------------------------- the time budget and progress (issue 9)

@@ -1,14 +1,21 @@
-"""The one DataLoader policy: whole uint8 batches out of workers, transforms in the worker or on the device.
+"""fer_bench's DataLoader policies: "batched" (whole uint8 batches out of workers, transforms in the worker or on
+the device; the default) and "per_image" (the common ImageFolder pipeline, for comparison).
 
-A sampler hands out the row numbers of a whole batch; the dataset gathers those rows from the uint8 image array in
-one ``np.take`` (the only copy: memory-mapped arrays stay shared between forked workers) and returns one contiguous
-batch. No per-image Python, no collation of 64 small tensors. The batch transform (crop, flip, normalise, resize)
-runs either in the worker on the CPU, or, with ``transform_on_device=True``, after the uint8 batch has been copied
-to the device (see fer_bench.data.transforms for why that is cheaper on a GPU).
+Batched: a sampler hands out the row numbers of a whole batch; the dataset gathers those rows from the uint8 image
+array in one ``np.take`` (the only copy: memory-mapped arrays stay shared between forked workers) and returns one
+contiguous batch. No per-image Python, no collation of 64 small tensors. The batch transform (crop, flip, normalise,
+resize) runs either in the worker on the CPU, or, with ``transform_on_device=True``, after the uint8 batch has been
+copied to the device (see fer_bench.data.transforms for why that is cheaper on a GPU).
 
 Determinism: the shuffle of an epoch comes from (seed, epoch) and every batch's augmentation from
 (seed, epoch, batch number), so the batches do not depend on ``num_workers`` or on where the transform runs.
 Call ``set_epoch(e)`` before each epoch, as with DistributedSampler; without it every epoch repeats epoch 0.
+
+Per_image (``pipeline="per_image"``, fer_bench.data.per_image): the same sampler hands out the same rows, but the
+workers open one PNG file per row from the data set's image folder (written once to the data cache), transform it
+with torchvision's per-image transforms, and the DataLoader's default collation stacks the batch: the per-image
+Python work that the EfficientNet FER study measured, where more workers first help and then cost. Its batches too
+do not depend on ``num_workers``; its eval batches equal the batched pipeline's up to float rounding.
 
 Unlabeled data (e.g. the competition's test.csv) is loaded for timing and inference: its labels come out as -1,
 which a classification loss rejects loudly (``FerLoader.labeled`` tells them apart).
@@ -16,7 +23,9 @@ which a classification loss rejects loudly (``FerLoader.labeled`` tells them apa
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +39,20 @@ from fer_bench.data.transforms import BatchTransform, create_batch_generator
 from fer_bench.errors import FerBenchError
 
 UNLABELED = -1
+
+#: The values of create_loader's ``pipeline``.
+PIPELINES = ("batched", "per_image")
+
+
+@contextlib.contextmanager
+def _more_workers_than_cores_allowed() -> Iterator[None]:
+    """More workers than cores is what the workers study measures (the share of time waiting for data rises
+    again): torch's UserWarning against it (at construction, and at each new iterator) is not a problem here, and
+    the loader's settings record the count."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes",
+                                category=UserWarning)
+        yield
 
 
 class _BatchSampler(Sampler):
@@ -62,6 +85,22 @@ class _BatchSampler(Sampler):
             order = order[:self.per_rank * self.replicas][self.rank::self.replicas]
         for number in range(len(self)):
             yield epoch, number, order[number * self.batch_size:(number + 1) * self.batch_size]
+
+
+class _KeyBatches(Sampler):
+    """The per_image pipeline's batch sampler: each batch of the batched sampler as a list of per-image keys
+    (epoch, position of the row among the dataset's samples), for a PerImageDataset and default collation."""
+
+    def __init__(self, batches: _BatchSampler, rows: np.ndarray) -> None:
+        self.batches = batches
+        self.rows = rows  # ascending, as FerData.indices gives them
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for epoch, _number, rows in self.batches:
+            yield [(epoch, position) for position in np.searchsorted(self.rows, rows).tolist()]
 
 
 class _BatchDataset(Dataset):
@@ -122,7 +161,8 @@ class FerLoader:
         num_samples: images in the selected split(s); ``samples_per_epoch`` of them are yielded per epoch.
         splits: the selected split names. labeled: False when y is all -1.
         device: where batches are delivered (None: left where the loader made them, the CPU).
-        transform: the BatchTransform applied to every batch.
+        transform: the BatchTransform applied to every batch (per_image: the same parameters, applied per image by
+            the dataset's torchvision transforms).
     """
 
     def __init__(self, loader: DataLoader, sampler: _BatchSampler, transform: BatchTransform,
@@ -162,7 +202,9 @@ class FerLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self._sampler.epoch
-        for number, (x, y) in enumerate(self._loader):
+        with _more_workers_than_cores_allowed():
+            batches = iter(self._loader)
+        for number, (x, y) in enumerate(batches):
             if self.device is not None:
                 x = x.to(self.device, non_blocking=self._pinned)
                 y = y.to(self.device, non_blocking=self._pinned)
@@ -180,8 +222,8 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
                   std: float | None = None, device: str | torch.device | None = None,
                   transform_on_device: bool = False, pin_memory: bool = False, persistent_workers: bool = False,
                   prefetch_factor: int | None = None, drop_last: bool = True, seed: int = 0,
-                  shard: tuple[int, int] | None = None) -> FerLoader:
-    """The loader of one or more splits of ``data`` under fer_bench's single DataLoader policy.
+                  shard: tuple[int, int] | None = None, pipeline: str = "batched") -> FerLoader:
+    """The loader of one or more splits of ``data`` under one of fer_bench's DataLoader policies.
 
     Args:
         data: the images (uint8, possibly memory-mapped), labels and splits.
@@ -201,12 +243,20 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
         seed: the shuffle and augmentation seed.
         shard: (rank, replicas) for DistributedDataParallel: this rank's share of each epoch, as torch's
             DistributedSampler deals it (the same shuffled order on every rank, every replicas-th row, equal shares).
+        pipeline: "batched" (whole uint8 batches from the in-memory array) or "per_image" (one PNG file per image
+            from the data set's image folder in the data cache, written on first use, transformed per image by
+            torchvision and collated by the DataLoader; needs labels, and transforms only in the workers).
 
     Raises:
         FerBenchError: a bad knob, naming the option.
     """
     if not isinstance(data, FerData):
         raise FerBenchError(f"data must be a FerData, got {type(data).__name__}")
+    if pipeline not in PIPELINES:
+        raise FerBenchError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+    if pipeline == "per_image" and transform_on_device:
+        raise FerBenchError("transform_on_device is not available with pipeline 'per_image' (its per-image "
+                            "transforms run in the DataLoader workers)")
     splits = _resolve_splits(data, split)
     _check_int("batch_size", batch_size, minimum=1)
     _check_int("num_workers", num_workers, minimum=0)
@@ -239,19 +289,31 @@ def create_loader(data: FerData, split: str | Sequence[str] = "train", *, batch_
 
     sampler = _BatchSampler(rows, batch_size, shuffle=bool(train), drop_last=bool(drop_last), seed=seed,
                             shard=(rank, replicas))
-    dataset = _BatchDataset(data.images, data.labels, None if transform_on_device else transform, seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=None,  # the sampler yields whole batches
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=bool(pin_memory),
-        persistent_workers=bool(persistent_workers),
-        prefetch_factor=prefetch_factor,
-        # Its own generator, so iterating never consumes torch's global random state (model initialisation).
-        generator=torch.Generator().manual_seed(seed),
-    )
+    if pipeline == "per_image":
+        from fer_bench.data.per_image import PerImageDataset, image_folder_for
+
+        _folder, paths = image_folder_for(data)
+        dataset: Dataset = PerImageDataset([paths[row] for row in rows.tolist()], data.labels[rows].tolist(),
+                                           rows=rows, train=train, input_size=input_size, in_chans=in_chans,
+                                           mean=transform.mean, std=transform.std, seed=seed)
+        # Lists of per-image keys, made into a batch by the DataLoader's default collation.
+        batching: dict[str, Any] = {"batch_sampler": _KeyBatches(sampler, rows)}
+    else:
+        dataset = _BatchDataset(data.images, data.labels, None if transform_on_device else transform, seed)
+        batching = {"batch_size": None, "sampler": sampler}  # the sampler yields whole batches
+    with _more_workers_than_cores_allowed():
+        loader = DataLoader(
+            dataset,
+            **batching,
+            num_workers=num_workers,
+            pin_memory=bool(pin_memory),
+            persistent_workers=bool(persistent_workers),
+            prefetch_factor=prefetch_factor,
+            # Its own generator, so iterating never consumes torch's global random state (model initialisation).
+            generator=torch.Generator().manual_seed(seed),
+        )
     settings = {
+        "pipeline": pipeline,
         "batch_size": batch_size,
         "num_workers": num_workers,
         "pin_memory": bool(pin_memory),

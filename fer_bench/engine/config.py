@@ -26,9 +26,11 @@ class RunConfig:
     precision: str = "fp32"
     num_gpus: int = 1
     optimizer: str = "adam"
+    lr_scaling: str = "none"
     memory_format: str = "contiguous"
     parallel: str = "none"
     scaling: str = "weak"
+    pipeline: str = "batched"
     lr: float = 1e-3
     seed: int = 0
     tf32: bool = False

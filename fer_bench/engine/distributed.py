@@ -165,10 +165,12 @@ def _epoch_loader(spec: dict, training, rank: int, world_size: int):
     train = take(data, split, spec["epoch_images"])
     on_gpu = training.step.device.type == "cuda"
     workers = spec.get("num_workers", 0)
+    pipeline = spec.get("pipeline", "batched")
     return create_loader(train, split, batch_size=training.config.batch_size, train=True,
                          input_size=training.input_size, in_chans=training.in_chans, device=training.step.device,
-                         transform_on_device=on_gpu, pin_memory=on_gpu, num_workers=workers,
-                         persistent_workers=workers > 0, seed=training.config.seed, shard=(rank, world_size)), len(train)
+                         transform_on_device=on_gpu and pipeline == "batched", pin_memory=on_gpu,
+                         num_workers=workers, persistent_workers=workers > 0, seed=training.config.seed,
+                         shard=(rank, world_size), pipeline=pipeline), len(train)
 
 
 def _run_epoch(training, loader, epoch: int) -> dict:

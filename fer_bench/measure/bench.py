@@ -6,6 +6,8 @@ the same way whatever the model, device or precision.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from statistics import median
 
@@ -134,7 +136,28 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
     info = measure(benchmark, fn, device=step.device, samples_per_call=config.global_batch_size, phase=phase,
                    target_s=session.preset.target_round_s, flops_per_call=flops,
                    extra=_common_info(session, config, training), planner=planner)
+    if session.profile_ops and phase == "train_step" and "step_time_ms" in info:
+        _profile_ops(benchmark, session, training, x, y, info)
     return info
+
+
+#: --fer-profile-ops: profiled steps after a case's timed rounds, and the unprofiled steps before them.
+PROFILE_STEPS, PROFILE_WARMUP = 3, 2
+
+
+def _profile_ops(benchmark, session: FerSession, training: Training, x, y, info: dict) -> None:
+    """A few training steps under torch.profiler after the timed rounds (the profiler's overhead stays out of
+    them): the Chrome trace and the tables of self time by operator and category go into the results JSON's
+    ``.ops/`` folder, the category shares and per-phase peak memory into extra_info."""
+    from fer_bench.measure.ops import profile_train_step
+
+    out = profile_train_step(training.step, x, y, steps=PROFILE_STEPS, warmup=PROFILE_WARMUP,
+                             out_dir=session.artifact_dir("ops"), name=benchmark.name)
+    base = session.json_path.parent
+    files = out.pop("files", {})
+    out["op_profile_files"] = {kind: os.path.relpath(path, base) for kind, path in files.items()}
+    benchmark.extra_info.update(out)
+    info.update(out)
 
 
 def _step_planner(session: FerSession, config: RunConfig, phase: str, *, after_calls: int = 0,
@@ -216,8 +239,9 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
 
 
 def bench_dataloader(benchmark, session: FerSession, *, device: str, batch_size: int, num_workers: int,
-                     pin_memory: bool, seed: int = 0) -> dict:
-    """Loader-only throughput: one pass over ``--fer-epoch-images`` training images per round."""
+                     pin_memory: bool, pipeline: str = "batched", seed: int = 0) -> dict:
+    """Loader-only throughput: one pass over ``--fer-epoch-images`` training images per round, through the batched
+    pipeline or the per-image one (fer_bench.data.per_image: its image folder is written once, before timing)."""
     from fer_bench.data.loader import create_loader
 
     data = session.data
@@ -229,16 +253,18 @@ def bench_dataloader(benchmark, session: FerSession, *, device: str, batch_size:
     torch_device = resolve_device(device).device
     on_gpu = torch_device.type == "cuda"
     loader = create_loader(subset, split, batch_size=batch_size, num_workers=num_workers, train=True,
-                           device=torch_device, transform_on_device=on_gpu, pin_memory=pin_memory,
-                           persistent_workers=num_workers > 0, seed=seed)
+                           device=torch_device, transform_on_device=on_gpu and pipeline == "batched",
+                           pin_memory=pin_memory, persistent_workers=num_workers > 0, seed=seed, pipeline=pipeline)
 
     def one_pass():
         for _ in loader:
             pass
 
-    config = RunConfig(model="none", device=device, batch_size=batch_size, num_workers=num_workers)
+    config = RunConfig(model="none", device=device, batch_size=batch_size, num_workers=num_workers,
+                       pipeline=pipeline)
     extra = _common_info(session, config, images_per_round=n_batches * batch_size)
-    for axis in ("model", "precision", "num_gpus", "optimizer", "memory_format"):
+    for axis in ("model", "precision", "num_gpus", "optimizer", "lr_scaling", "memory_format", "parallel",
+                 "scaling"):
         extra.pop(axis)  # a loader pass has none of these
     extra.update(pin_memory=pin_memory, loader=loader.settings(), images_per_round=n_batches * batch_size)
     return measure(benchmark, one_pass, device=torch_device, samples_per_call=n_batches * batch_size,
@@ -268,6 +294,8 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     common = dict(input_size=training.input_size, in_chans=training.in_chans, device=device,
                   transform_on_device=on_gpu, pin_memory=on_gpu, num_workers=config.num_workers,
                   persistent_workers=config.num_workers > 0, seed=config.seed)
+    if config.pipeline != "batched":
+        common.update(pipeline=config.pipeline, transform_on_device=False)
     train_loader = create_loader(train, split, batch_size=batch, train=True, **common)
     eval_loader = create_loader(evaluation, eval_split, batch_size=batch, train=False,
                                 drop_last=False, **common)
@@ -465,7 +493,7 @@ def _bench_ddp_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
         pytest.skip("a DDP epoch under torchrun or srun is not built yet: run test_epoch with parallel=ddp without "
                     "a launcher (its ranks are spawned), or test_scaling_step under the launcher")
     spec = {"data_path": str(session.data_path) if session.data_path else None,
-            "epoch_images": session.epoch_images, "num_workers": config.num_workers}
+            "epoch_images": session.epoch_images, "num_workers": config.num_workers, "pipeline": config.pipeline}
     planner = session.round_planner()
     with DDPWorkers(config, options=DDPOptions(**session.ddp_options), epoch=spec) as workers:
         first = workers.ranks[0]
@@ -500,6 +528,101 @@ def _bench_ddp_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     return info
 
 
+def bench_time_to_accuracy(benchmark, session: FerSession, config: RunConfig) -> dict:
+    """Train to the target accuracy ``session.repeats`` times (seeds 0..N-1), one seeded run a round, by MLPerf's
+    rules (fer_bench.engine.convergence): the result's rounds are the runs' times to the target, and its
+    ``time_to_target_s`` their score. A case that missed the target (more than one run missed, or any of fewer
+    than 3) has no time to target: ``reached_target`` is False and its rounds are the runs' times to the epoch cap,
+    which the terminal summary says."""
+    from fer_bench.engine.convergence import (
+        BASE_BATCH_SIZE,
+        BASE_LRS,
+        default_target,
+        representative_run,
+        scaled_lr,
+        score_runs,
+        train_to_target,
+        write_curve_tsv,
+    )
+
+    data = session.data
+    if data.labels is None:
+        raise ValueError(f"{session.data_description} has no labels: time to accuracy needs a labelled set")
+    target = session.target_accuracy or default_target(session.data_path is None)
+    lr = scaled_lr(config.optimizer, config.batch_size, config.lr_scaling)
+    config = dataclasses.replace(config, lr=lr)
+    split = train_split(data)
+    train = take(data, split, session.epoch_images)
+    if len(train) < config.global_batch_size:
+        raise ValueError(f"{len(train)} training images is fewer than batch size {config.global_batch_size}")
+    eval_split = _eval_split(data) or split
+    evaluation = take(data, eval_split, session.preset.eval_images)
+    seeds = iter(range(session.repeats))
+    runs = []
+
+    def one_run(seed: int) -> None:
+        runs.append(train_to_target(dataclasses.replace(config, seed=seed), train, split, evaluation, eval_split,
+                                    target=target, max_epochs=session.max_epochs, class_names=CLASS_NAMES))
+
+    from fer_bench.models import get_model_info
+
+    model_info = get_model_info(config.model)
+    extra = _common_info(session, config)
+    extra["workload"] = create_workload(session.data_identity, input_size=model_info.input_size,
+                                        in_chans=model_info.in_chans, train_images=len(train),
+                                        eval_images=len(evaluation), target_accuracy=target,
+                                        max_epochs=session.max_epochs)
+    extra.update(config.batch_info(), target_accuracy=target, max_epochs=session.max_epochs,
+                 repeats=session.repeats, eval_every_epochs=1, lr=lr, base_lr=BASE_LRS[config.optimizer],
+                 base_batch_size=BASE_BATCH_SIZE, lr_scaling=config.lr_scaling, train_images=len(train),
+                 eval_images=len(evaluation), eval_split=eval_split, input_size=model_info.input_size,
+                 in_chans=model_info.in_chans, torch_num_threads=torch.get_num_threads(),
+                 clock="from building the model (data already in memory) to the evaluation that reached the target")
+    benchmark.extra_info.update(extra)
+    benchmark.pedantic(one_run, setup=lambda: ((next(seeds),), {}), rounds=session.repeats, iterations=1,
+                       warmup_rounds=0)
+    score = score_runs(runs)
+    rep = representative_run(runs)
+    finals = [r.curve[-1] for r in runs if r.curve]
+    figures = {
+        **score,
+        "epoch_time_s": median(p.epoch_time_s for r in runs for p in r.curve),
+        "final_accuracy": median(p.accuracy for p in finals),
+        "final_macro_f1": median(p.macro_f1 for p in finals),
+        "best_accuracy": max(r.best_accuracy for r in runs),
+        "curve": [p.as_dict() for p in rep.curve] if rep else [],
+        "curve_seed": rep.seed if rep else None,
+        "runs": [r.as_dict() for r in runs],
+    }
+    # the rounds are the runs' times to the target (the runs' own clocks); a missed case keeps its runs' times to
+    # the cap, and says so, for it has no time to the target
+    reached_times = [r.time_to_target_s for r in runs if r.reached_target]
+    rounds = reached_times if score["reached_target"] else [r.wall_s for r in runs]
+    figures["rounds_are"] = ("each run's time to the target (the runs that reached it)" if score["reached_target"]
+                             else "each run's time to the epoch cap: the case missed the target")
+    _replace_rounds(benchmark, rounds)
+    if session.curve_tsv:
+        figures["curve_tsv"] = [str(write_curve_tsv(session.artifact_path("curves", benchmark.name,
+                                                                          f".seed{r.seed}.tsv"), r)) for r in runs]
+    if not score["reached_target"]:
+        session.missed_targets.append(
+            f"{benchmark.name} missed the target {target:.0%}: {score['runs_missed']} of {len(runs)} runs missed "
+            f"(best accuracy {figures['best_accuracy']:.1%} in {session.max_epochs} epochs); its rounds are times to "
+            f"the epoch cap, not to the target")
+    benchmark.extra_info.update(figures)
+    return {**extra, **figures}
+
+
+def _replace_rounds(benchmark, times: list[float]) -> None:
+    """Make ``times`` the rounds pytest-benchmark reports for this case (its statistics are computed lazily from
+    ``data`` and cached, so the cache goes with the old rounds)."""
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is None:
+        return
+    stats.__dict__.clear()
+    stats.data = list(times)
+
+
 #: The no_sync comparison: blocks of steps alternating DDP and no_sync (drift cancels), each this many steps.
 NO_SYNC_BLOCKS, NO_SYNC_BLOCK_STEPS = 3, 3
 
@@ -527,5 +650,5 @@ def _comm_figures(synced: list[float], local: list[float]) -> dict:
             "comm_exposed_fraction": (ddp_ms - no_sync_ms) / ddp_ms if ddp_ms > 0 else None}
 
 
-__all__ = ["bench_dataloader", "bench_epoch", "bench_scaling_step", "bench_step", "bench_train_step_reference",
-           "take"]
+__all__ = ["bench_dataloader", "bench_epoch", "bench_scaling_step", "bench_step", "bench_time_to_accuracy",
+           "bench_train_step_reference", "take"]

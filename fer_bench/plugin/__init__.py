@@ -77,6 +77,7 @@ def _activate(config, session: FerSession, *, at_configure: bool) -> None:
     if problem:
         raise pytest.UsageError(f"fer_bench: {problem}")
     session.check_options()
+    _check_artifact_options(config, session)
     _join_launch(config, session)
     ledger = RunLedger(config)
     config.pluginmanager.register(ledger, "fer_bench-run-ledger")
@@ -94,6 +95,17 @@ def _activate(config, session: FerSession, *, at_configure: bool) -> None:
     root = storage.file_storage_root(config)
     if config.option.benchmark_compare and root is not None:
         _select_same_hardware_baseline(config, session, root)
+
+
+def _check_artifact_options(config, session: FerSession) -> None:
+    """--fer-curve-tsv and --fer-profile-ops write files beside the results JSON, so they need one."""
+    asked = [name for name, on in (("--fer-curve-tsv", session.curve_tsv), ("--fer-profile-ops", session.profile_ops))
+             if on]
+    json_path = storage.benchmark_json_path(config) if config.pluginmanager.hasplugin("benchmark") else None
+    if asked and json_path is None:
+        raise pytest.UsageError(f"fer_bench: {' and '.join(asked)} write{'s' if len(asked) == 1 else ''} beside the "
+                                f"results JSON: add --benchmark-json PATH")
+    session.json_path = json_path
 
 
 def pytest_sessionstart(session):
@@ -205,15 +217,37 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """A session that did not ask for fer_bench becomes active once it collects a benchmark that uses it."""
+    """A session that did not ask for fer_bench becomes active once it collects a benchmark that uses it; an
+    active session deselects the benchmark groups its preset leaves out (the quick preset has no time-to-accuracy
+    case, the studies preset only its studies)."""
     fer = get_session(config)
-    if fer.active:
+    if not fer.active:
+        for item in items:
+            names = set(getattr(item, "fixturenames", ()))
+            if names & FER_FIXTURES or names & set(AXES):
+                _activate(config, fer, at_configure=False)
+                break
+    if not fer.active or fer.preset.groups is None:
         return
+    kept, dropped = [], []
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if names & FER_FIXTURES or names & set(AXES):
-            _activate(config, fer, at_configure=False)
-            return
+        group = _item_group(item)
+        (kept if group is None or fer.preset.runs_group(group) else dropped).append(item)
+    if dropped:
+        fer.deselected_groups = sorted({_item_group(item) for item in dropped})
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _item_group(item) -> str | None:
+    """The benchmark group of a fer_bench benchmark item (its marker's group, else its name); None otherwise."""
+    names = set(getattr(item, "fixturenames", ()))
+    if "benchmark" not in names or not (names & FER_FIXTURES or names & set(AXES)):
+        return None
+    marker = item.get_closest_marker("benchmark")
+    if marker and marker.kwargs.get("group"):
+        return marker.kwargs["group"]
+    return getattr(item, "originalname", item.name).removeprefix("test_")
 
 
 @pytest.fixture(scope="session")
@@ -572,6 +606,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{case}: {overhead:+.1%}")
     for note in session.emulated:
         terminalreporter.write_line(f"fer_bench: {note}", yellow=True)
+    for line in session.missed_targets:
+        terminalreporter.write_line(f"fer_bench: {line}", yellow=True)
+    if session.deselected_groups:
+        terminalreporter.write_line(f"fer_bench: preset {session.preset_name} leaves out "
+                                    f"{', '.join(session.deselected_groups)} (deselected; another preset runs them)")
     _summarize_budget(terminalreporter, config, session)
     for path in session.sidecars:
         terminalreporter.write_line(f"fer_bench: fingerprint written to {path}")

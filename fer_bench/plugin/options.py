@@ -62,6 +62,33 @@ def parse_round_time(text: str) -> float:
     return _bounded_float("--fer-round-time", text, 600, "a time in seconds", "0.3, 2s", unit="s")
 
 
+def parse_repeats(text: str) -> int:
+    try:
+        return int_parser(1)(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--fer-repeats: {exc}") from None
+
+
+def parse_max_epochs(text: str) -> int:
+    try:
+        return int_parser(1)(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--fer-max-epochs: {exc}") from None
+
+
+def parse_target_accuracy(text: str) -> float:
+    """A fraction (0.7) or a percentage (70%), above 0 and at most 1."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"--fer-target-accuracy: {text!r} is not an accuracy from above 0 to 1 "
+                                         f"(0.7, 70%)")
+    return value
+
+
 def parse_bucket_cap(text: str) -> float:
     return _bounded_float("--fer-ddp-bucket-cap-mb", text, 4096, "a size in MiB", "25, 1, 0.5")
 
@@ -71,7 +98,8 @@ def option_dests() -> list[str]:
     return [axis.dest for axis in OPTION_AXES] + [
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
-        "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph"]
+        "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_repeats",
+        "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops"]
 
 
 def add_fer_options(group) -> None:
@@ -128,6 +156,27 @@ def add_fer_options(group) -> None:
     group.addoption("--fer-ddp-static-graph", dest="fer_ddp_static_graph", action="store_true", default=None,
                     help="DDP's static_graph (the graph never changes: skips re-deriving which parameters get "
                          "gradients). Default: off")
+    group.addoption("--fer-repeats", dest="fer_repeats", type=parse_repeats, default=None, metavar="N",
+                    help="time to accuracy: seeded runs per case (seeds 0..N-1); the score drops the fastest and "
+                         "the slowest of 3 or more and averages the rest, and at most one run may miss. Default: "
+                         "the preset's (" + ", ".join(f"{k} {v.repeats}" for k, v in PRESETS.items()) + ")")
+    group.addoption("--fer-target-accuracy", dest="fer_target_accuracy", type=parse_target_accuracy, default=None,
+                    metavar="ACC",
+                    help="time to accuracy: the validation accuracy a run must reach (0.7 or 70%%). Default: 0.70 "
+                         "on the synthetic set, 0.60 on a FER2013 file (--fer-data)")
+    group.addoption("--fer-max-epochs", dest="fer_max_epochs", type=parse_max_epochs, default=None, metavar="N",
+                    help="time to accuracy: the epoch cap; a run that has not reached the target by then missed "
+                         "it. Default: the preset's (" + ", ".join(f"{k} {v.max_epochs}" for k, v in PRESETS.items())
+                         + ")")
+    group.addoption("--fer-curve-tsv", dest="fer_curve_tsv", action="store_true", default=None,
+                    help="time to accuracy: also write each run's per-epoch curve as a DAWNBench-style TSV (epoch, "
+                         "hours, top1Accuracy, macro-F1, loss) into <results JSON>.curves/; needs --benchmark-json. "
+                         "Default: off")
+    group.addoption("--fer-profile-ops", dest="fer_profile_ops", action="store_true", default=None,
+                    help="after each step case's timed rounds, profile a few extra steps with torch.profiler and "
+                         "write a Chrome trace and tables of self time by operator and category into "
+                         "<results JSON>.ops/; the category shares go into extra_info. Needs --benchmark-json. "
+                         "Default: off")
     group.addoption("--fer-progress", dest="fer_progress", type=parse_progress, default=None, metavar="MODE",
                     help="a progress line per case with the time left: every, sparse (every 30 s or 10 cases, "
                          "and the last), off; auto is every on a terminal, sparse in a log. Default: 'auto'")

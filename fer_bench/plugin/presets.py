@@ -17,35 +17,78 @@ from fer_bench.axes import OPTION_AXES, PRESET_NAMES
 @dataclass(frozen=True)
 class Preset:
     """A named matrix: narrower axis values per benchmark, the epoch size, the time a round should fill and the
-    time the whole run may take (None: no budget)."""
+    time the whole run may take (None: no budget).
+
+    ``per_benchmark`` maps a benchmark group to its narrowing: a dict of axis values (one product of cases), or a
+    list of such dicts, the *studies* of that benchmark (the union of their products, repeats dropped): the
+    optimizer study and the batch-size study are two parameter sets of test_time_to_accuracy, not their product.
+    ``groups`` lists the benchmark groups the preset runs (None: every one); the others are deselected.
+    ``repeats`` and ``max_epochs`` are the seeded runs of a time-to-accuracy case and its epoch cap.
+    """
 
     name: str
     description: str
-    per_benchmark: dict[str, dict[str, list]] = field(default_factory=dict)
+    per_benchmark: dict[str, dict[str, list] | list[dict[str, list]]] = field(default_factory=dict)
     epoch_images: int = 2048
     eval_images: int = 512
     target_round_s: float = 1.0
     budget_s: float | None = None
+    groups: tuple[str, ...] | None = None
+    repeats: int = 3
+    max_epochs: int = 15
 
     @property
     def axes(self) -> dict[str, list]:
         """Every optioned axis's values in this preset, from the registry."""
         return {axis.name: list(axis.presets[self.name]) for axis in OPTION_AXES}
 
-    def axis_values(self, benchmark: str, axis: str) -> list:
-        """The values of ``axis`` for ``benchmark``: its per-benchmark narrowing, else the axis's preset values."""
+    def studies(self, benchmark: str) -> list[dict[str, list]]:
+        """The parameter sets of ``benchmark``: each a dict of narrowed axes (one empty dict: no narrowing)."""
         narrowed = self.per_benchmark.get(benchmark, {})
-        return list(narrowed[axis]) if axis in narrowed else self.axes[axis]
+        return [dict(s) for s in narrowed] if isinstance(narrowed, (list, tuple)) else [dict(narrowed)]
+
+    def axis_values(self, benchmark: str, axis: str) -> list:
+        """The values of ``axis`` for ``benchmark`` over all its studies (first seen first)."""
+        values: list = []
+        for study in self.studies(benchmark):
+            for value in (study[axis] if axis in study else self.axes[axis]):
+                if value not in values:
+                    values.append(value)
+        return values
+
+    def runs_group(self, group: str) -> bool:
+        return self.groups is None or group in self.groups
 
 
 # Every preset lists cuda and amp_fp16 so that runs on different machines collect the same cases; what a machine
 # cannot run is reported as skipped with the reason.
+#: The HPC/FER paper's four CNNs of different depth.
+PAPER_CNNS = ("fer_cnn_2block", "fer_cnn_3block", "fer_cnn_4block", "fer_cnn_5block")
+#: The time-to-accuracy case of the quick and default presets: one small paper CNN at the default batch.
+_TTA = {"model": ["fer_cnn_2block"], "precision": ["fp32", "amp_fp16"], "optimizer": ["adam"]}
+#: The studies preset's three studies (the EfficientNet FER study's, at sizes a 2-core CPU finishes in about 20
+#: minutes): optimizers at one batch size; batch sizes with Adam, without and with the square-root learning-rate
+#: rule; the data pipelines against worker counts (loader alone and whole epochs).
+_STUDY_MODEL = {"model": ["fer_cnn_2block"], "precision": ["fp32", "amp_fp16"]}
+_STUDIES = {
+    "time_to_accuracy": [
+        {**_STUDY_MODEL, "optimizer": ["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"], "batch_size": [64],
+         "lr_scaling": ["none"]},
+        {**_STUDY_MODEL, "optimizer": ["adam"], "batch_size": [32, 64, 128, 256], "lr_scaling": ["none", "sqrt"]},
+    ],
+    "dataloader": {"num_workers": [0, 1, 2, 4], "batch_size": [64]},
+    "epoch": {**_STUDY_MODEL, "num_workers": [0, 1, 2, 4], "batch_size": [64]},
+}
+
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
-        "quick", "smoke run, within 30 seconds on a 2-core CPU",
+        "quick", "smoke run, within 30 seconds on a 2-core CPU (no time-to-accuracy case)",
         per_benchmark={"dataloader": {"num_workers": [0, 2]},
-                       "scaling": {"num_gpus": [2], "precision": ["fp32"], "parallel": ["ddp"]}},
+                       "scaling": {"num_gpus": [2], "precision": ["fp32"], "parallel": ["ddp"]},
+                       "time_to_accuracy": {**_TTA, "precision": ["fp32"]}},
         epoch_images=512, eval_images=256, target_round_s=0.3, budget_s=30.0,
+        groups=("forward", "forward_backward", "train_step", "dataloader", "epoch", "scaling"), repeats=1,
+        max_epochs=5,
     ),
     "default": Preset(
         "default", "what a bare `pytest benchmarks` runs: under 10 minutes on a 2-core CPU",
@@ -54,13 +97,30 @@ PRESETS: dict[str, Preset] = {
             "epoch": {"model": ["fer_cnn_3block"], "num_workers": [0, 2], "precision": ["fp32", "amp_fp16"]},
             "scaling": {"model": ["fer_cnn_2block"], "num_gpus": [1, 2], "precision": ["fp32"],
                         "parallel": ["ddp"]},
+            "time_to_accuracy": _TTA,
         },
         epoch_images=2048, eval_images=512, target_round_s=0.6, budget_s=600.0,
     ),
+    "studies": Preset(
+        "studies", "the seeds' studies (optimizers, batch sizes, data pipelines against workers): about 20 minutes "
+                   "on a 2-core CPU",
+        per_benchmark=_STUDIES, epoch_images=2048, eval_images=512, target_round_s=0.6, budget_s=1800.0,
+        groups=tuple(_STUDIES),
+    ),
     "full": Preset(
-        "full", "the whole matrix, for a GPU node; no time budget",
-        per_benchmark={"epoch": {"batch_size": [64, 256]}, "scaling": {"parallel": ["dp", "ddp"]}},
-        epoch_images=28709, eval_images=3589, target_round_s=2.0,
+        "full", "the whole matrix and the studies at full size (every training image an epoch), for a GPU node; "
+                "no time budget",
+        per_benchmark={"epoch": {"batch_size": [64, 256]}, "scaling": {"parallel": ["dp", "ddp"]},
+                       "time_to_accuracy": [
+                           # the paper's four CNNs of different depth, for `fer-bench compare --view paper`
+                           {"model": list(PAPER_CNNS), "optimizer": ["adam"], "batch_size": [64],
+                            "lr_scaling": ["none"]},
+                           {"model": ["fer_cnn_3block"], "optimizer": ["sgd", "sgd_momentum", "adam", "adamw",
+                                                                       "rmsprop"],
+                            "batch_size": [64], "lr_scaling": ["none"]},
+                           {"model": ["fer_cnn_3block"], "optimizer": ["adam"], "batch_size": [32, 64, 128, 256],
+                            "lr_scaling": ["none", "linear", "sqrt"]}]},
+        epoch_images=28709, eval_images=3589, target_round_s=2.0, repeats=5, max_epochs=60,
     ),
 }
 assert tuple(PRESETS) == PRESET_NAMES, "every axis declares values for exactly these presets"

@@ -56,6 +56,32 @@ class FerSession:
     #: under torchrun or srun: this rank's place (fer_bench.engine.launch.LaunchInfo) and every rank's hardware
     launch: Any = None
     launch_nodes: dict | None = None
+    #: the benchmark groups this run's preset deselected
+    deselected_groups: list[str] = field(default_factory=list)
+    #: time to accuracy: seeded runs per case, the epoch cap, the target (None: the data's default)
+    repeats: int = 3
+    max_epochs: int = 15
+    target_accuracy: float | None = None
+    #: where per-case artefacts go (curves as TSV, profiler traces): beside the results JSON; None: not asked
+    curve_tsv: bool = False
+    profile_ops: bool = False
+    json_path: Path | None = None
+    #: time-to-accuracy cases that missed their target, for the terminal summary
+    missed_targets: list[str] = field(default_factory=list)
+
+    def artifact_dir(self, kind: str) -> Path:
+        """``<results JSON without .json>.<kind>/`` (``out.curves/``, ``out.ops/``), created on first use."""
+        if self.json_path is None:
+            raise RuntimeError(f"no results JSON to write {kind} beside")
+        folder = self.json_path.with_name(self.json_path.name.removesuffix(".json") + f".{kind}")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def artifact_path(self, kind: str, case: str, suffix: str) -> Path:
+        """A case's file in ``artifact_dir(kind)``: its pytest name made safe for a file name."""
+        from fer_bench._atomic import safe_file_stem
+
+        return self.artifact_dir(kind) / (safe_file_stem(case) + suffix)
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
@@ -77,6 +103,11 @@ class FerSession:
             rootpath=Path(config.rootpath),
             budget_s=cls.resolve_budget(config.getoption("fer_budget"), preset),
             progress=config.getoption("fer_progress") or "auto",
+            repeats=config.getoption("fer_repeats") or preset.repeats,
+            max_epochs=config.getoption("fer_max_epochs") or preset.max_epochs,
+            target_accuracy=config.getoption("fer_target_accuracy"),
+            curve_tsv=bool(config.getoption("fer_curve_tsv")),
+            profile_ops=bool(config.getoption("fer_profile_ops")),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -164,18 +195,26 @@ class FerSession:
         return self.preset.name
 
     def axis_values(self, benchmark: str, axis: str) -> list:
-        """Values of ``axis`` for ``benchmark``: an explicit option wins, then the preset's values."""
+        """Values of ``axis`` for ``benchmark``: an explicit option wins, then the preset's values (over all of the
+        benchmark's studies)."""
         if axis in self.overrides:
             return list(self.overrides[axis])
         return self.preset.axis_values(benchmark, axis)
 
     def cases(self, benchmark: str, axes: list[str]) -> list[dict]:
-        """Every case of the given axes, in registry order, as dicts: the product of the optioned axes' values,
-        then each derived axis (pin_memory) expanded by the values that follow from the rest of the case."""
+        """Every case of the given axes, in registry order, as dicts: for each of the preset's studies of the
+        benchmark (one, unless the preset lists several parameter sets) the product of the optioned axes' values,
+        an explicit option replacing that axis in every study; repeats dropped, first seen first. Then each
+        derived axis (pin_memory) is expanded by the values that follow from the rest of the case."""
         ordered = order_axes(axes)
         optioned = [a for a in ordered if AXES[a].option]
-        cases = [dict(zip(optioned, combo))
-                 for combo in itertools.product(*(self.axis_values(benchmark, a) for a in optioned))]
+        seen: dict[tuple, dict] = {}
+        for study in self.preset.studies(benchmark):
+            values = [list(self.overrides[a]) if a in self.overrides
+                      else list(study[a]) if a in study else self.preset.axes[a] for a in optioned]
+            for combo in itertools.product(*values):
+                seen.setdefault(combo, dict(zip(optioned, combo)))
+        cases = list(seen.values())
         for name in ordered:
             derive = AXES[name].values_for
             if derive is not None:

@@ -1,4 +1,5 @@
-"""`fer-bench compare`: tables across machines, worker counts, precisions, batch sizes and GPU counts.
+"""`fer-bench compare`: tables across machines, worker counts, precisions, batch sizes and GPU counts; the times to
+a target accuracy (convergence), where a profiled step's time goes (ops) and the paper's table (paper).
 
 Pure functions over stored pytest-benchmark JSON (pandas and numpy; never torch).
 
@@ -25,10 +26,11 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from fer_bench.axes import PRECISIONS, order_axes
+from fer_bench.axes import AXES, OPTIMIZERS, PRECISIONS, order_axes
 from fer_bench.errors import FerBenchError
 from fer_bench.results.format import (
     describe_speedup,
+    format_factor,
     format_markdown_table,
     format_number,
     geomean,
@@ -47,13 +49,21 @@ from fer_bench.results.runs import (
     parse_params_key,
 )
 
-VIEWS = ("platforms", "workers", "precision", "batch", "scaling")
+VIEWS = ("platforms", "workers", "precision", "batch", "scaling", "convergence", "ops", "paper")
 #: Views that compare throughput, where runs over different image counts are the same case (per image).
 PER_IMAGE_VIEWS = ("workers", "batch")
+#: Views of times of whole runs or epochs and of accuracies: never merged per image, whatever --metric says.
+WHOLE_RUN_VIEWS = ("convergence", "paper")
 COMPARE_METRICS = ("time", "samples_per_s")
 FORMATS = ("md", "csv", "json")
 HOST_DEVICE = "cpu"
 _MAX_IDENTITY_LINES = 25
+#: Axes at the value runs made before the axis existed ran (as fer_bench.axes' since_default, here too so that a
+#: run naming the value is the same case as one that does not whatever the registry holds).
+IMPLIED_PARAMS: dict[str, Any] = {"optimizer": "adam", "pipeline": "batched", "lr_scaling": "none"}
+#: The value an absent axis stands for (fer_bench.axes' since_default, and IMPLIED_PARAMS).
+AXIS_DEFAULTS: dict[str, Any] = {**{a.name: a.since_default for a in AXES.values() if a.has_since_default},
+                                 **IMPLIED_PARAMS}
 
 
 @dataclass
@@ -92,7 +102,7 @@ def label_workloads(cases: Sequence[CaseResult], per_image: bool) -> tuple[dict[
     """
     groups: dict[CaseKey, list[CaseResult]] = {}
     for case in cases:
-        groups.setdefault(case.key.without("device"), []).append(case)
+        groups.setdefault(_case_key(case), []).append(case)
     labels: dict[int, str] = {}
     split: dict[str, set[str]] = {}
     per_image_merged: dict[str, set[str]] = {}
@@ -132,8 +142,83 @@ def label_workloads(cases: Sequence[CaseResult], per_image: bool) -> tuple[dict[
     return labels, notes
 
 
+#: extra_info figures that make a case what it is, like a param: a time to 60% and one to 65% are two cases.
+CASE_DEFINING_EXTRA = ("target_accuracy",)
+
+
+def _case_key(case: CaseResult) -> CaseKey:
+    """The case's key without its device (the platform's) and without an implied axis at its default value; a
+    case-defining extra_info figure (the target accuracy) joins it as a param."""
+    key = case.key.without("device")
+    params = [(k, v) for k, v in key.params if not (k in IMPLIED_PARAMS and json.loads(v) == IMPLIED_PARAMS[k])]
+    names = {k for k, _ in params}
+    params += [(k, json.dumps(case.extra_info[k])) for k in CASE_DEFINING_EXTRA
+               if k not in names and is_number(case.extra_info.get(k))]
+    return dataclasses.replace(key, params=tuple(sorted(params)))
+
+
+def parse_platform_names(items: Iterable[str] | None) -> dict[str, str]:
+    """``--platform-name SLUG=NAME`` values as a dict (the last of a repeated SLUG wins).
+
+    Raises:
+        FerBenchError: an item without ``=``, or with an empty side.
+    """
+    out: dict[str, str] = {}
+    for item in items or ():
+        slug, sep, name = str(item).partition("=")
+        if not sep or not slug.strip() or not name.strip():
+            raise FerBenchError(f"--platform-name {item!r}: write SLUG=NAME (a machine slug or slug/device, "
+                                f"then the name to show)")
+        out[slug.strip()] = name.strip()
+    return out
+
+
+def _rename_platforms(labels: dict[tuple, str], runs: Sequence[RunResult],
+                      names: dict[str, str]) -> dict[tuple[tuple, str], str]:
+    """Apply ``--platform-name``: a SLUG naming a machine (its label or its slug) renames that machine's label, the
+    ``/device`` kept; one naming a whole platform (``slug/device``) renames that platform.
+
+    Returns:
+        the shown platform per ((identity hash, stack hash), device), for the renamed ones.
+
+    Raises:
+        FerBenchError: a SLUG that matches no machine or platform, or two platforms renamed to one name.
+    """
+    if not names:
+        return {}
+    devices: dict[tuple, set[str]] = {}
+    slugs: dict[tuple, str] = {}
+    for run in runs:
+        k = (run.machine.identity_hash, run.machine.stack_hash)
+        slugs[k] = run.machine.slug
+        devices.setdefault(k, set()).update(str(c.params.get("device", HOST_DEVICE)) for c in run.cases)
+    original = {(k, d): f"{labels[k]}/{d}" for k, devs in devices.items() for d in devs}
+    shown: dict[tuple[tuple, str], str] = {}
+    whole: dict[tuple[tuple, str], str] = {}
+    for slug, name in names.items():
+        platforms = [kd for kd, platform in original.items() if platform == slug]
+        machines = [k for k in devices if slug in (labels[k], slugs[k])]
+        if not platforms and not machines:
+            raise FerBenchError(f"--platform-name {slug}={name}: no machine or platform {slug!r} in these results "
+                                f"(have {', '.join(sorted(set(original.values())))})")
+        whole.update((kd, name) for kd in platforms)
+        for k in machines:
+            # several hardware identities or stacks under one slug keep their ~hash / @stack suffixes apart
+            label = name if len(machines) == 1 or labels[k] == slug else f"{name}{labels[k][len(slugs[k]):]}"
+            shown.update(((k, d), f"{label}/{d}") for d in devices[k])
+    shown.update(whole)  # a whole platform's name wins over its machine's
+    final: dict[str, set[str]] = {}
+    for kd, platform in original.items():
+        final.setdefault(shown.get(kd, platform), set()).add(platform)
+    clash = next(((n, sorted(o)) for n, o in sorted(final.items()) if len(o) > 1), None)
+    if clash:
+        raise FerBenchError(f"--platform-name: {' and '.join(clash[1])} would both be called {clash[0]!r}")
+    return shown
+
+
 def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = None, *,
-                    per_image: bool = False) -> tuple[list[dict], list[str]]:
+                    per_image: bool = False,
+                    platform_names: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
     """One record per (platform, case), from the latest run that holds it.
 
     ``per_image``: cases that differ only in their image counts are one case (the view compares throughput);
@@ -143,10 +228,13 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
         (records, notes). Each record carries platform, slug, device, machine, group, benchmark, params (without
         device), case (a stable label), median_ms, samples_per_s and the extra_info figures the views use.
 
+    ``platform_names``: ``--platform-name`` (parse_platform_names): shown names for machines or platforms.
+
     Raises:
-        FerBenchError: --group names no group present.
+        FerBenchError: --group names no group present; --platform-name names no machine or platform.
     """
     labels = label_machines([run.machine for run in runs])
+    renamed = _rename_platforms(labels, runs, platform_names or {})
     present_groups = sorted({c.group or "" for r in runs for c in r.cases})
     if groups:
         unknown = [g for g in groups if g not in present_groups]
@@ -164,12 +252,12 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
             if groups and (case.group or "") not in groups:
                 continue
             device = str(case.params.get("device", HOST_DEVICE))
-            key = dataclasses.replace(case.key.without("device"), work=work[id(case)])
+            key = dataclasses.replace(_case_key(case), work=work[id(case)])
             params = parse_params_key(key)
             if key.work:
                 params["workload"] = key.work
             record = {
-                "platform": f"{label}/{device}",
+                "platform": renamed.get(((machine.identity_hash, machine.stack_hash), device), f"{label}/{device}"),
                 "slug": machine.slug,
                 "device": device,
                 "machine": machine.identity_hash,
@@ -186,6 +274,7 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 "global_batch_size": case.global_batch_size,
                 **_scaling_fields(case),
                 "_precision_native": case.extra_info.get("precision_native"),
+                "_extra": case.extra_info,
                 "run": str(run.path),
                 "datetime": run.datetime.isoformat() if run.datetime else "",
             }
@@ -242,7 +331,8 @@ def _param_names(records: Iterable[dict], drop: Sequence[str] = ()) -> list[str]
     return [n for n in order_axes({k for r in records for k in r["params"]}) if n not in drop]
 
 
-_INT_COLUMNS = ("rounds", "global_batch_size", "world_size", "n_cases")
+_INT_COLUMNS = ("rounds", "global_batch_size", "world_size", "n_cases", "runs_missed", "repeats", "max_epochs",
+                "base_batch_size")
 _LEAD_COLUMNS = ("platform", "kind", "value", "unit", "speedup", "speedup_text", "baseline")
 
 
@@ -251,7 +341,7 @@ def _frame(rows: list[dict], names: Sequence[str]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    lead = ["group", "benchmark", *names]
+    lead = [*(c for c in ("group", "benchmark") if c in columns), *names]
     columns = lead + [c for c in _LEAD_COLUMNS if c in columns] + [
         c for c in columns if c not in lead and c not in _LEAD_COLUMNS]
     frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns})
@@ -427,6 +517,7 @@ def create_workers_view(records: list[dict]) -> ViewTable:
     mine = [r for r in records if "num_workers" in r["params"]]
     if not mine:
         return ViewTable("workers", pd.DataFrame(), pd.DataFrame(), ["no results with a num_workers axis"])
+    _fill_implied(mine, "pipeline")
     names = _param_names(mine)
     for members in _series(mine, "num_workers").values():
         finite = [m for m in members if math.isfinite(m["samples_per_s"])]
@@ -443,7 +534,57 @@ def create_workers_view(records: list[dict]) -> ViewTable:
     table = _pivot_table(mine, "num_workers", cell, _axis_values(mine, "num_workers"), lambda v: f"w={v}")
     notes = ["Throughput (samples/s) and the share of the time spent waiting for data, per num_workers; "
              "**best** marks the highest throughput of each platform, benchmark and batch size."]
+    notes.extend(_pipeline_notes(mine))
     return ViewTable("workers", _frame(out, names), table, notes)
+
+
+def _fill_implied(records: list[dict], *axes: str, benchmarks: Sequence[str] | None = None) -> None:
+    """In place: give an implied axis (IMPLIED_PARAMS) its default where a record lacks it, for the records of
+    ``benchmarks``, else of each benchmark where some record names the axis (the others never had it)."""
+    for axis in axes:
+        having = set(benchmarks) if benchmarks is not None else {
+            _function(r) for r in records if axis in r["params"]}
+        for r in records:
+            if _function(r) in having:
+                r["params"].setdefault(axis, IMPLIED_PARAMS[axis])
+
+
+def _function(record: dict) -> str:
+    """The benchmark function's name (without the module that two modules of one name put before it)."""
+    return record["benchmark"].rsplit("::", 1)[-1]
+
+
+def _pipeline_notes(records: list[dict]) -> list[str]:
+    """How far the batched loader is ahead of per_image, each at its best worker count, per platform, benchmark,
+    batch size and other params."""
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for r in records:
+        pipeline = r["params"].get("pipeline")
+        if pipeline is None or not math.isfinite(r["samples_per_s"]):
+            continue
+        rest = tuple(sorted((k, repr(v)) for k, v in r["params"].items() if k not in ("pipeline", "num_workers")))
+        best = pairs.setdefault((r["platform"], r["benchmark"], rest), {})
+        if pipeline not in best or r["samples_per_s"] > best[pipeline]["samples_per_s"]:
+            best[pipeline] = r
+    pairs = {k: v for k, v in pairs.items() if "batched" in v and "per_image" in v}
+    if not pairs:
+        return []
+    benchmarks = {k[1] for k in pairs}
+    varying = {n for n in {n for k in pairs for n, _ in k[2]}
+               if len({dict(k[2]).get(n) for k in pairs}) > 1 and n != "batch_size"}
+    lines = ["Batched loader against per_image, each at its best worker count:"]
+    for (platform, bench, rest), best in sorted(pairs.items(), key=lambda kv: (kv[0][0], kv[0][1], [
+            _param_sort_key(kv[1]["batched"]["params"].get(n)) for n in order_axes(dict(kv[0][2]))])):
+        params = best["batched"]["params"]
+        bits = [platform, *([bench] if len(benchmarks) > 1 else [])]
+        bits += [f"bs{params['batch_size']}"] if "batch_size" in params else []
+        bits += [f"{n}={params.get(n)}" for n in order_axes(varying) if n in params]
+        fast, slow = best["batched"], best["per_image"]
+        ratio = fast["samples_per_s"] / slow["samples_per_s"]
+        lines.append(f"- {' '.join(bits)}: batched {format_number(fast['samples_per_s'])}/s "
+                     f"(w={fast['params']['num_workers']}) is {format_factor(ratio)}x per_image "
+                     f"{format_number(slow['samples_per_s'])}/s (w={slow['params']['num_workers']})")
+    return lines
 
 
 def create_precision_view(records: list[dict]) -> ViewTable:
@@ -654,23 +795,499 @@ def create_scaling_view(records: list[dict]) -> ViewTable:
     return ViewTable("scaling", _frame(out, names), pd.DataFrame(rows), notes)
 
 
+# ----------------------------------------------------------------------------------------------- convergence
+
+
+TIME_TO_ACCURACY = "test_time_to_accuracy"
+EPOCH = "test_epoch"
+_MLPERF_RULE = ("MLPerf's rule: each of the seeded runs of a case trains until it reaches the target accuracy or its "
+                "epoch cap; the case reaches the target when at most one run missed (none, of fewer than 3 runs), and "
+                "its time is the mean of the runs left after dropping the fastest and the slowest")
+
+
+def _is_time_to_accuracy(record: dict) -> bool:
+    return _function(record) == TIME_TO_ACCURACY or record["group"] == "time_to_accuracy"
+
+
+def _curve_points(curve: Any) -> list[dict]:
+    """A stored curve's usable points (epoch and accuracy numbers; time_s NaN where absent), by epoch."""
+    if not isinstance(curve, list):
+        return []
+    points = [{"epoch": float(p["epoch"]), "time_s": _float(p.get("time_s")), "accuracy": float(p["accuracy"]),
+               "macro_f1": _float(p.get("macro_f1")), "train_loss": _float(p.get("train_loss"))}
+              for p in curve if isinstance(p, dict) and is_number(p.get("epoch")) and is_number(p.get("accuracy"))]
+    return sorted(points, key=lambda p: p["epoch"])
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if is_number(value) else None
+
+
+def _convergence_fields(extra: dict) -> dict:
+    """What the convergence and paper views read of a test_time_to_accuracy entry. A missed case has no time."""
+    time_s = _float(extra.get("time_to_target_s"))
+    reached = extra.get("reached_target")
+    reached = reached if isinstance(reached, bool) else math.isfinite(time_s)
+    epochs = _float(extra.get("epochs_to_target"))
+    if not reached:
+        time_s = epochs = math.nan
+    runs = [r for r in extra.get("runs") or [] if isinstance(r, dict)] if isinstance(extra.get("runs"), list) else []
+    curve = _curve_points(extra.get("curve"))
+    run_curves = [_curve_points(r.get("curve")) for r in runs]
+    accuracies = [p["accuracy"] for c in [curve, *run_curves] for p in c]
+    final = _float(extra.get("final_accuracy"))
+    spread = extra.get("time_to_target_spread") if isinstance(extra.get("time_to_target_spread"), dict) else {}
+    repeats = _int_or_none(extra.get("repeats")) or (len(runs) or None)
+    missed = _int_or_none(extra.get("runs_missed"))
+    if missed is None and runs:
+        missed = sum(r.get("reached_target") is False for r in runs)
+    cap = _int_or_none(extra.get("max_epochs"))
+    epochs_run = [p["epoch"] for c in [curve, *run_curves] for p in c]
+    lr_scaling = extra.get("lr_scaling")
+    target = _float(extra.get("target_accuracy"))
+    return {
+        "target_accuracy": target,
+        "reached_target": bool(reached),
+        "time_to_target_s": time_s,
+        "epochs_to_target": epochs,
+        "runs_missed": missed,
+        "repeats": repeats,
+        "max_epochs": cap,
+        "final_accuracy": final,
+        "final_macro_f1": _float(extra.get("final_macro_f1")),
+        # the run's own figure, else the highest point of the stored curves
+        "best_accuracy": (float(extra["best_accuracy"]) if is_number(extra.get("best_accuracy"))
+                          else max(accuracies) if accuracies else final),
+        "epoch_time_s": _float(extra.get("epoch_time_s")),
+        "spread_min_s": _float(spread.get("min_s")),
+        "spread_median_s": _float(spread.get("median_s")),
+        "spread_max_s": _float(spread.get("max_s")),
+        "spread_cv": _float(spread.get("cv")),
+        "lr": _float(extra.get("lr")),
+        "base_lr": _float(extra.get("base_lr")),
+        "lr_scaling": lr_scaling if isinstance(lr_scaling, str) else None,
+        "base_batch_size": _int_or_none(extra.get("base_batch_size")),
+        "_curve": curve,
+        "_epochs_run": max(epochs_run) if epochs_run else None,
+    }
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1%}" if math.isfinite(value) else "-"
+
+
+def _target_text(value: float) -> str:
+    return f"{value:.0%}" if math.isfinite(value) and round(value * 100, 6) == round(value * 100) else _percent(value)
+
+
+def _convergence_cell(f: dict) -> str:
+    if f["reached_target"]:
+        text = f"{format_number(f['time_to_target_s'])} s"
+        if math.isfinite(f["epochs_to_target"]):
+            text += f", {f['epochs_to_target']:.1f} ep"
+        if f["runs_missed"]:
+            text += f" ({f['runs_missed']} of {f['repeats'] or '?'} runs missed)"
+        return f"**{text} best**" if f.get("best") else text
+    cap = f["max_epochs"] or (int(f["_epochs_run"]) if f["_epochs_run"] else None)
+    best = f"best {_percent(f['best_accuracy'])}" if math.isfinite(f["best_accuracy"]) else "no accuracy recorded"
+    return f"missed ({f'cap {cap} ep' if cap else 'no cap recorded'}, {best})"
+
+
+#: Columns of the convergence records, after the case's params and the platform.
+_CONVERGENCE_COLUMNS = ("target_accuracy", "lr_scaling", "time_to_target_s", "epochs_to_target", "reached_target",
+                        "runs_missed", "repeats", "max_epochs", "final_accuracy", "final_macro_f1", "best_accuracy",
+                        "epoch_time_s", "spread_min_s", "spread_median_s", "spread_max_s", "spread_cv", "lr",
+                        "base_lr", "base_batch_size", "best")
+
+
+def create_convergence_view(records: list[dict]) -> ViewTable:
+    """Time to a target accuracy (test_time_to_accuracy, MLPerf's scoring): a row per model, target and the other
+    device-independent params, a column per platform; the fastest optimizer and batch size of each platform marked.
+    A missed case shows no time, but its epoch cap and the best accuracy any run reached."""
+    mine = [r for r in records if _is_time_to_accuracy(r)]
+    if not mine:
+        return ViewTable("convergence", pd.DataFrame(), pd.DataFrame(),
+                         ["no time-to-accuracy results (test_time_to_accuracy, group time_to_accuracy)"])
+    _fill_implied(mine, "optimizer", benchmarks=[_function(r) for r in mine])
+    _fill_implied(mine, "pipeline")
+    for r in mine:
+        r.update(_convergence_fields(r["_extra"]))
+        # the lr scaling is a param (the axis), else extra_info's word (runs before the axis), else the base rate
+        r["lr_scaling"] = r["params"].get("lr_scaling") or r["lr_scaling"] or IMPLIED_PARAMS["lr_scaling"]
+    names = _param_names(mine, drop=("target_accuracy", "lr_scaling"))
+    platforms = sorted({r["platform"] for r in mine})
+
+    def row_key(r: dict) -> tuple:
+        return (r["group"], r["benchmark"], tuple(sorted((k, repr(v)) for k, v in r["params"].items())),
+                r["lr_scaling"] or "", r["target_accuracy"])
+
+    # the fastest optimizer and batch size: per platform and everything else, over the cases that reached the target
+    contests: dict[tuple, list[dict]] = {}
+    for r in mine:
+        rest = tuple(sorted((k, repr(v)) for k, v in r["params"].items()
+                            if k not in ("optimizer", "batch_size", "target_accuracy")))
+        contests.setdefault((r["platform"], r["benchmark"], rest, r["lr_scaling"] or "", r["target_accuracy"]),
+                            []).append(r)
+    marked = 0
+    for members in contests.values():
+        reached = [m for m in members if m["reached_target"]]
+        best = min(reached, key=lambda m: m["time_to_target_s"]) if len(members) > 1 and reached else None
+        for m in members:
+            m["best"] = m is best
+        marked += best is not None
+
+    rows: dict[tuple, dict] = {}
+    for r in sorted(mine, key=lambda r: (r["group"], r["benchmark"],
+                                         tuple(_param_sort_key(r["params"].get(n)) for n in names),
+                                         r["lr_scaling"] or "", r["target_accuracy"])):
+        row = rows.get(row_key(r))
+        if row is None:
+            row = {"benchmark": r["benchmark"]} if len({m["benchmark"] for m in mine}) > 1 else {}
+            row.update({n: r["params"].get(n, "") for n in names})
+            row.update({"lr scaling": r["lr_scaling"] or "-", "target": _target_text(r["target_accuracy"])})
+            row.update({p: "-" for p in platforms})
+            rows[row_key(r)] = row
+        row[r["platform"]] = _convergence_cell(r)
+
+    out = []
+    curves = []
+    varying = [n for n in names if n != "model" and len({repr(r["params"].get(n)) for r in mine}) > 1]
+    several_models = len({r["params"].get("model") for r in mine}) > 1
+    for r in _sort_records(mine, names, first=("platform",)):
+        row = {"group": r["group"], "benchmark": r["benchmark"], **{n: r["params"].get(n) for n in names},
+               "platform": r["platform"], "case": r["case"]}
+        row.update({c: r[c] for c in _CONVERGENCE_COLUMNS})
+        row.update({"run": r["run"], "datetime": r["datetime"]})
+        out.append(row)
+        if r["_curve"]:
+            bits = [r["platform"], *([str(r["params"].get("model"))] if several_models else [])]
+            bits += [f"{n}={r['params'].get(n)}" for n in varying]
+            if len({m["lr_scaling"] for m in mine}) > 1:
+                bits.append(f"lr {r['lr_scaling']}")
+            if len({m["target_accuracy"] for m in mine}) > 1:
+                bits.append(f"target {_target_text(r['target_accuracy'])}")
+            curves.append({"label": " ".join(bits), "platform": r["platform"], "target": r["target_accuracy"],
+                           "reached": r["reached_target"], "points": r["_curve"]})
+
+    targets = sorted({(str(r["params"].get("model")), r["target_accuracy"]) for r in mine})
+    repeats = sorted({r["repeats"] for r in mine if r["repeats"]})
+    notes = [f"Time to the target accuracy (test_time_to_accuracy): {_MLPERF_RULE}. A cell shows that time and the "
+             f"epochs to the target; a case that missed shows no time: `missed (cap N ep, best X%)`, its epoch cap "
+             f"and the highest accuracy any run's curve reached.",
+             "Target accuracy: " + ", ".join(f"{_target_text(t)} ({m})" for m, t in targets) + "; repeats: "
+             + (", ".join(map(str, repeats)) if repeats else "not recorded") + " seeded runs per case."]
+    if marked:
+        notes.append("**best** marks the shortest time to target of each platform, model and target across "
+                     "optimizers and batch sizes (the other params and the lr scaling alike).")
+    missed = sum(not r["reached_target"] for r in mine)
+    if missed:
+        notes.append(f"{_plural(missed, 'case', 'cases')} missed the target (more than one run missed): no time.")
+    return ViewTable("convergence", _frame(out, names), pd.DataFrame(list(rows.values())), notes,
+                     {"curves": curves, "platforms": platforms})
+
+
+# ----------------------------------------------------------------------------------------------- ops
+
+
+#: The op categories of ``extra_info["op_category_shares"]`` (--fer-profile-ops), in the order shown.
+OP_CATEGORIES = ("convolution", "matmul", "normalisation", "elementwise and activation", "pooling",
+                 "data movement and copies", "optimizer", "loss", "other")
+_OPS_PREFERRED_BENCHMARKS = ("test_train_step", "test_forward")
+
+
+def _op_shares(extra: dict) -> dict[str, float] | None:
+    """The recorded shares by category (unknown categories added to other), or None where there are none."""
+    shares = extra.get("op_category_shares")
+    if not isinstance(shares, dict) or not shares:
+        return None
+    values = {str(k): float(v) for k, v in shares.items() if is_number(v)}
+    if not values:
+        return None
+    out = {c: values.get(c, 0.0) for c in OP_CATEGORIES}
+    out["other"] += sum(v for k, v in values.items() if k not in OP_CATEGORIES)
+    return out
+
+
+def _top_op(extra: dict) -> dict | None:
+    ops = extra.get("top_ops")
+    if not isinstance(ops, list):
+        return None
+    found = [o for o in ops if isinstance(o, dict) and isinstance(o.get("op"), str) and is_number(o.get("share"))]
+    return max(found, key=lambda o: o["share"]) if found else None
+
+
+def create_ops_view(records: list[dict]) -> ViewTable:
+    """Where a profiled step spends its time: the share of each op category (``--fer-profile-ops``)."""
+    mine = [r for r in records if _op_shares(r["_extra"]) is not None]
+    if not mine:
+        return ViewTable("ops", pd.DataFrame(), pd.DataFrame(),
+                         ["no op profiles (no result carries extra_info op_category_shares: run with "
+                          "--fer-profile-ops)"])
+    names = _param_names(mine)
+    unknown = sorted({str(k) for r in mine for k in r["_extra"]["op_category_shares"] if k not in OP_CATEGORIES})
+    for r in mine:
+        r["_shares"] = _op_shares(r["_extra"])
+        r["_top"] = _top_op(r["_extra"])
+
+    # one case per (model, platform) for the notes and the plot: a train step first, then fp32, then the params
+    def preference(r: dict) -> tuple:
+        fn = _function(r)
+        return (_OPS_PREFERRED_BENCHMARKS.index(fn) if fn in _OPS_PREFERRED_BENCHMARKS else 2, fn,
+                r["params"].get("precision", "fp32") != "fp32",
+                tuple(_param_sort_key(r["params"].get(n)) for n in names))
+
+    chosen: dict[tuple, dict] = {}
+    for r in sorted(mine, key=preference):
+        chosen.setdefault((str(r["params"].get("model", r["benchmark"])), r["platform"]), r)
+    representatives = {id(r) for r in chosen.values()}
+
+    out, rows = [], []
+    for r in _sort_records(mine, names, first=("platform",)):
+        top = r["_top"]
+        top_text = f"{top['op']} {_percent(float(top['share']))}" if top else "-"
+        row = {"platform": r["platform"], "benchmark": r["benchmark"], **{n: r["params"].get(n, "") for n in names}}
+        row.update({c: _percent(r["_shares"][c]) for c in OP_CATEGORIES})
+        row["top op"] = top_text
+        rows.append(row)
+        tidy = {"group": r["group"], "benchmark": r["benchmark"], **{n: r["params"].get(n) for n in names},
+                "platform": r["platform"], "case": r["case"], **r["_shares"],
+                "top_op": top["op"] if top else None,
+                "top_op_category": (top.get("category") if top else None),
+                "top_op_share": float(top["share"]) if top else math.nan,
+                "representative": id(r) in representatives, "run": r["run"], "datetime": r["datetime"]}
+        out.append(tidy)
+    notes = ["Shares of the self time of a profiled step (--fer-profile-ops), outside the timed rounds, by op "
+             "category; `top op`: the op with the largest share."]
+    for (model, platform), r in sorted(chosen.items()):
+        category = max(OP_CATEGORIES, key=lambda c: r["_shares"][c])
+        case = [_function(r)]
+        if "batch_size" in r["params"]:
+            case.append(f"bs {r['params']['batch_size']}")
+        if "precision" in r["params"]:
+            case.append(str(r["params"]["precision"]))
+        case = ", ".join(case)
+        notes.append(f"- {model} on {platform}: {r['_shares'][category]:.0%} of a step in {category} ({case})")
+    if unknown:
+        notes.append(f"Categories outside the nine above counted as other: {', '.join(unknown)}.")
+    return ViewTable("ops", _frame(out, names), pd.DataFrame(rows), notes, {"categories": OP_CATEGORIES})
+
+
+# ----------------------------------------------------------------------------------------------- paper
+
+
+#: The value the paper view prefers on an axis with several, where present (else: the one most platforms ran).
+PAPER_PREFERRED: dict[str, Any] = {**AXIS_DEFAULTS, "precision": "fp32", "num_gpus": 1, "lr_scaling": "none"}
+_PAPER_FIRST_AXES = ("precision", "batch_size", "optimizer", "pipeline")
+_MISSING = object()
+
+
+def _paper_params(r: dict) -> dict:
+    """The record's params with the defaults of absent added axes, and a time-to-accuracy case's target and lr
+    scaling as if they were params (the paper view chooses among them as among params)."""
+    params = {k: v if v is None or isinstance(v, (str, int, float)) else json.dumps(v, sort_keys=True)
+              for k, v in r["params"].items()}  # hashable, to count and choose
+    if _function(r) in (TIME_TO_ACCURACY, EPOCH) or _is_time_to_accuracy(r):
+        params.setdefault("optimizer", AXIS_DEFAULTS["optimizer"])
+        params.setdefault("pipeline", AXIS_DEFAULTS["pipeline"])
+    if _is_time_to_accuracy(r):
+        params["target_accuracy"] = r["target_accuracy"]
+        params["lr_scaling"] = r["lr_scaling"]
+    return params
+
+
+def _choose_paper_value(axis: str, members: list[dict]) -> tuple[Any, str]:
+    """One value of ``axis`` for a model: the preferred one where present (PAPER_PREFERRED; a precision by
+    PRECISIONS' order), else the one most platforms ran (ties: the smallest; a target: the highest)."""
+    platforms: dict[Any, set[str]] = {}
+    for r in members:
+        value = r["_paper"].get(axis, _MISSING)
+        if value is not _MISSING:
+            platforms.setdefault(value, set()).add(r["platform"])
+    if axis in PAPER_PREFERRED and PAPER_PREFERRED[axis] in platforms:
+        return PAPER_PREFERRED[axis], "preferred"
+    if axis == "precision" and any(p in platforms for p in PRECISIONS):
+        return next(p for p in PRECISIONS if p in platforms), "no fp32 case"
+    if axis == "optimizer" and any(o in platforms for o in OPTIMIZERS):
+        return next(o for o in OPTIMIZERS if o in platforms), "no adam case"
+    most = max(len(p) for p in platforms.values())
+    tied = sorted((v for v in platforms if len(platforms[v]) == most), key=_param_sort_key)
+    value = tied[-1] if axis == "target_accuracy" else tied[0]  # ties: the highest target, else the smallest
+    ties = "" if len(tied) == 1 else f", ties: the {'highest' if axis == 'target_accuracy' else 'smallest'}"
+    return value, f"most platforms: {most}{ties}"
+
+
+def create_paper_view(records: list[dict]) -> ViewTable:
+    """The paper's table: per model and platform, the epoch time, the time to the target accuracy, the final
+    accuracy and macro-F1, and the speedups over the model's slowest platform. One case per model, chosen the same
+    way for every platform (see the notes)."""
+    epochs = [r for r in records if _function(r) == EPOCH and is_number(r["_extra"].get("epoch_time_s"))]
+    tta = [r for r in records if _is_time_to_accuracy(r)]
+    for r in tta:
+        r.update(_convergence_fields(r["_extra"]))
+        r["lr_scaling"] = r["params"].get("lr_scaling") or r["lr_scaling"] or IMPLIED_PARAMS["lr_scaling"]
+    mine = [r for r in epochs + tta if "model" in r["params"]]
+    if not mine:
+        return ViewTable("paper", pd.DataFrame(), pd.DataFrame(),
+                         ["no results for the paper's table (test_epoch with epoch_time_s, or "
+                          "test_time_to_accuracy)"])
+    named: dict[str, set[str]] = {}
+    for r in mine:
+        named.setdefault(_function(r), set()).update(r["params"])
+    for r in mine:
+        # an added axis some run of the benchmark names: the runs that do not name it ran its default
+        r["_paper"] = {**{a: d for a, d in AXIS_DEFAULTS.items() if a in named[_function(r)]}, **_paper_params(r)}
+
+    rows: list[dict] = []
+    choice_notes: list[str] = []
+    left_out: list[str] = []
+    for model in sorted({r["params"]["model"] for r in mine}, key=str):
+        members = [r for r in mine if r["params"]["model"] == model]
+        axes = [a for a in _PAPER_FIRST_AXES if any(a in r["_paper"] for r in members)]
+        axes += [a for a in order_axes({k for r in members for k in r["_paper"]})
+                 if a not in axes and a not in ("model", "num_workers")]
+        said = []
+        for axis in axes:
+            def shown(v: Any) -> str:
+                return _target_text(v) if axis == "target_accuracy" else str(v)
+
+            choices = AXES[axis].choices or () if axis in AXES else ()
+            present = sorted({r["_paper"][axis] for r in members if axis in r["_paper"]},
+                             key=lambda v: (choices.index(v) if v in choices else len(choices), _param_sort_key(v)))
+            value, why = _choose_paper_value(axis, members)
+            members = [r for r in members if r["_paper"].get(axis, value) == value]
+            if len(present) > 1:
+                said.append(f"{axis} {shown(value)} (of {', '.join(map(shown, present))}: {why})")
+            elif axis in _PAPER_FIRST_AXES or axis == "target_accuracy":
+                said.append(f"{axis} {shown(value)}")
+        dropped = sorted({r["platform"] for r in mine if r["params"]["model"] == model}
+                         - {r["platform"] for r in members})
+        if dropped:
+            left_out.append(f"{model} on {', '.join(dropped)}")
+        workers = []
+        for platform in sorted({r["platform"] for r in members}):
+            ep = [r for r in members if r["platform"] == platform and _function(r) == EPOCH]
+            tt = [r for r in members if r["platform"] == platform and _is_time_to_accuracy(r)]
+            epoch = min(ep, key=lambda r: (r["_extra"]["epoch_time_s"],
+                                           _param_sort_key(r["params"].get("num_workers")))) if ep else None
+            run = min(tt, key=lambda r: (not r["reached_target"], _float(r["time_to_target_s"]) if r["reached_target"]
+                                         else math.inf, r["case"])) if tt else None
+            if epoch is not None and "num_workers" in epoch["params"] and len(ep) > 1:
+                workers.append(f"{platform} w={epoch['params']['num_workers']}")
+            epoch_s, source = math.nan, None
+            if epoch is not None:
+                epoch_s, source = float(epoch["_extra"]["epoch_time_s"]), EPOCH
+            elif run is not None and math.isfinite(run["epoch_time_s"]):
+                epoch_s, source = run["epoch_time_s"], TIME_TO_ACCURACY
+            acc, f1, acc_source = math.nan, math.nan, None
+            if run is not None and math.isfinite(run["final_accuracy"]):
+                acc, f1, acc_source = run["final_accuracy"], run["final_macro_f1"], TIME_TO_ACCURACY
+            elif epoch is not None and is_number(epoch["_extra"].get("accuracy")):
+                acc, f1, acc_source = (float(epoch["_extra"]["accuracy"]), _float(epoch["_extra"].get("macro_f1")),
+                                       EPOCH)
+            first = epoch or run
+            rows.append({
+                "model": model, "platform": platform,
+                "batch_size": first["params"].get("batch_size"), "precision": first["_paper"].get("precision"),
+                "optimizer": first["_paper"].get("optimizer"), "pipeline": first["_paper"].get("pipeline"),
+                "num_workers": epoch["params"].get("num_workers") if epoch is not None else None,
+                "epoch_time_s": epoch_s, "epoch_time_source": source,
+                "target_accuracy": run["target_accuracy"] if run is not None else math.nan,
+                "reached_target": run["reached_target"] if run is not None else None,
+                "time_to_target_s": run["time_to_target_s"] if run is not None else math.nan,
+                "final_accuracy": acc, "final_macro_f1": f1, "accuracy_source": acc_source,
+                "epoch_case": epoch["case"] if epoch is not None else None,
+                "time_to_accuracy_case": run["case"] if run is not None else None,
+            })
+        choice_notes.append(f"- {model}: {', '.join(said) or 'one case'}"
+                            + (f"; num_workers: each platform's fastest epoch ({', '.join(workers)})"
+                               if workers else ""))
+
+    # speedups over each model's slowest platform: by epoch time, and by time to target among those that reached it
+    for model in {r["model"] for r in rows}:
+        mine_rows = [r for r in rows if r["model"] == model]
+        for column, speed in (("epoch_time_s", "epoch_speedup"), ("time_to_target_s", "time_to_target_speedup")):
+            finite = [r for r in mine_rows if math.isfinite(r[column])]
+            slowest = max(finite, key=lambda r: r[column]) if finite else None
+            for r in mine_rows:
+                s = slowest[column] / r[column] if slowest is not None and math.isfinite(r[column]) else math.nan
+                r[speed] = round(s, 4) if math.isfinite(s) else math.nan
+                r[f"{speed}_over"] = slowest["platform"] if slowest is not None else None
+
+    # platforms from the slowest to the fastest by geometric mean epoch time (over the models all of them ran)
+    platforms = sorted({r["platform"] for r in rows})
+    timed = {p: {r["model"]: r["epoch_time_s"] for r in rows if r["platform"] == p and math.isfinite(r["epoch_time_s"])}
+             for p in platforms}
+    with_times = [set(t) for t in timed.values() if t]
+    shared = set.intersection(*with_times) if len(with_times) > 1 else set()
+    means = {p: geomean(t[m] for m in (shared or t)) for p, t in timed.items()}
+    order = sorted(platforms, key=lambda p: (not math.isfinite(means[p]), -means[p] if math.isfinite(means[p])
+                                             else 0.0, p))
+    rows.sort(key=lambda r: (str(r["model"]), order.index(r["platform"])))
+    for r in rows:
+        r["epoch_time_geomean_s"] = means[r["platform"]]
+
+    table = []
+    for r in rows:
+        if r["reached_target"] is None:
+            to_target = "-"
+        else:
+            to_target = f"{format_number(r['time_to_target_s'])} s" if r["reached_target"] else "missed"
+        table.append({
+            "model": r["model"], "platform": r["platform"],
+            "epoch time": f"{format_number(r['epoch_time_s'])} s" if math.isfinite(r["epoch_time_s"]) else "-",
+            "speedup": _factor_text(r["epoch_speedup"]),
+            "time to target": to_target,
+            "speedup (to target)": _factor_text(r["time_to_target_speedup"]),
+            "accuracy": _percent(r["final_accuracy"]),
+            "macro-F1": f"{r['final_macro_f1']:.3f}" if math.isfinite(r["final_macro_f1"]) else "-",
+        })
+    targets = sorted({(r["model"], r["target_accuracy"]) for r in rows if math.isfinite(r["target_accuracy"])})
+    notes = ["The paper's table: per model and platform, the epoch time (test_epoch's epoch_time_s: the training "
+             "epoch; else test_time_to_accuracy's: an epoch and its evaluation), its speedup over the model's "
+             "slowest platform, the time to the target accuracy (test_time_to_accuracy, "
+             f"{_MLPERF_RULE}; `missed`: more than one run missed) and its speedup over the slowest platform that "
+             "reached it, and the final accuracy and macro-F1 (the median over the runs' last evaluations, else "
+             "test_epoch's evaluation after its last epoch).",
+             f"Platforms from the slowest to the fastest by geometric mean epoch time"
+             f"{' over the models all of them ran' if shared else ''}: {', '.join(order)}.",
+             "One case per model, chosen alike for every platform: precision fp32, the batch size most platforms "
+             "ran (ties: the smallest), optimizer adam, pipeline batched, the other axes at their defaults (else the "
+             "value most platforms ran), and of the worker counts each platform's fastest epoch:"]
+    notes.extend(choice_notes)
+    if targets:
+        notes.append("Target accuracy: " + ", ".join(f"{_target_text(t)} ({m})" for m, t in targets) + ".")
+    if left_out:
+        notes.append(f"Left out (no case at the chosen settings): {'; '.join(left_out)}.")
+    names = ["model", "batch_size", "precision", "optimizer", "pipeline", "num_workers"]
+    return ViewTable("paper", _frame(rows, names), pd.DataFrame(table), notes, {"platforms": order})
+
+
+def _factor_text(value: float) -> str:
+    return f"{format_factor(value)}x" if math.isfinite(value) else "-"
+
+
 def create_view(view: str, runs: Sequence[RunResult], *, metric: str = "time", baseline: str | None = None,
-                groups: Sequence[str] | None = None) -> ViewTable:
+                groups: Sequence[str] | None = None, platform_names: dict[str, str] | None = None) -> ViewTable:
     """Build one view from loaded runs.
 
+    Args:
+        platform_names: ``--platform-name`` (machine slug, or slug/device -> the name shown), in every view.
+
     Raises:
-        FerBenchError: unknown view or metric, --group or --baseline that matches nothing.
+        FerBenchError: unknown view or metric, --group, --baseline or --platform-name that matches nothing.
     """
     if view not in VIEWS:
         raise FerBenchError(f"--view {view!r}: choose one of {', '.join(VIEWS)}")
     if metric not in COMPARE_METRICS:
         raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(COMPARE_METRICS)}")
-    records, notes = collect_records(runs, groups, per_image=metric == "samples_per_s" or view in PER_IMAGE_VIEWS)
+    per_image = view in PER_IMAGE_VIEWS or (metric == "samples_per_s" and view not in WHOLE_RUN_VIEWS)
+    records, notes = collect_records(runs, groups, per_image=per_image, platform_names=platform_names)
     if view == "platforms":
         table = create_platforms_view(records, runs, metric, baseline)
     else:
         table = {"workers": create_workers_view, "precision": create_precision_view, "batch": create_batch_view,
-                 "scaling": create_scaling_view}[view](records)
+                 "scaling": create_scaling_view, "convergence": create_convergence_view, "ops": create_ops_view,
+                 "paper": create_paper_view}[view](records)
     table.notes = notes + table.notes
     return table
 
@@ -709,9 +1326,13 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: the slowest by geometric mean")
     parser.add_argument("--view", choices=VIEWS, default="platforms",
                         help="platforms: a row per case, a column per machine/device with the speedup over the "
-                             "baseline; workers: throughput and data wait per num_workers; precision: speedup over "
+                             "baseline; workers: throughput and data wait per num_workers (batched against "
+                             "per_image loaders); precision: speedup over "
                              "fp32; batch: throughput per batch size; scaling: weak/strong efficiency per "
-                             "world size (GPUs, or ddp processes). "
+                             "world size (GPUs, or ddp processes); convergence: time to the target accuracy "
+                             "(test_time_to_accuracy, MLPerf's scoring); ops: op-category shares of a profiled step "
+                             "(--fer-profile-ops); paper: the paper's table (epoch time, time to target, accuracy, "
+                             "macro-F1, speedups over the slowest platform). "
                              "Default: %(default)r")
     parser.add_argument("--metric", choices=COMPARE_METRICS, default="time",
                         help="what the platforms view shows. Default: %(default)r")
@@ -720,18 +1341,24 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "(needs matplotlib: pip install fer_bench[plots])")
     parser.add_argument("--group", nargs="+", action="extend", metavar="G",
                         help="only these pytest-benchmark groups (train_step, epoch, ...); put it after the runs")
+    parser.add_argument("--platform-name", action="append", metavar="SLUG=NAME", dest="platform_name",
+                        help="show a machine (its slug; the /device stays) or a platform (slug/device) under NAME "
+                             "in every view, e.g. --platform-name epyc-2c=\"ordinary computer\" (repeatable)")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the chosen view; with --plots also write the PNGs. Raises FerBenchError on bad input."""
     runs = load_results(args.runs)
-    table = create_view(args.view, runs, metric=args.metric, baseline=args.baseline, groups=args.group)
+    names = parse_platform_names(getattr(args, "platform_name", None))
+    table = create_view(args.view, runs, metric=args.metric, baseline=args.baseline, groups=args.group,
+                        platform_names=names)
     sys.stdout.write(format_view(table, args.format))
     if args.plots:
         from fer_bench.results.plots import write_plots
 
         views = {v: (table if v == args.view else create_view(v, runs, metric=args.metric, baseline=args.baseline,
-                                                              groups=args.group)) for v in VIEWS}
+                                                              groups=args.group, platform_names=names))
+                 for v in VIEWS}
         written = write_plots(views, args.plots)
         shown = ", ".join(str(p) for p in written) or "none (no view has data)"
         print(f"fer-bench compare: plots: {shown}", file=sys.stderr)

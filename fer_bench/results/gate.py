@@ -368,6 +368,9 @@ class GateRow:
     runs_to_resolve: int | None = None
     #: paired gate: the pairs that hold the case
     n_pairs: int = 0
+    #: decided outside the statistics (a time-to-accuracy case that stopped reaching its target): gated in every
+    #: scope
+    always_gated: bool = False
 
 
 @dataclass
@@ -405,7 +408,8 @@ class GateReport:
         once it is a significant regression, the cases."""
         if self.scope != "suite" or self.suite is None:
             return self.rows
-        return [self.suite] + (self.rows if self.suite.status == "regression" else [])
+        return [self.suite] + (self.rows if self.suite.status == "regression"
+                               else [r for r in self.rows if r.always_gated])
 
     @property
     def regressions(self) -> list[GateRow]:
@@ -622,6 +626,31 @@ def _format_fraction(value: float) -> str:
     return (f"{value:.1%}" if value < 0.1 else f"{value:.0%}").replace(".0%", "%")
 
 
+def _missed_target(pooled: _Pooled) -> bool:
+    """A time-to-accuracy case whose latest run missed its target: its rounds are times to the epoch cap."""
+    return pooled.case.extra_info.get("reached_target") is False
+
+
+def _target_row(key: CaseKey, base: _Pooled, cur: _Pooled) -> GateRow:
+    """A time-to-accuracy case that missed its target on either side has no time to compare: one that stopped
+    reaching it is a regression in every scope; one that now reaches it, an improvement."""
+    def missed(p: _Pooled) -> str:
+        info = p.case.extra_info
+        return (f"{info.get('runs_missed', '?')} of {info.get('repeats', '?')} runs missed "
+                f"{_format_fraction(info.get('target_accuracy') or math.nan)}")
+
+    row = GateRow(case=format_case(key), group=cur.case.group, status="unchanged", verdict="",
+                  n_baseline=len(base.data) if base.data is not None else 0,
+                  n_current=len(cur.data) if cur.data is not None else 0, always_gated=True)
+    if _missed_target(cur) and not _missed_target(base):
+        row.status, row.verdict = "regression", f"no longer reaches its target accuracy ({missed(cur)})"
+    elif _missed_target(base) and not _missed_target(cur):
+        row.status, row.verdict = "improvement", f"reaches its target accuracy now (the baseline: {missed(base)})"
+    else:
+        row.verdict = f"missed its target on both sides: no time to compare ({missed(cur)})"
+    return row
+
+
 def _decide(row: GateRow, base: _Pooled | None, cur: _Pooled | None, metric: str, threshold: float, alpha: float,
             confidence: float, n_resamples: int, effects: np.ndarray | None = None, n_tested: int = 1,
             log_ratios: np.ndarray | None = None) -> None:
@@ -771,7 +800,10 @@ def evaluate_gate(
     other_work = {k: d for k in cur_pool if k in base_pool
                   for d in [_workload_difference(base_pool[k], cur_pool[k])] if d}
     common = [k for k in cur_pool if k in base_pool and k not in other_work]
-    if not common and not other_work:
+    target_rows = {k: _target_row(k, base_pool[k], cur_pool[k]) for k in common
+                   if _missed_target(base_pool[k]) or _missed_target(cur_pool[k])}
+    common = [k for k in common if k not in target_rows]
+    if not common and not other_work and not target_rows:
         raise FerBenchError("the current run and the baseline share no case (matched by function and params)")
     inferred = sum(p.inferred for p in (*cur_pool.values(), *base_pool.values()))
     if inferred:
@@ -837,6 +869,7 @@ def evaluate_gate(
                 f"run-to-run noise: {report.run_noise:.1%} (sd of log run medians, pooled over {len(effects)} case "
                 f"runs of {len(tested)} case(s), {df} degrees of freedom)"
             )
+    rows.update(target_rows)
     for key, diff in other_work.items():
         rows[key] = GateRow(case=format_case(key), group=cur_pool[key].case.group, status="not comparable",
                             verdict=f"not comparable: other work ({diff})")

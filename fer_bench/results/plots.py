@@ -2,7 +2,8 @@
 
 One PNG per view that has data: platform speedups, throughput against batch size, throughput and data-wait share
 against workers, precision speedups over fp32, scaling efficiency against world size (GPUs or ddp
-processes). Written atomically.
+processes), accuracy against time and epochs (convergence), op-category shares of a profiled step (ops), epoch
+times per model and platform (paper). Written atomically.
 """
 
 from __future__ import annotations
@@ -182,20 +183,116 @@ def _plot_scaling(fig, frame: pd.DataFrame, params: Sequence[str]) -> None:
     _legend(ax)
 
 
+def _plot_convergence(fig, frame: pd.DataFrame, params: Sequence[str], meta: Mapping[str, Any]) -> None:
+    """Accuracy against time and against epochs: a line per series (the representative run's curve of each
+    platform and case), a dashed line at each target accuracy."""
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    curves = [c for c in meta.get("curves", []) if c["points"]][:_MAX_SERIES]
+    for curve in curves:
+        points = curve["points"]
+        style = "-" if curve.get("reached", True) else ":"
+        timed = [p for p in points if math.isfinite(p["time_s"])]
+        line = None
+        if timed:
+            (line,) = left.plot([p["time_s"] for p in timed], [p["accuracy"] for p in timed], marker="o",
+                                markersize=3, linestyle=style, label=curve["label"])
+        right.plot([p["epoch"] for p in points], [p["accuracy"] for p in points], marker="o", markersize=3,
+                   linestyle=style, label=curve["label"], color=line.get_color() if line is not None else None)
+    targets = sorted({c["target"] for c in curves if isinstance(c["target"], float) and math.isfinite(c["target"])})
+    for ax in (left, right):
+        for target in targets:
+            ax.axhline(target, color="black", linestyle="--", linewidth=0.8,
+                       label=f"target {target:.0%}" if ax is right else None)
+        ax.set_ylabel("accuracy")
+        ax.yaxis.set_major_formatter(_percent_formatter())
+        ax.grid(True, alpha=0.3)
+    times = [p["time_s"] for c in curves for p in c["points"] if math.isfinite(p["time_s"]) and p["time_s"] > 0]
+    if times and max(times) / min(times) > 100:  # platforms far apart: each one's curve readable
+        left.set_xscale("log")
+    left.set_xlabel("seconds since the run started" + (" (log scale)" if left.get_xscale() == "log" else ""))
+    left.set_title("Accuracy against time")
+    right.set_xlabel("epoch")
+    right.set_title("Accuracy against epochs")
+    fig.subplots_adjust(wspace=0.3)
+    _legend(right)
+    fig.set_size_inches(13, 5)
+
+
+def _percent_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{value:.0%}")
+
+
+def _plot_ops(fig, frame: pd.DataFrame, params: Sequence[str], meta: Mapping[str, Any]) -> None:
+    """A stacked horizontal bar per (model, platform): the share of each op category of its profiled step."""
+    categories = [c for c in meta.get("categories", ()) if c in frame.columns]
+    data = frame[frame["representative"].astype(bool)] if "representative" in frame else frame
+    data = data.head(_MAX_BARS)
+    models = data["model"] if "model" in data else data["benchmark"]
+    labels = [f"{m} on {p}" for m, p in zip(models.astype(str), data["platform"].astype(str))]
+    ax = fig.add_subplot(1, 1, 1)
+    left = [0.0] * len(data)
+    for category in categories:
+        shares = [float(v) for v in data[category].fillna(0.0)]
+        ax.barh(range(len(data)), shares, left=left, label=category)
+        left = [a + b for a, b in zip(left, shares)]
+    ax.set_yticks(range(len(data)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(_percent_formatter())
+    ax.set_xlabel("share of the self time of a profiled step")
+    ax.set_title("Where a step's time goes, by op category")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend(ax)
+    fig.set_size_inches(10, max(3.0, 0.45 * len(data) + 1.5))
+
+
+def _plot_paper(fig, frame: pd.DataFrame, params: Sequence[str], meta: Mapping[str, Any]) -> None:
+    """Grouped bars: the epoch time of each model, a bar per platform (slowest to fastest), log scale."""
+    data = frame[frame["epoch_time_s"].notna()]
+    models = list(dict.fromkeys(data["model"].astype(str)))[:_MAX_BARS]
+    platforms = [p for p in meta.get("platforms", sorted(data["platform"].unique())) if p in set(data["platform"])]
+    width = 0.8 / max(1, len(platforms))
+    ax = fig.add_subplot(1, 1, 1)
+    times = {(str(m), p): float(t) for m, p, t in zip(data["model"], data["platform"], data["epoch_time_s"])}
+    for j, platform in enumerate(platforms):
+        shown = [(i, times[(m, platform)]) for i, m in enumerate(models) if (m, platform) in times]
+        ax.bar([i + j * width for i, _ in shown], [t for _, t in shown], width=width, label=platform)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(models))])
+    ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds per epoch (log scale, lower is faster)")
+    ax.set_title("Epoch time per model and platform")
+    ax.grid(True, axis="y", alpha=0.3)
+    _legend(ax)
+    fig.set_size_inches(max(7, 1.2 * len(models) * max(1, len(platforms)) ** 0.5 + 3), 5)
+
+
 _PLOTTERS: dict[str, Callable] = {
     "platforms": _plot_platforms,
     "batch": _plot_batch,
     "workers": _plot_workers,
     "precision": _plot_precision,
     "scaling": _plot_scaling,
+    "convergence": _plot_convergence,
+    "ops": _plot_ops,
+    "paper": _plot_paper,
 }
+#: Plotters that also read the view's meta (curves, category order, platform order).
+_WITH_META = ("convergence", "ops", "paper")
 
 
-def _has_data(view: str, frame: pd.DataFrame) -> bool:
+def _has_data(view: str, frame: pd.DataFrame, meta: Mapping[str, Any] | None = None) -> bool:
     if frame.empty:
         return False
+    if view == "convergence":
+        return any(c["points"] for c in (meta or {}).get("curves", []))
+    if view == "ops":
+        return True
     needed = {"platforms": "speedup", "batch": "samples_per_s", "workers": "samples_per_s",
-              "precision": "speedup", "scaling": "efficiency"}[view]
+              "precision": "speedup", "scaling": "efficiency", "paper": "epoch_time_s"}[view]
     if needed not in frame or not frame[needed].notna().any():
         return False
     if view == "precision":
@@ -219,11 +316,16 @@ def write_plots(views: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     written = []
     for name, table in views.items():
         frame = table.records
-        if name not in _PLOTTERS or not _has_data(name, frame):
+        meta = getattr(table, "meta", None) or {}
+        if name not in _PLOTTERS or not _has_data(name, frame, meta):
             continue
         fig = figure_cls(figsize=(9, 5), dpi=110)
         canvas_cls(fig)
-        _PLOTTERS[name](fig, frame, list(frame.attrs.get("params", [])))
+        params = list(frame.attrs.get("params", []))
+        if name in _WITH_META:
+            _PLOTTERS[name](fig, frame, params, meta)
+        else:
+            _PLOTTERS[name](fig, frame, params)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", bbox_inches="tight")
         written.append(write_bytes_atomic(out_dir / f"{name}.png", buffer.getvalue()))
