@@ -20,6 +20,8 @@ def test_step(benchmark, batch_size):
     delay = float(os.environ.get("STEP_MS", "20")) / 1000
     benchmark.extra_info["workload"] = {"data": {"kind": "synthetic", "size": 100},
                                         "images_per_round": int(os.environ.get("IMAGES", "2048"))}
+    if "REACHED" in os.environ:  # a time-to-accuracy case's verdict
+        benchmark.extra_info["reached_target"] = os.environ["REACHED"] == "1"
     benchmark.pedantic(lambda: time.sleep(delay), rounds=5, warmup_rounds=1)
 """
 
@@ -29,8 +31,12 @@ def gate(pytester, monkeypatch, tmp_path):
     monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))
     pytester.makepyfile(test_gate_case=SLEEP_TEST)
 
-    def _run(*args, step_ms=20, batch_sizes="8", images=2048):
+    def _run(*args, step_ms=20, batch_sizes="8", images=2048, reached=None):
         monkeypatch.setenv("STEP_MS", str(step_ms))
+        if reached is None:
+            monkeypatch.delenv("REACHED", raising=False)
+        else:
+            monkeypatch.setenv("REACHED", "1" if reached else "0")
         monkeypatch.setenv("IMAGES", str(images))
         # -W error: as the project's own filterwarnings, where a pytest-benchmark warning stops the session
         return pytester.runpytest_subprocess("-p", "fer_bench.plugin", "-p", "no:cacheprovider", "-W", "error",
@@ -115,6 +121,17 @@ def test_other_work_in_the_baseline_fails_closed(gate):
                                  "(images_per_round 4096 vs 2048, current vs baseline)*--fer-allow-other-workload*"])
     allowed = gate(*COMPARE, "--fer-allow-other-workload", images=4096)
     assert allowed.ret == 0, allowed.stdout.str()
+
+
+def test_a_case_that_stops_reaching_its_target_fails(gate):
+    """A missed time-to-accuracy case's rounds are times to the epoch cap: never compared as if they were times to
+    the target, whatever their speed."""
+    assert gate("--fer-save", reached=True).ret == 0
+    result = gate(*COMPARE, reached=False, step_ms=10)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*FAILED: 1 case(s) no longer reach the target accuracy their baseline in*reached: "
+                                 "test_step?bs8?*"])
+    assert gate(*COMPARE, reached=True).ret == 0
 
 
 def test_a_torch_upgrade_is_gated_not_refused(gate, pytester):

@@ -50,6 +50,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from fer_bench._atomic import apply_default_mode, write_text_atomic
 from fer_bench.engine.step import TrainStep
 from fer_bench._atomic import safe_file_stem
+from fer_bench.measure.categories import OP_CATEGORIES
 from fer_bench.errors import FerBenchError
 
 __all__ = [
@@ -66,8 +67,6 @@ __all__ = [
     "safe_file_stem",
 ]
 
-OP_CATEGORIES: tuple[str, ...] = ("convolution", "matmul", "normalisation", "elementwise and activation", "pooling",
-                                  "data movement and copies", "optimizer", "loss", "other")
 #: The phases whose peak memory is reported, in step order.
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer")
 

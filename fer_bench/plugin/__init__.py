@@ -230,19 +230,30 @@ def pytest_collection_modifyitems(session, config, items):
     if not fer.active or fer.preset.groups is None:
         return
     kept, dropped = [], []
+    suite = fer.rootpath / "benchmarks"
     for item in items:
-        group = _item_group(item)
+        group = _item_group(item, suite)
         (kept if group is None or fer.preset.runs_group(group) else dropped).append(item)
     if dropped:
-        fer.deselected_groups = sorted({_item_group(item) for item in dropped})
+        fer.deselected_groups = sorted({_item_group(item, suite) for item in dropped})
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
 
 
-def _item_group(item) -> str | None:
-    """The benchmark group of a fer_bench benchmark item (its marker's group, else its name); None otherwise."""
+def _item_group(item, suite: Path) -> str | None:
+    """The benchmark group (its marker's group, else its name) of a fer_bench benchmark: one that uses the plugin's
+    fixtures or axes, or any benchmark of the project's own suite folder; None for anything else (a user's own
+    benchmark is never deselected by a preset)."""
     names = set(getattr(item, "fixturenames", ()))
-    if "benchmark" not in names or not (names & FER_FIXTURES or names & set(AXES)):
+    if "benchmark" not in names:
+        return None
+    ours = bool(names & FER_FIXTURES or names & set(AXES))
+    if not ours:
+        try:
+            ours = Path(item.path).resolve().is_relative_to(suite.resolve())
+        except (OSError, ValueError, AttributeError):
+            ours = False
+    if not ours:
         return None
     marker = item.get_closest_marker("benchmark")
     if marker and marker.kwargs.get("group"):
@@ -546,13 +557,15 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _check_baseline_cases(session, bs, fer: FerSession) -> None:
-    """The native gate fails closed: a case the baseline lacks, or one whose baseline did other work."""
+    """The native gate fails closed: a case the baseline lacks, one whose baseline did other work, or a
+    time-to-accuracy case that no longer reaches the target its baseline reached (its rounds are then times to the
+    epoch cap, which pytest-benchmark would compare as if they were times to the target)."""
     from fer_bench.results.baseline import missing_cases
     from fer_bench.workload import workload_differences, workload_of
 
     known = {name: entry for mapping in bs.compared_mapping.values() for name, entry in mapping.items()}
     missing = missing_cases([b.fullname for b in bs.benchmarks], set(known))
-    other_work = []
+    other_work, missed = [], []
     for bench in bs.benchmarks:
         entry = known.get(bench.fullname)
         if entry is None:
@@ -562,7 +575,14 @@ def _check_baseline_cases(session, bs, fer: FerSession) -> None:
         diffs = workload_differences(current, stored)
         if diffs:
             other_work.append(f"{bench.name} ({'; '.join(diffs)}, current vs baseline)")
+        elif bench.extra_info.get("reached_target") is False and (entry.get("extra_info") or {}).get(
+                "reached_target") is not False:
+            missed.append(bench.name)
     failed = False
+    if missed:
+        fer.gate_problems.append(f"FAILED: {len(missed)} case(s) no longer reach the target accuracy their baseline "
+                                 f"in {fer.baseline_path} reached: {', '.join(missed)}")
+        failed = True
     for cases, what, allowed, flag in (
             (missing, "no baseline entry", fer.allow_missing_baseline, "--fer-allow-missing-baseline"),
             (other_work, "other work in the baseline", fer.allow_other_workload, "--fer-allow-other-workload")):

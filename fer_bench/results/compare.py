@@ -28,6 +28,7 @@ import pandas as pd
 
 from fer_bench.axes import AXES, OPTIMIZERS, PRECISIONS, order_axes
 from fer_bench.errors import FerBenchError
+from fer_bench.measure.categories import OP_CATEGORIES
 from fer_bench.results.format import (
     describe_speedup,
     format_factor,
@@ -990,8 +991,6 @@ def create_convergence_view(records: list[dict]) -> ViewTable:
 
 
 #: The op categories of ``extra_info["op_category_shares"]`` (--fer-profile-ops), in the order shown.
-OP_CATEGORIES = ("convolution", "matmul", "normalisation", "elementwise and activation", "pooling",
-                 "data movement and copies", "optimizer", "loss", "other")
 _OPS_PREFERRED_BENCHMARKS = ("test_train_step", "test_forward")
 
 
