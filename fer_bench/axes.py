@@ -33,6 +33,8 @@ SCALING_MODES = ("weak", "strong")
 #: How images reach a step: whole uint8 batches gathered from memory (batched), or the pipeline most users run,
 #: a file per image decoded and transformed in the workers (per_image; fer_bench.data.per_image).
 PIPELINES = ("batched", "per_image")
+#: How the step runs: eager PyTorch, or torch.compile in one of its modes (reduce-overhead adds CUDA graphs).
+COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 PRESET_NAMES = ("quick", "default", "studies", "full")
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _UNSET = object()
@@ -132,6 +134,14 @@ def _scaling_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
     if value == "strong" and isinstance(batch, int) and batch % n:
         return f"strong scaling splits the global batch {batch} over {n}: not a whole batch each"
     return None
+
+
+def _compile_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
+    if value == "eager":
+        return None
+    from fer_bench.engine.compile import compile_unavailable_reason
+
+    return compile_unavailable_reason(value, str(case.get("device", "cpu")))
 
 
 def _pin_memory_unavailable(value: bool, case: Mapping[str, Any]) -> str | None:
@@ -295,6 +305,13 @@ REGISTRY: tuple[Axis, ...] = (
          _presets(["batched"], ["batched"], ["batched", "per_image"], studies=["batched", "per_image"]),
          format_id=lambda v: v, since_default="batched", choices=PIPELINES,
          engine="create_loader(pipeline=...): the batched loader, or fer_bench.data.per_image's dataset"),
+    Axis("compile", _choice_parser(COMPILE_MODES, "a compile mode"), "--fer-compile",
+         "how the step runs: eager, or torch.compile with mode default, reduce-overhead (CUDA graphs; CUDA only), "
+         "max-autotune-no-cudagraphs; compiled before the timed rounds (test_forward, test_forward_backward, "
+         "test_train_step, test_epoch)",
+         _presets(["eager"], ["eager"], ["eager", "default", "reduce-overhead", "max-autotune-no-cudagraphs"]),
+         format_id=lambda v: f"compile_{v}", since_default="eager", unavailable=_compile_unavailable,
+         choices=COMPILE_MODES, engine="torch.compile of the step's model (engine.compile.compile_train_step)"),
     Axis("pin_memory", bool, None, "pinned host memory for the loader (CUDA devices only)",
          format_id=lambda v: "pin" if v else "nopin", unavailable=_pin_memory_unavailable,
          values_for=_pin_memory_values, engine="the DataLoader's pin_memory"),

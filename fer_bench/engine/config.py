@@ -31,6 +31,7 @@ class RunConfig:
     parallel: str = "none"
     scaling: str = "weak"
     pipeline: str = "batched"
+    compile: str = "eager"
     lr: float = 1e-3
     seed: int = 0
     tf32: bool = False

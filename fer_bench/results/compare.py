@@ -55,7 +55,10 @@ VIEWS = ("platforms", "workers", "precision", "batch", "scaling", "convergence",
 PER_IMAGE_VIEWS = ("workers", "batch")
 #: Views of times of whole runs or epochs and of accuracies: never merged per image, whatever --metric says.
 WHOLE_RUN_VIEWS = ("convergence", "paper")
-COMPARE_METRICS = ("time", "samples_per_s")
+COMPARE_METRICS = ("time", "samples_per_s", "samples_per_joule", "mfu")
+#: The record column and unit each metric of the platforms view reads; every metric but time is better higher.
+METRIC_COLUMNS = {"time": ("median_ms", "ms"), "samples_per_s": ("samples_per_s", "samples/s"),
+                  "samples_per_joule": ("samples_per_joule", "images/J"), "mfu": ("mfu", "MFU")}
 FORMATS = ("md", "csv", "json")
 HOST_DEVICE = "cpu"
 _MAX_IDENTITY_LINES = 25
@@ -272,6 +275,8 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 "rounds": case.rounds,
                 "samples_per_s": case.samples_per_s if case.samples_per_s is not None else math.nan,
                 "data_wait_fraction": _float(case.extra_info.get("data_wait_fraction")),
+                "samples_per_joule": _float(case.extra_info.get("samples_per_joule")),
+                "mfu": _float(case.extra_info.get("mfu")),
                 "global_batch_size": case.global_batch_size,
                 **_scaling_fields(case),
                 "_precision_native": case.extra_info.get("precision_native"),
@@ -418,14 +423,32 @@ def resolve_baseline(choice: str | None, platforms: Sequence[str], geomeans: dic
     return platforms[0], "the first platform by name: no case is shared by all platforms (pass --baseline)"
 
 
+def _describe_against(ratio: float, metric: str) -> str:
+    """A platform against the baseline: a speedup for time and throughput, the metric's own words otherwise."""
+    if metric in ("time", "samples_per_s"):
+        return describe_speedup(ratio)
+    if not math.isfinite(ratio) or ratio <= 0:
+        return "-"
+    from fer_bench.results.format import describe_ratio
+
+    return describe_ratio(ratio, metric) if metric == "samples_per_joule" else f"{ratio:.2f}x the baseline's MFU"
+
+
 def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric: str = "time",
                           baseline: str | None = None) -> ViewTable:
     """One row per case, one column per platform: the median and the speedup over the baseline platform."""
-    value_col = "median_ms" if metric == "time" else "samples_per_s"
-    unit = "ms" if metric == "time" else "samples/s"
+    value_col, unit = METRIC_COLUMNS[metric]
     usable = [r for r in records if math.isfinite(r[value_col])]
     if not usable:
-        return ViewTable("platforms", pd.DataFrame(), pd.DataFrame(), [f"no result carries {value_col}"])
+        why = {"samples_per_joule": " (energy is measured on NVIDIA GPUs through NVML and on Linux CPUs with a "
+                                    "readable RAPL counter: see each result's energy_reason)",
+               "mfu": " (MFU needs a datasheet peak: a GPU of fer_bench.machine.peaks, or --fer-peak-tflops; see "
+                      "each result's mfu_reason)"}.get(metric, "")
+        return ViewTable("platforms", pd.DataFrame(), pd.DataFrame(), [f"no result carries {value_col}{why}"])
+
+    def shown(value: float) -> str:
+        return f"{value:.1%} MFU" if metric == "mfu" else f"{format_number(value)} {unit}"
+
     platforms = sorted({r["platform"] for r in usable})
     by_case: dict[CaseKey, dict[str, dict]] = {}
     for r in usable:
@@ -452,8 +475,8 @@ def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric
                 wide[p] = "-"
                 continue
             s = speedup(r[value_col], ref[value_col]) if ref is not None else math.nan
-            text = "baseline" if p == base else (describe_speedup(s) if ref is not None else "no baseline")
-            wide[p] = f"{format_number(r[value_col])} {unit} ({text})"
+            text = "baseline" if p == base else (_describe_against(s, metric) if ref is not None else "no baseline")
+            wide[p] = f"{shown(r[value_col])} ({text})"
             out_rows.append(_public(r, names) | {"kind": "case", "value": r[value_col], "unit": unit,
                                                  "speedup": round(s, 4) if math.isfinite(s) else math.nan,
                                                  "speedup_text": text, "baseline": base})
@@ -467,15 +490,19 @@ def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric
         keys = shared or [k for k, c in by_case.items() if p in c and base in c]
         g_value = geomean(by_case[k][p][value_col] for k in keys)
         g_speed = geomean(speedup(by_case[k][p][value_col], by_case[k][base][value_col]) for k in keys)
-        text = "baseline" if p == base else describe_speedup(g_speed)
-        geo[p] = f"{format_number(g_value)} {unit} ({text})" if keys else "-"
+        text = "baseline" if p == base else _describe_against(g_speed, metric)
+        geo[p] = f"{shown(g_value)} ({text})" if keys else "-"
         out_rows.append({"group": "", "benchmark": "geometric mean"} | {n: None for n in names} | {
             "platform": p, "kind": "geomean", "value": g_value, "unit": unit, "n_cases": len(keys),
             "speedup": round(g_speed, 4) if math.isfinite(g_speed) else math.nan, "speedup_text": text,
             "baseline": base})
     wide_rows.append(geo)
     notes = _machines_notes(usable, runs)
-    notes.append(f"Baseline: `{base}` ({why}). Values: median {unit} per round; speedup over the baseline.")
+    what = {"time": f"median {unit} per round", "samples_per_s": "samples/s over the median round",
+            "samples_per_joule": "images per joule over the timed rounds (energy_j_per_step)",
+            "mfu": "achieved FLOP/s over the datasheet peak of the dtype the step ran in"}[metric]
+    notes.append(f"Baseline: `{base}` ({why}). Values: {what}; "
+                 f"{'speedup' if metric in ('time', 'samples_per_s') else 'ratio'} over the baseline.")
     return ViewTable("platforms", _frame(out_rows, names), pd.DataFrame(wide_rows), notes,
                      {"baseline": base, "platforms": platforms, "metric": metric})
 
@@ -1334,7 +1361,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "macro-F1, speedups over the slowest platform). "
                              "Default: %(default)r")
     parser.add_argument("--metric", choices=COMPARE_METRICS, default="time",
-                        help="what the platforms view shows. Default: %(default)r")
+                        help="what the platforms view shows: time, samples_per_s, samples_per_joule (energy per "
+                             "image, where measured), mfu (utilisation of the datasheet peak). Default: %(default)r")
     parser.add_argument("--format", choices=FORMATS, default="md", help="Default: %(default)r")
     parser.add_argument("--plots", metavar="DIR", help="also write one PNG per view with data into DIR "
                                                        "(needs matplotlib: pip install fer_bench[plots])")

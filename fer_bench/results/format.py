@@ -44,12 +44,18 @@ def describe_speedup(speedup: float | None) -> str:
 
 
 def describe_ratio(ratio: float, metric: str) -> str:
-    """A current/baseline ratio in the metric's own terms: time and peak memory are better lower, samples_per_s
-    higher ('1.18x slower', '1.07x faster', '1.20x more memory')."""
+    """A current/baseline ratio in the metric's own terms: time and peak memory are better lower, samples_per_s and
+    samples_per_joule higher ('1.18x slower', '1.07x faster', '1.20x more memory', '1.10x fewer images per
+    joule')."""
     if metric == "peak_memory_bytes":
         if format_factor(max(ratio, 1 / ratio)) == "1.00":
             return "same memory"
         return f"{format_factor(ratio)}x more memory" if ratio >= 1 else f"{format_factor(1 / ratio)}x less memory"
+    if metric == "samples_per_joule":
+        if format_factor(max(ratio, 1 / ratio)) == "1.00":
+            return "same energy per image"
+        return (f"{format_factor(ratio)}x more images per joule" if ratio >= 1
+                else f"{format_factor(1 / ratio)}x fewer images per joule")
     return describe_speedup(1.0 / ratio if metric == "time" else ratio)
 
 

@@ -54,7 +54,11 @@ from fer_bench.results.runs import CaseKey, CaseResult, RunResult, format_case, 
 from fer_bench.results.format import describe_ratio, format_text_table
 from fer_bench.workload import workload_differences
 
-METRICS = ("time", "samples_per_s", "peak_memory_bytes")
+METRICS = ("time", "samples_per_s", "peak_memory_bytes", "samples_per_joule")
+#: Metrics recorded once per run (not per round): judged by the threshold on the runs' median, no test.
+RUN_VALUE_METRICS = ("peak_memory_bytes", "samples_per_joule")
+#: Metrics that are better higher.
+HIGHER_BETTER = ("samples_per_s", "samples_per_joule")
 EXIT_OK, EXIT_REGRESSION, EXIT_NO_BASELINE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 #: Fewer rounds than this on either side, pooled over the side's runs: no test, the threshold alone judges the case.
 MIN_ROUNDS = 5
@@ -447,7 +451,7 @@ def _pool(runs: Sequence[RunResult], metric: str) -> dict[CaseKey, _Pooled]:
     for key, entries in grouped.items():
         latest = entries[-1][1]
         data = None
-        if metric != "peak_memory_bytes":
+        if metric not in RUN_VALUE_METRICS:
             missing = [(r, c) for r, c in entries if c.data is None]
             if missing:
                 run, case = missing[0]
@@ -456,10 +460,11 @@ def _pool(runs: Sequence[RunResult], metric: str) -> dict[CaseKey, _Pooled]:
                     f"--benchmark-json or --benchmark-save-data"
                 )
             data = np.concatenate([c.data for _, c in entries])
+        value_key = metric if metric in RUN_VALUE_METRICS else "peak_memory_bytes"
         values = tuple(
-            float(c.extra_info["peak_memory_bytes"])
+            float(c.extra_info[value_key])
             for _, c in entries
-            if isinstance(c.extra_info.get("peak_memory_bytes"), (int, float))
+            if isinstance(c.extra_info.get(value_key), (int, float)) and not isinstance(c.extra_info[value_key], bool)
         )
         per_round = None
         if metric == "samples_per_s":
@@ -543,29 +548,34 @@ class _NoBaseline(Exception):
 
 def _beyond(ratio: float, threshold: float, metric: str) -> tuple[bool, bool]:
     """(worse beyond the threshold, better beyond the threshold) in the metric's own sense."""
-    if metric == "samples_per_s":
+    if metric in HIGHER_BETTER:
         return ratio < 1.0 - threshold, ratio > 1.0 + threshold
     return ratio > 1.0 + threshold, ratio < 1.0 - threshold
 
 
-def _compare_memory(key: CaseKey, base: _Pooled, cur: _Pooled, threshold: float) -> GateRow:
+def _compare_run_values(key: CaseKey, base: _Pooled, cur: _Pooled, threshold: float, metric: str) -> GateRow:
+    """A metric recorded once per run (peak memory, images per joule): the runs' medians against the threshold."""
     row = GateRow(case=format_case(key), group=cur.case.group, status="unchanged", verdict="")
     if not base.values or not cur.values:
-        row.verdict = "no peak_memory_bytes recorded: not judged"
+        why = {"samples_per_joule": " (energy not measured here: see energy_reason)"}.get(metric, "")
+        row.verdict = f"no {metric} recorded{why}: not judged"
         return row
     b, c = float(np.median(base.values)), float(np.median(cur.values))
     row.baseline_value, row.current_value = b, c
     row.n_baseline, row.n_current = len(base.values), len(cur.values)
     row.ratio = c / b if b > 0 else (1.0 if c == 0 else math.inf)
-    worse, better = _beyond(row.ratio, threshold, "peak_memory_bytes")
-    words = describe_ratio(row.ratio, "peak_memory_bytes") if math.isfinite(row.ratio) else f"{c:.0f} bytes from 0"
+    worse, better = _beyond(row.ratio, threshold, metric)
+    words = describe_ratio(row.ratio, metric) if math.isfinite(row.ratio) else f"{c:.0f} from 0"
     note = "one value per run: threshold only, no significance test"
-    if worse and c - b >= MIN_MEMORY_DELTA_BYTES:
+    # memory: a change under 1 MiB is allocator noise, whatever its ratio
+    big = metric != "peak_memory_bytes" or abs(c - b) >= MIN_MEMORY_DELTA_BYTES
+    if worse and big:
         row.status, row.verdict = "regression", f"{words}, above the {threshold:.0%} threshold ({note})"
-    elif better and b - c >= MIN_MEMORY_DELTA_BYTES:
+    elif better and big:
         row.status, row.verdict = "improvement", f"{words}, improvement ({note})"
     else:
-        row.verdict = f"{words}, within the {threshold:.0%} threshold or under 1 MiB ({note})"
+        small = " or under 1 MiB" if metric == "peak_memory_bytes" else ""
+        row.verdict = f"{words}, within the {threshold:.0%} threshold{small} ({note})"
     return row
 
 
@@ -765,7 +775,7 @@ def evaluate_gate(
         raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     if scope not in SCOPES:
         raise FerBenchError(f"--scope {scope!r}: choose one of {', '.join(SCOPES)}")
-    if scope == "suite" and (not paired or metric == "peak_memory_bytes"):
+    if scope == "suite" and (not paired or metric in RUN_VALUE_METRICS):
         raise FerBenchError("--scope suite gates the paired runs of fer-bench ab (--paired) on time or samples_per_s")
     current_runs = [r for r in current if r.cases]
     if not current_runs:
@@ -810,9 +820,9 @@ def evaluate_gate(
         report.notes.append(f"{inferred} case result(s) come from runs older than the workload record: their work "
                             f"(image counts, input size, data) is read from older extra_info keys")
     rows: dict[CaseKey, GateRow] = {}
-    if metric == "peak_memory_bytes":
+    if metric in RUN_VALUE_METRICS:
         for key in common:
-            rows[key] = _compare_memory(key, base_pool[key], cur_pool[key], threshold)
+            rows[key] = _compare_run_values(key, base_pool[key], cur_pool[key], threshold, metric)
     else:
         pair_ratios = {k: paired_log_ratios(baseline, current_runs, k) for k in common} if paired else {}
         for key in common:
@@ -927,6 +937,8 @@ def _format_value(value: float | None, metric: str) -> str:
         return f"{ms:.4g} ms"
     if metric == "samples_per_s":
         return f"{value:.4g}/s"
+    if metric == "samples_per_joule":
+        return f"{value:.4g}/J"
     return f"{value / 2**20:.4g} MiB"
 
 
@@ -938,7 +950,7 @@ def format_gate_text(report: GateReport) -> str:
     head = (
         f"fer-bench gate: {', '.join(report.current)} vs {against} on {report.machine}; metric {report.metric}, threshold {report.threshold:.1%}, alpha {report.alpha:g}"
     )
-    if report.metric != "peak_memory_bytes":
+    if report.metric not in RUN_VALUE_METRICS:
         head += f" (Holm over {report.n_tested} tested case{'s' * (report.n_tested != 1)})"
     lines = [head]
     if report.rows:

@@ -1,0 +1,72 @@
+"""Energy and utilisation in the stored-run tools: `fer-bench gate --metric samples_per_joule` (one value per run,
+threshold only) and `fer-bench compare --metric samples_per_joule|mfu` (the platforms view)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fer_bench.results import gate
+from fer_bench.results.compare import create_view, format_view
+from fer_bench.results.runs import load_results
+from tests.result_factory import create_benchmark, create_fingerprint, create_rounds, create_run, write_run
+
+
+def _case(median_s: float, *, per_joule: float | None, mfu: float | None = None, seed: int = 0) -> dict:
+    extra = {"samples_per_joule": per_joule, "energy_source": "nvml_total_energy_counter" if per_joule else None,
+             "energy_reason": None if per_joule else "no NVML (pynvml not installed or no NVIDIA driver)",
+             "mfu": mfu, "mfu_reason": None if mfu is not None else "no datasheet peak for CPUs"}
+    return create_benchmark("test_train_step", {"model": "fer_cnn_2block", "device": "cuda", "batch_size": 64,
+                                                "precision": "fp32", "num_gpus": 1},
+                            create_rounds(median_s, seed=seed), extra_info=extra)
+
+
+def _write(tmp_path, name: str, slug: str, cases: list[dict], when: str = "2026-01-01T12:00:00+00:00"):
+    return write_run(tmp_path / f"{name}.json", create_run(cases, create_fingerprint(slug), when=when))
+
+
+@pytest.mark.parametrize("current, status, words", [
+    (800.0, "regression", "1.25x fewer images per joule, above the 5% threshold"),
+    (1300.0, "improvement", "1.30x more images per joule, improvement"),
+    (1010.0, "unchanged", "within the 5% threshold (one value per run"),
+])
+def test_gate_on_images_per_joule(tmp_path, current, status, words):
+    base = _write(tmp_path, "base", "h100", [_case(0.002, per_joule=1000.0)])
+    cur = _write(tmp_path, "cur", "h100", [_case(0.002, per_joule=current, seed=1)], when="2026-01-02T12:00:00+00:00")
+    report = gate.evaluate_gate(load_results([base]), load_results([cur]), metric="samples_per_joule")
+    (row,) = report.rows
+    assert row.status == status and words in row.verdict
+    assert report.exit_status == (gate.EXIT_REGRESSION if status == "regression" else gate.EXIT_OK)
+    assert "/J" in gate.format_gate_text(report)
+
+
+def test_gate_on_energy_where_none_was_measured_says_so(tmp_path):
+    base = _write(tmp_path, "base", "epyc", [_case(0.05, per_joule=None)])
+    cur = _write(tmp_path, "cur", "epyc", [_case(0.05, per_joule=None, seed=1)], when="2026-01-02T12:00:00+00:00")
+    report = gate.evaluate_gate(load_results([base]), load_results([cur]), metric="samples_per_joule")
+    assert report.rows[0].verdict.startswith("no samples_per_joule recorded (energy not measured here")
+    assert report.exit_status == gate.EXIT_OK
+
+
+def test_energy_metric_refuses_the_suite_scope(tmp_path):
+    runs = [_write(tmp_path, f"r{i}", "h100", [_case(0.002, per_joule=1000.0, seed=i)]) for i in range(4)]
+    from fer_bench.errors import FerBenchError
+
+    with pytest.raises(FerBenchError, match="--scope suite"):
+        gate.evaluate_gate(load_results(runs[:2]), load_results(runs[2:]), metric="samples_per_joule",
+                           paired=True, scope="suite")
+
+
+def test_compare_platforms_by_energy_and_mfu(tmp_path):
+    a = _write(tmp_path, "a", "h100", [_case(0.002, per_joule=2000.0, mfu=0.02)])
+    b = _write(tmp_path, "b", "a100", [_case(0.004, per_joule=1000.0, mfu=0.03)])
+    runs = load_results([a, b])
+    energy = format_view(create_view("platforms", runs, metric="samples_per_joule"))
+    assert "2,000 images/J (2.0x more images per joule)" in energy and "1000 images/J (baseline)" in energy
+    mfu = format_view(create_view("platforms", runs, metric="mfu"))
+    assert "3.0% MFU (1.50x the baseline's MFU)" in mfu and "2.0% MFU (baseline)" in mfu  # the lowest is the baseline
+
+
+def test_compare_by_energy_without_any_says_why(tmp_path):
+    runs = load_results([_write(tmp_path, "a", "epyc", [_case(0.05, per_joule=None)])])
+    text = format_view(create_view("platforms", runs, metric="samples_per_joule"))
+    assert "no result carries samples_per_joule (energy is measured on NVIDIA GPUs" in text
