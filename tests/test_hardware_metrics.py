@@ -70,3 +70,39 @@ def test_compare_by_energy_without_any_says_why(tmp_path):
     runs = load_results([_write(tmp_path, "a", "epyc", [_case(0.05, per_joule=None)])])
     text = format_view(create_view("platforms", runs, metric="samples_per_joule"))
     assert "no result carries samples_per_joule (energy is measured on NVIDIA GPUs" in text
+
+
+# ------------------------------------------------------------------------------------------ launch-bound
+
+
+def test_launch_bound_verdicts():
+    from fer_bench.measure.utilisation import launch_bound
+
+    # the committed H100 run's fer_cnn_2block step: 2.2 ms for a few hundred kernels, host time = device time
+    tight = launch_bound(device_type="cuda", host_ms=2.2, device_ms=2.2, ops=300)
+    assert tight["launch_bound"] is True and tight["device_us_per_op"] == pytest.approx(7.33, rel=1e-2)
+    assert "reduce-overhead" in tight["launch_bound_reason"] and "larger batch" in tight["launch_bound_reason"]
+    behind = launch_bound(device_type="cuda", host_ms=13.0, device_ms=10.0, ops=200)  # 50 us an op, host behind
+    assert behind["launch_bound"] is True and "1.30x the device time" in behind["launch_bound_reason"]
+    busy = launch_bound(device_type="cuda", host_ms=9.1, device_ms=9.06, ops=300)  # resnet18: 30 us an op
+    assert busy["launch_bound"] is False
+    cpu = launch_bound(device_type="cpu", host_ms=60.0, device_ms=None, ops=None)
+    assert cpu["launch_bound"] is None and "not judged" in cpu["launch_bound_reason"]
+
+
+def test_dispatched_ops_are_counted():
+    import torch
+
+    from fer_bench.measure.utilisation import count_dispatched_ops
+
+    x = torch.ones(4)
+    assert count_dispatched_ops(lambda: (x + 1) * 2) == 2
+
+
+def test_platforms_view_says_which_steps_are_launch_bound(tmp_path):
+    case = _case(0.0022, per_joule=None)
+    case["extra_info"].update(launch_bound=True, launch_bound_reason="7.3 us of device time per operator (300 a "
+                                                                        "step) is about what launching a kernel costs")
+    runs = load_results([_write(tmp_path, "a", "h100", [case])])
+    text = format_view(create_view("platforms", runs))
+    assert "Launch-bound on `h100/cuda` (1 case: `test_train_step" in text and "7.3 us of device time" in text

@@ -277,6 +277,8 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 "data_wait_fraction": _float(case.extra_info.get("data_wait_fraction")),
                 "samples_per_joule": _float(case.extra_info.get("samples_per_joule")),
                 "mfu": _float(case.extra_info.get("mfu")),
+                "_launch_bound": case.extra_info.get("launch_bound"),
+                "_launch_bound_reason": case.extra_info.get("launch_bound_reason"),
                 "global_batch_size": case.global_batch_size,
                 **_scaling_fields(case),
                 "_precision_native": case.extra_info.get("precision_native"),
@@ -423,6 +425,22 @@ def resolve_baseline(choice: str | None, platforms: Sequence[str], geomeans: dic
     return platforms[0], "the first platform by name: no case is shared by all platforms (pass --baseline)"
 
 
+def _launch_bound_notes(records: list[dict]) -> list[str]:
+    """One line per platform whose steps were launch-bound (the GPU waited for kernel launches), naming the cases
+    and the lever."""
+    by_platform: dict[str, list[dict]] = {}
+    for r in records:
+        if r.get("_launch_bound"):
+            by_platform.setdefault(r["platform"], []).append(r)
+    notes = []
+    for platform, members in sorted(by_platform.items()):
+        names = ", ".join(f"`{m['case']}`" for m in members[:3]) + (f" and {len(members) - 3} more"
+                                                                   if len(members) > 3 else "")
+        notes.append(f"Launch-bound on `{platform}` ({len(members)} case{'s' * (len(members) != 1)}: {names}): "
+                     f"{members[0]['_launch_bound_reason']}")
+    return notes
+
+
 def _describe_against(ratio: float, metric: str) -> str:
     """A platform against the baseline: a speedup for time and throughput, the metric's own words otherwise."""
     if metric in ("time", "samples_per_s"):
@@ -498,6 +516,7 @@ def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric
             "baseline": base})
     wide_rows.append(geo)
     notes = _machines_notes(usable, runs)
+    notes.extend(_launch_bound_notes(usable))
     what = {"time": f"median {unit} per round", "samples_per_s": "samples/s over the median round",
             "samples_per_joule": "images per joule over the timed rounds (energy_j_per_step)",
             "mfu": "achieved FLOP/s over the datasheet peak of the dtype the step ran in"}[metric]
