@@ -106,3 +106,29 @@ def test_platforms_view_says_which_steps_are_launch_bound(tmp_path):
     runs = load_results([_write(tmp_path, "a", "h100", [case])])
     text = format_view(create_view("platforms", runs))
     assert "Launch-bound on `h100/cuda` (1 case: `test_train_step" in text and "7.3 us of device time" in text
+
+
+# ------------------------------------------------------------------------------------------ compile view
+
+
+def _step(compile_mode: str | None, median_s: float, **extra) -> dict:
+    params = {"model": "fer_cnn_2block", "device": "cuda", "batch_size": 64, "precision": "fp32", "num_gpus": 1}
+    if compile_mode is not None:
+        params["compile"] = compile_mode
+    return create_benchmark("test_train_step", params, create_rounds(median_s), extra_info=extra)
+
+
+def test_compile_view_shows_speedup_over_eager_with_compile_time(tmp_path):
+    cases = [_step(None, 0.0022),  # a run from before the compile axis: eager
+             _step("default", 0.0011, compile_time_s=41.0, compile_graph_breaks=0),
+             _step("reduce-overhead", 0.0004, compile_time_s=55.0, compile_graph_breaks=2)]
+    runs = load_results([_write(tmp_path, "a", "h100", cases)])
+    text = format_view(create_view("compile", runs))
+    assert "(reference)" in text
+    assert "(2.0x faster, compile 41.0 s)" in text
+    assert "(5.5x faster, compile 55.0 s, 2 graph breaks)" in text
+
+
+def test_compile_view_without_compiled_cases_says_how_to_get_them(tmp_path):
+    runs = load_results([_write(tmp_path, "a", "h100", [_step(None, 0.0022)])])
+    assert "--fer-compile eager,default" in format_view(create_view("compile", runs))

@@ -50,7 +50,9 @@ from fer_bench.results.runs import (
     parse_params_key,
 )
 
-VIEWS = ("platforms", "workers", "precision", "batch", "scaling", "convergence", "ops", "paper")
+VIEWS = ("platforms", "workers", "precision", "batch", "scaling", "convergence", "ops", "paper", "compile")
+#: The benchmarks with a compile axis (the bare reference loop stays eager).
+COMPILE_BENCHMARKS = ("test_forward", "test_forward_backward", "test_train_step", "test_epoch")
 #: Views that compare throughput, where runs over different image counts are the same case (per image).
 PER_IMAGE_VIEWS = ("workers", "batch")
 #: Views of times of whole runs or epochs and of accuracies: never merged per image, whatever --metric says.
@@ -64,7 +66,8 @@ HOST_DEVICE = "cpu"
 _MAX_IDENTITY_LINES = 25
 #: Axes at the value runs made before the axis existed ran (as fer_bench.axes' since_default, here too so that a
 #: run naming the value is the same case as one that does not whatever the registry holds).
-IMPLIED_PARAMS: dict[str, Any] = {"optimizer": "adam", "pipeline": "batched", "lr_scaling": "none"}
+IMPLIED_PARAMS: dict[str, Any] = {"optimizer": "adam", "pipeline": "batched", "lr_scaling": "none",
+                                   "compile": "eager"}
 #: The value an absent axis stands for (fer_bench.axes' since_default, and IMPLIED_PARAMS).
 AXIS_DEFAULTS: dict[str, Any] = {**{a.name: a.since_default for a in AXES.values() if a.has_since_default},
                                  **IMPLIED_PARAMS}
@@ -278,6 +281,8 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 "samples_per_joule": _float(case.extra_info.get("samples_per_joule")),
                 "mfu": _float(case.extra_info.get("mfu")),
                 "_launch_bound": case.extra_info.get("launch_bound"),
+                "compile_time_s": _float(case.extra_info.get("compile_time_s")),
+                "_compile_graph_breaks": case.extra_info.get("compile_graph_breaks"),
                 "_launch_bound_reason": case.extra_info.get("launch_bound_reason"),
                 "global_batch_size": case.global_batch_size,
                 **_scaling_fields(case),
@@ -664,6 +669,47 @@ def create_precision_view(records: list[dict]) -> ViewTable:
     if lacking:
         notes.append(f"{lacking} series ran no fp32 case: no speedup for them.")
     return ViewTable("precision", _frame(out, names), table, notes)
+
+
+def create_compile_view(records: list[dict]) -> ViewTable:
+    """Each compile mode's speedup over eager of the same platform, benchmark and params, with its compile time
+    (cold, before the timed rounds) and graph breaks; series with no compiled case are left out."""
+    mine = [{**r, "params": dict(r["params"])} for r in records if _function(r) in COMPILE_BENCHMARKS]
+    _fill_implied(mine, "compile", benchmarks=list(COMPILE_BENCHMARKS))
+    series = {k: v for k, v in _series(mine, "compile").items() if any(m["params"]["compile"] != "eager" for m in v)}
+    mine = [m for members in series.values() for m in members]
+    if not mine:
+        return ViewTable("compile", pd.DataFrame(), pd.DataFrame(),
+                         ["no compiled results (run the step or epoch benchmarks with --fer-compile eager,default)"])
+    names = _param_names(mine)
+    lacking = 0
+    for members in series.values():
+        ref = next((m for m in members if m["params"]["compile"] == "eager"), None)
+        lacking += ref is None
+        for m in members:
+            s = ref["median_ms"] / m["median_ms"] if ref is not None else math.nan
+            m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
+            m["speedup_text"] = ("reference" if m is ref else describe_speedup(s)) if ref is not None else "no eager"
+            m["graph_breaks"] = m.get("_compile_graph_breaks")
+    out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
+
+    def cell(r: dict) -> str:
+        text = f"{format_number(r['median_ms'])} ms ({r['speedup_text']}"
+        if math.isfinite(r["compile_time_s"]):
+            text += f", compile {format_number(r['compile_time_s'])} s"
+        if r["graph_breaks"]:
+            text += f", {r['graph_breaks']} graph break{'s' * (r['graph_breaks'] != 1)}"
+        return text + ")"
+
+    from fer_bench.axes import COMPILE_MODES
+
+    table = _pivot_table(mine, "compile", cell, _axis_values(mine, "compile", COMPILE_MODES), str)
+    notes = ["Median ms per round and the speedup over eager of the same platform, benchmark and params; the "
+             "compile time is the first compiled call's (cold, before the timed rounds; inductor's on-disk caches "
+             "make a later run's shorter)."]
+    if lacking:
+        notes.append(f"{lacking} series ran no eager case: no speedup for them.")
+    return ViewTable("compile", _frame(out, names), table, notes)
 
 
 def create_batch_view(records: list[dict]) -> ViewTable:
@@ -1332,6 +1378,7 @@ def create_view(view: str, runs: Sequence[RunResult], *, metric: str = "time", b
     else:
         table = {"workers": create_workers_view, "precision": create_precision_view, "batch": create_batch_view,
                  "scaling": create_scaling_view, "convergence": create_convergence_view, "ops": create_ops_view,
+                 "compile": create_compile_view,
                  "paper": create_paper_view}[view](records)
     table.notes = notes + table.notes
     return table
@@ -1377,7 +1424,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "world size (GPUs, or ddp processes); convergence: time to the target accuracy "
                              "(test_time_to_accuracy, MLPerf's scoring); ops: op-category shares of a profiled step "
                              "(--fer-profile-ops); paper: the paper's table (epoch time, time to target, accuracy, "
-                             "macro-F1, speedups over the slowest platform). "
+                             "macro-F1, speedups over the slowest platform); compile: each torch.compile mode's speedup over eager "
+                             "and its compile time. "
                              "Default: %(default)r")
     parser.add_argument("--metric", choices=COMPARE_METRICS, default="time",
                         help="what the platforms view shows: time, samples_per_s, samples_per_joule (energy per "
