@@ -209,3 +209,9 @@ def nvmlDeviceGetCurrentClocksThrottleReasons(h: FakeGpu) -> int:  # noqa: N802
 def nvmlDeviceGetComputeRunningProcesses(h: FakeGpu) -> list[SimpleNamespace]:  # noqa: N802
     g = _check(h, "nvmlDeviceGetComputeRunningProcesses")
     return [SimpleNamespace(pid=1000 + i, usedGpuMemory=1 << 30) for i in range(g.processes)]
+
+
+# Appended for fer_bench.measure.energy: the energy counter reads a FakeGpu's ``total_energy_mj`` attribute (set
+# it on the object; 0 when unset) and, like the other readings, raises NotSupported when named in not_supported.
+def nvmlDeviceGetTotalEnergyConsumption(h: FakeGpu) -> int:  # noqa: N802
+    return getattr(_check(h, "nvmlDeviceGetTotalEnergyConsumption"), "total_energy_mj", 0)

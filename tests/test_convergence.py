@@ -162,7 +162,7 @@ def test_paper_cnn_reaches_the_default_target_in_fp32_and_amp_bf16(tmp_path):
         assert info["epochs_to_target"] == len(curve)
         assert case["stats"]["data"] == [pytest.approx(info["time_to_target_s"])]
         assert info["workload"]["target_accuracy"] == info["target_accuracy"]
-        tsv = Path(info["curve_tsv"][0])
+        tsv = tmp_path / info["curve_tsv"][0]  # relative to the JSON's folder
         assert tsv.parent == tmp_path / "tta.curves" and len(tsv.read_text().splitlines()) == len(curve) + 1
 
 

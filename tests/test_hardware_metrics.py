@@ -132,3 +132,34 @@ def test_compile_view_shows_speedup_over_eager_with_compile_time(tmp_path):
 def test_compile_view_without_compiled_cases_says_how_to_get_them(tmp_path):
     runs = load_results([_write(tmp_path, "a", "h100", [_step(None, 0.0022)])])
     assert "--fer-compile eager,default" in format_view(create_view("compile", runs))
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_every_step_result_carries_mfu_and_energy_with_reasons(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/test_step.py", "-q", "-p", "no:cacheprovider", "-k",
+         "train_step", "--fer-preset", "quick", "--fer-devices", "cpu", "--fer-precisions", "fp32",
+         "--fer-peak-tflops", "2", "--benchmark-json", str(out)], cwd=root, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    cases = {b["name"].split("[")[0]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
+    assert set(cases) == {"test_train_step", "test_train_step_reference"}
+    step = cases["test_train_step"]
+    assert step["peak_tflops"] == 2.0 and step["peak_source"] == "--fer-peak-tflops"
+    assert step["mfu"] == pytest.approx(step["achieved_tflops"] / 2.0)
+    reference = cases["test_train_step_reference"]  # no FLOP count of its own: null with the reason
+    assert reference["mfu"] is None and reference["mfu_reason"]
+    for info in cases.values():
+        assert "energy_j_per_step" in info and "samples_per_joule" in info
+        if info["energy_j_per_step"] is None:  # this VM exposes no RAPL
+            assert info["energy_reason"]
+        assert info["launch_bound"] is None and "not judged" in info["launch_bound_reason"]

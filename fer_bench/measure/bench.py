@@ -136,9 +136,30 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
     info = measure(benchmark, fn, device=step.device, samples_per_call=config.global_batch_size, phase=phase,
                    target_s=session.preset.target_round_s, flops_per_call=flops,
                    extra=_common_info(session, config, training), planner=planner)
+    _step_figures(benchmark, session, config, step.device, fn, info)
     if session.profile_ops and phase == "train_step" and "step_time_ms" in info:
         _profile_ops(benchmark, session, training, x, y, info)
     return info
+
+
+def _step_figures(benchmark, session: FerSession, config: RunConfig, device: torch.device, fn, info: dict) -> None:
+    """MFU against the datasheet peak and the launch-bound verdict of a timed step (fer_bench.measure.utilisation):
+    every step result carries them, null with the reason where they do not apply."""
+    from fer_bench.measure.utilisation import count_dispatched_ops, launch_bound, utilisation
+
+    figures = utilisation(info, device=device, precision=config.precision, tf32=config.tf32,
+                          user_peak_tflops=session.peak_tflops)
+    ops = None
+    if device.type == "cuda" and "step_time_ms" in info and config.compile == "eager":
+        ops = count_dispatched_ops(fn)  # one more step, after the rounds
+    figures.update(launch_bound(device_type=device.type, host_ms=info.get("host_time_ms"),
+                                device_ms=info.get("device_time_ms"), ops=ops))
+    if config.compile != "eager" and device.type == "cuda":
+        figures["launch_bound_reason"] = "a compiled step's kernels are not counted by dispatch: not judged"
+    if figures.get("launch_bound"):
+        session.launch_bound.append(f"{benchmark.name}: {figures['launch_bound_reason']}")
+    benchmark.extra_info.update(figures)
+    info.update(figures)
 
 
 #: --fer-profile-ops: profiled steps after a case's timed rounds, and the unprofiled steps before them.
@@ -222,6 +243,7 @@ def bench_train_step_reference(benchmark, session: FerSession, config: RunConfig
     info = measure(benchmark, bare_step, device=device, samples_per_call=config.global_batch_size,
                    phase="train_step_reference", target_s=session.preset.target_round_s,
                    extra=_common_info(session, config, training), planner=planner)
+    _step_figures(benchmark, session, config, device, bare_step, info)
     if "step_time_ms" in info:
         estimate = info["step_time_ms"] / 1e3
         wanted = choose_rounds(2 * estimate, session.preset.target_round_s, MIN_OVERHEAD_PAIRS, 100)
@@ -602,8 +624,9 @@ def bench_time_to_accuracy(benchmark, session: FerSession, config: RunConfig) ->
                              else "each run's time to the epoch cap: the case missed the target")
     _replace_rounds(benchmark, rounds)
     if session.curve_tsv:
-        figures["curve_tsv"] = [str(write_curve_tsv(session.artifact_path("curves", benchmark.name,
-                                                                          f".seed{r.seed}.tsv"), r)) for r in runs]
+        written = [write_curve_tsv(session.artifact_path("curves", benchmark.name, f".seed{r.seed}.tsv"), r)
+                   for r in runs]
+        figures["curve_tsv"] = [os.path.relpath(path, session.json_path.parent) for path in written]
     if not score["reached_target"]:
         session.missed_targets.append(
             f"{benchmark.name} missed the target {target:.0%}: {score['runs_missed']} of {len(runs)} runs missed "

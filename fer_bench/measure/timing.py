@@ -207,7 +207,11 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
             fn()
             synchronize(device)
 
+    meter = _open_energy_meter(device)
+    if meter is not None:
+        meter.start()
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
+    info.update(_energy_fields(meter, rounds=rounds, samples=samples_per_call * rounds))
     info["peak_memory_bytes"] = memory.peak_bytes()
     if callable(flops_per_call):  # counted after the rounds: a case the budget skips never pays for it
         flops_per_call = flops_per_call()
@@ -231,6 +235,39 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
         info["flops_per_step"] = int(flops_per_call)
     benchmark.extra_info.update(info)
     return info
+
+
+def _open_energy_meter(device: torch.device):
+    """The device's energy meter (NVML on CUDA, RAPL on a Linux CPU), or None when opening one failed outright
+    (the reason then comes from _energy_fields)."""
+    from fer_bench.measure.energy import open_energy_meter
+
+    try:
+        return open_energy_meter(device)
+    except Exception:  # energy is best effort: it must never fail a measurement
+        return None
+
+
+def _energy_fields(meter, *, rounds: int, samples: int) -> dict:
+    """``energy_j_per_step``, ``samples_per_joule``, the source and period, or nulls with ``energy_reason``."""
+    from fer_bench.measure.energy import per_step_fields
+
+    if meter is None:
+        window = {"energy_j": None, "energy_reason": "no energy meter could be opened for this device"}
+    else:
+        try:
+            window = meter.stop()
+        except Exception as exc:  # best effort, as above
+            window = {"energy_j": None, "energy_reason": f"reading the energy meter failed: {exc}"}
+    from fer_bench.measure import turns
+
+    fields = per_step_fields(window, steps=rounds, samples=samples)
+    if turns.active() and fields.get("energy_j_per_step") is not None:
+        # under fer-bench ab the other side's rounds run inside this window: the device's energy is not this step's
+        fields.update(energy_j_per_step=None, samples_per_joule=None,
+                      energy_reason="fer-bench ab interleaves two processes' rounds: the device's energy over the "
+                                    "window is not this case's")
+    return fields
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

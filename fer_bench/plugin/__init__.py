@@ -628,6 +628,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(f"fer_bench: {note}", yellow=True)
     for line in session.missed_targets:
         terminalreporter.write_line(f"fer_bench: {line}", yellow=True)
+    if session.launch_bound:
+        terminalreporter.write_sep("-", "fer_bench: launch-bound steps (the GPU waits for kernel launches)")
+        for line in session.launch_bound:
+            terminalreporter.write_line(line)
     if session.deselected_groups:
         terminalreporter.write_line(f"fer_bench: preset {session.preset_name} leaves out "
                                     f"{', '.join(session.deselected_groups)} (deselected; another preset runs them)")

@@ -89,6 +89,10 @@ def parse_target_accuracy(text: str) -> float:
     return value
 
 
+def parse_peak_tflops(text: str) -> float:
+    return _bounded_float("--fer-peak-tflops", text, 1e6, "a peak in TFLOP/s", "3.2, 989")
+
+
 def parse_bucket_cap(text: str) -> float:
     return _bounded_float("--fer-ddp-bucket-cap-mb", text, 4096, "a size in MiB", "25, 1, 0.5")
 
@@ -99,7 +103,7 @@ def option_dests() -> list[str]:
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
         "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_repeats",
-        "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops"]
+        "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops"]
 
 
 def add_fer_options(group) -> None:
@@ -177,6 +181,11 @@ def add_fer_options(group) -> None:
                          "write a Chrome trace and tables of self time by operator and category into "
                          "<results JSON>.ops/; the category shares go into extra_info. Needs --benchmark-json. "
                          "Default: off")
+    group.addoption("--fer-peak-tflops", dest="fer_peak_tflops", type=parse_peak_tflops, default=None,
+                    metavar="TFLOPS",
+                    help="the peak TFLOP/s that MFU is computed against, for the dtype the steps run in: needed on "
+                         "a CPU (no datasheet table), and overrides the table on a GPU. Default: the GPU's datasheet "
+                         "peak (fer_bench.machine.peaks); none on a CPU")
     group.addoption("--fer-progress", dest="fer_progress", type=parse_progress, default=None, metavar="MODE",
                     help="a progress line per case with the time left: every, sparse (every 30 s or 10 cases, "
                          "and the last), off; auto is every on a terminal, sparse in a log. Default: 'auto'")

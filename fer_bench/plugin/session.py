@@ -66,8 +66,11 @@ class FerSession:
     curve_tsv: bool = False
     profile_ops: bool = False
     json_path: Path | None = None
-    #: time-to-accuracy cases that missed their target, for the terminal summary
+    #: time-to-accuracy cases that missed their target, and launch-bound steps, for the terminal summary
     missed_targets: list[str] = field(default_factory=list)
+    launch_bound: list[str] = field(default_factory=list)
+    #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
+    peak_tflops: float | None = None
 
     def artifact_dir(self, kind: str) -> Path:
         """``<results JSON without .json>.<kind>/`` (``out.curves/``, ``out.ops/``), created on first use."""
@@ -108,6 +111,7 @@ class FerSession:
             target_accuracy=config.getoption("fer_target_accuracy"),
             curve_tsv=bool(config.getoption("fer_curve_tsv")),
             profile_ops=bool(config.getoption("fer_profile_ops")),
+            peak_tflops=config.getoption("fer_peak_tflops"),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
