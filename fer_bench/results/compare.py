@@ -1167,7 +1167,9 @@ def create_ops_view(records: list[dict]) -> ViewTable:
 
 
 #: The value the paper view prefers on an axis with several, where present (else: the one most platforms ran).
-PAPER_PREFERRED: dict[str, Any] = {**AXIS_DEFAULTS, "precision": "fp32", "num_gpus": 1, "lr_scaling": "none"}
+#: The paper's setting where a machine ran it: fp32, one device, the default batch of 64 and Adam at its base rate.
+PAPER_PREFERRED: dict[str, Any] = {**AXIS_DEFAULTS, "precision": "fp32", "num_gpus": 1, "lr_scaling": "none",
+                                   "batch_size": 64}
 _PAPER_FIRST_AXES = ("precision", "batch_size", "optimizer", "pipeline")
 _MISSING = object()
 
@@ -1238,6 +1240,9 @@ def create_paper_view(records: list[dict]) -> ViewTable:
                  if a not in axes and a not in ("model", "num_workers")]
         said = []
         for axis in axes:
+            if not any(axis in r["_paper"] for r in members):
+                continue  # the cases an earlier axis kept do not have this one (another benchmark's axis)
+
             def shown(v: Any) -> str:
                 return _target_text(v) if axis == "target_accuracy" else str(v)
 
@@ -1341,9 +1346,9 @@ def create_paper_view(records: list[dict]) -> ViewTable:
              "test_epoch's evaluation after its last epoch).",
              f"Platforms from the slowest to the fastest by geometric mean epoch time"
              f"{' over the models all of them ran' if shared else ''}: {', '.join(order)}.",
-             "One case per model, chosen alike for every platform: precision fp32, the batch size most platforms "
-             "ran (ties: the smallest), optimizer adam, pipeline batched, the other axes at their defaults (else the "
-             "value most platforms ran), and of the worker counts each platform's fastest epoch:"]
+             "One case per model, chosen alike for every platform: precision fp32, batch size 64 (else the one most "
+             "platforms ran; ties: the smallest), optimizer adam, pipeline batched, the other axes at their defaults "
+             "(else the value most platforms ran), and of the worker counts each platform's fastest epoch:"]
     notes.extend(choice_notes)
     if targets:
         notes.append("Target accuracy: " + ", ".join(f"{_target_text(t)} ({m})" for m, t in targets) + ".")
