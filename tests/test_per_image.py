@@ -22,7 +22,7 @@ from fer_bench.data.transforms import FER2013_PIXEL_MEAN, FER2013_PIXEL_STD
 from fer_bench.data.writers import write_image_folder
 from fer_bench.errors import FerBenchError
 
-N_TRAIN, N_TEST = 100, 30
+from tests.test_loader import N_TRAIN, _data, constant_data, noise_data  # noqa: F401 (the shared fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -32,26 +32,6 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-def _data(images: np.ndarray, labeled: bool = True) -> FerData:
-    n = len(images)
-    splits = np.full(n, SPLIT_CODES["train"], dtype=np.uint8)
-    splits[N_TRAIN:] = SPLIT_CODES["public_test"]
-    labels = (np.arange(n) % 7).astype(np.int64) if labeled else None
-    return FerData(images=images, labels=labels, splits=splits, format="test", source="test data")
-
-
-@pytest.fixture
-def noise_data() -> FerData:
-    rng = np.random.default_rng(0)
-    return _data(rng.integers(0, 256, (N_TRAIN + N_TEST, 48, 48), dtype=np.uint8))
-
-
-@pytest.fixture
-def constant_data() -> FerData:
-    # Image i is flat with value i: crops (reflect padding), flips and normalisation keep it flat, so every output
-    # names its source row.
-    values = np.arange(N_TRAIN + N_TEST, dtype=np.uint8)
-    return _data(np.repeat(values, 48 * 48).reshape(-1, 48, 48))
 
 
 def _source_rows(x: torch.Tensor) -> list[int]:

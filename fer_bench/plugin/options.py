@@ -26,11 +26,20 @@ def parse_preset(text: str) -> str:
     return text
 
 
-def parse_epoch_images(text: str) -> int:
-    try:
-        return int_parser(1)(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--fer-epoch-images: {exc}") from None
+def positive_int_option(option: str):
+    """A parser of a positive integer option whose error names ``option``."""
+    def parse(text: str) -> int:
+        try:
+            return int_parser(1)(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{option}: {exc}") from None
+
+    return parse
+
+
+parse_epoch_images = positive_int_option("--fer-epoch-images")
+parse_repeats = positive_int_option("--fer-repeats")
+parse_max_epochs = positive_int_option("--fer-max-epochs")
 
 
 def parse_data_path(text: str) -> Path:
@@ -60,20 +69,6 @@ def _bounded_float(option: str, text: str, high: float, what: str, examples: str
 
 def parse_round_time(text: str) -> float:
     return _bounded_float("--fer-round-time", text, 600, "a time in seconds", "0.3, 2s", unit="s")
-
-
-def parse_repeats(text: str) -> int:
-    try:
-        return int_parser(1)(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--fer-repeats: {exc}") from None
-
-
-def parse_max_epochs(text: str) -> int:
-    try:
-        return int_parser(1)(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--fer-max-epochs: {exc}") from None
 
 
 def parse_target_accuracy(text: str) -> float:

@@ -639,22 +639,31 @@ def _pipeline_notes(records: list[dict]) -> list[str]:
     return lines
 
 
+def _set_speedups(series: Iterable[list[dict]], axis: str, reference: Any) -> int:
+    """In place: each member's ``speedup`` (median time) over its series' member at ``axis`` = ``reference``, and
+    ``speedup_text``; returns how many series lack the reference."""
+    lacking = 0
+    for members in series:
+        ref = next((m for m in members if m["params"][axis] == reference), None)
+        lacking += ref is None
+        for m in members:
+            s = ref["median_ms"] / m["median_ms"] if ref is not None else math.nan
+            m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
+            m["speedup_text"] = (("reference" if m is ref else describe_speedup(s)) if ref is not None
+                                 else f"no {reference}")
+    return lacking
+
+
 def create_precision_view(records: list[dict]) -> ViewTable:
     """Speedup of each precision over fp32 of the same platform, benchmark, model and batch size."""
     mine = [r for r in records if "precision" in r["params"]]
     if not mine:
         return ViewTable("precision", pd.DataFrame(), pd.DataFrame(), ["no results with a precision axis"])
     names = _param_names(mine)
-    lacking = 0
-    for members in _series(mine, "precision").values():
-        ref = next((m for m in members if m["params"]["precision"] == "fp32"), None)
-        lacking += ref is None
-        for m in members:
-            s = ref["median_ms"] / m["median_ms"] if ref is not None else math.nan
-            m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
-            m["speedup_text"] = ("reference" if m is ref else describe_speedup(s)) if ref is not None else "no fp32"
-            # the run's own word (extra_info["precision_native"]); a run made before it was recorded says nothing
-            m["emulated"] = m.get("_precision_native") is False
+    lacking = _set_speedups(_series(mine, "precision").values(), "precision", "fp32")
+    for m in mine:
+        # the run's own word (extra_info["precision_native"]); a run made before it was recorded says nothing
+        m["emulated"] = m.get("_precision_native") is False
     out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
 
     def cell(r: dict) -> str:
@@ -682,15 +691,9 @@ def create_compile_view(records: list[dict]) -> ViewTable:
         return ViewTable("compile", pd.DataFrame(), pd.DataFrame(),
                          ["no compiled results (run the step or epoch benchmarks with --fer-compile eager,default)"])
     names = _param_names(mine)
-    lacking = 0
-    for members in series.values():
-        ref = next((m for m in members if m["params"]["compile"] == "eager"), None)
-        lacking += ref is None
-        for m in members:
-            s = ref["median_ms"] / m["median_ms"] if ref is not None else math.nan
-            m["speedup"] = round(s, 4) if math.isfinite(s) else math.nan
-            m["speedup_text"] = ("reference" if m is ref else describe_speedup(s)) if ref is not None else "no eager"
-            m["graph_breaks"] = m.get("_compile_graph_breaks")
+    lacking = _set_speedups(series.values(), "compile", "eager")
+    for m in mine:
+        m["graph_breaks"] = m.get("_compile_graph_breaks")
     out = [_public(r, names) for r in _sort_records(mine, names, first=("platform",))]
 
     def cell(r: dict) -> str:
