@@ -1,5 +1,6 @@
 """Full epochs: a training epoch plus the evaluation pass, over model x device x batch_size x num_workers x
-precision x num_gpus x optimizer x memory_format x parallel x scaling x pipeline.
+precision x num_gpus x optimizer x memory_format x parallel x scaling x pipeline x compile (a compiled epoch
+compiles its training step before the rounds and drops the last partial batch; its evaluation pass runs eager).
 
     pytest benchmarks/test_epoch.py --fer-num-workers 0,2,4,8 --fer-epoch-images 4096 --benchmark-json out.json
     pytest benchmarks/test_epoch.py --fer-parallel ddp --fer-devices cpu --fer-num-gpus 1,2 --benchmark-json out.json
@@ -19,5 +20,5 @@ from fer_bench.measure.bench import bench_epoch
 
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, fer_session, run_config, model, device, batch_size, num_workers, precision, num_gpus,
-               optimizer, memory_format, parallel, scaling, pipeline):
+               optimizer, memory_format, parallel, scaling, pipeline, compile):
     bench_epoch(benchmark, fer_session, run_config)

@@ -2,9 +2,11 @@
 
     pytest benchmarks/test_step.py --fer-models resnet18 --fer-batch-sizes 32,64 --benchmark-json out.json
 
-Parametrized over model x device x batch_size x precision x num_gpus x memory_format (x optimizer for the steps
-that update weights). ``test_train_step_reference`` times the
-same full step as a bare hand loop in the same group, so every run shows the harness's own overhead.
+Parametrized over model x device x batch_size x precision x num_gpus x memory_format x compile (x optimizer for
+the steps that update weights). ``test_train_step_reference`` times the same full step as a bare hand loop (always
+eager) in the same group, so every run shows the harness's own overhead.
+
+    pytest benchmarks/test_step.py --fer-compile eager,default --fer-models fer_cnn_2block --benchmark-json out.json
 """
 
 import pytest
@@ -13,19 +15,20 @@ from fer_bench.measure.bench import bench_step, bench_train_step_reference
 
 
 @pytest.mark.benchmark(group="forward")
-def test_forward(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus, memory_format):
+def test_forward(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus, memory_format,
+                 compile):
     bench_step(benchmark, fer_session, run_config, "forward")
 
 
 @pytest.mark.benchmark(group="forward_backward")
 def test_forward_backward(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus,
-                          memory_format):
+                          memory_format, compile):
     bench_step(benchmark, fer_session, run_config, "forward_backward")
 
 
 @pytest.mark.benchmark(group="train_step")
 def test_train_step(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus, optimizer,
-                    memory_format):
+                    memory_format, compile):
     bench_step(benchmark, fer_session, run_config, "train_step")
 
 

@@ -139,6 +139,10 @@ def _scaling_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
 def _compile_unavailable(value: str, case: Mapping[str, Any]) -> str | None:
     if value == "eager":
         return None
+    if case.get("parallel") == "ddp":
+        return "torch.compile of DistributedDataParallel ranks is not built yet: their steps would run eager"
+    if case.get("parallel") == "dp" or int(case.get("num_gpus", 1)) > 1:
+        return "torch.compile with nn.DataParallel is not supported (use one device, or parallel=ddp eager)"
     from fer_bench.engine.compile import compile_unavailable_reason
 
     return compile_unavailable_reason(value, str(case.get("device", "cpu")))

@@ -44,7 +44,7 @@ def test_run_config_axes_come_from_the_registry():
     cfg = RunConfig(model="efficientnet_b0", device="CPU", batch_size=64, num_workers=2, optimizer="SGD")
     assert cfg.device == "cpu" and cfg.optimizer == "sgd"
     assert list(cfg.axes()) == ["model", "device", "batch_size", "num_workers", "precision", "num_gpus",
-                                "optimizer", "lr_scaling", "memory_format", "parallel", "scaling", "pipeline"]
+                                "optimizer", "lr_scaling", "memory_format", "parallel", "scaling", "pipeline", "compile"]
     assert not cfg.channels_last and RunConfig(model="x", memory_format="channels_last").channels_last
 
 

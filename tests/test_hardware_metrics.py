@@ -163,3 +163,30 @@ def test_every_step_result_carries_mfu_and_energy_with_reasons(tmp_path):
         if info["energy_j_per_step"] is None:  # this VM exposes no RAPL
             assert info["energy_reason"]
         assert info["launch_bound"] is None and "not judged" in info["launch_bound_reason"]
+
+
+def test_compile_axis_end_to_end_on_the_cpu(tmp_path):
+    """A paper CNN eager and compiled: two results, the compiled one with its compile time and graph counts;
+    reduce-overhead skipped here with its reason."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/test_step.py", "-q", "-p", "no:cacheprovider", "-rs", "-k",
+         "test_train_step and not reference", "--fer-preset", "quick", "--fer-budget", "none", "--fer-devices", "cpu",
+         "--fer-precisions", "fp32", "--fer-batch-sizes", "8", "--fer-compile", "eager,default,reduce-overhead",
+         "--benchmark-json", str(out)], cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "reduce-overhead captures CUDA graphs: CUDA only" in proc.stdout
+    cases = {b["params"]["compile"]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
+    assert set(cases) == {"eager", "default"}
+    compiled = cases["default"]
+    assert compiled["compile_mode"] == "default" and compiled["compile_time_s"] > 0
+    assert compiled["compile_graphs"] >= 1 and compiled["compile_graph_breaks"] == 0
+    assert compiled["compile_fell_back"] is False
+    assert compiled["flops_per_step"] == cases["eager"]["flops_per_step"]  # counted on the eager model
+    assert "compile_time_s" not in cases["eager"]

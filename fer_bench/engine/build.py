@@ -58,13 +58,17 @@ def create_train_step(config: RunConfig, *, num_classes: int = 7) -> Training:
     consecutive devices, which splits each input batch across them: the batch to feed is
     ``config.global_batch_size`` (batch_size per device under weak scaling, batch_size in all under strong).
     DistributedDataParallel is not built here: its workers (fer_bench.engine.distributed) each build a one-device
-    step and wrap it.
+    step and wrap it. ``config.compile`` other than eager makes ``step.model`` the torch.compile of
+    ``step.eager_model`` (fer_bench.engine.compile.compile_train_step; not with nn.DataParallel); it compiles on
+    its first call.
     """
     from fer_bench.models import create_model, get_model_info
 
     if config.parallel_mode == "ddp":
         raise FerBenchError("parallel=ddp: DistributedDataParallel steps are built by fer_bench.engine.distributed's "
                             "workers, one device each")
+    if config.compile != "eager" and config.parallel_mode == "dp":
+        raise FerBenchError("torch.compile with nn.DataParallel is not supported: use parallel=ddp")
     resolved = resolve_device(config.device, config.num_gpus)
     if not resolved.available:
         raise FerBenchError(f"device {config.device}: {resolved.reason}")
@@ -81,10 +85,15 @@ def create_train_step(config: RunConfig, *, num_classes: int = 7) -> Training:
         model = data_parallel(model, device, config.num_gpus)
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
     step = TrainStep(model, optimizer, policy, device, channels_last=config.channels_last)
+    if config.compile != "eager":  # nothing compiles yet: the first call does (engine.compile.warm_compile)
+        from fer_bench.engine.compile import compile_train_step
+
+        compile_train_step(step, config.compile)
     settings = {
         **policy.settings(),
         **backend,
         "channels_last": config.channels_last,
+        "compile": config.compile,
         "optimizer": config.optimizer,
         "lr": config.lr,
         **config.batch_info(),

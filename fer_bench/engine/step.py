@@ -18,6 +18,12 @@ class TrainStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: PrecisionPolicy,
                  device: torch.device, *, channels_last: bool = False, loss_fn: nn.Module | None = None):
         self.model = model
+        #: The eager module: FLOP counting and the reference loop use it. ``model`` is the same object unless
+        #: fer_bench.engine.compile.compile_train_step made it ``torch.compile(eager_model)`` (shared parameters).
+        self.eager_model = model
+        #: The compile axis's value this step runs in ("eager" unless compile_train_step compiled it) and how.
+        self.compile_mode = "eager"
+        self.compile_settings: dict = {}
         self.optimizer = optimizer
         self.policy = policy
         self.device = torch.device(device)

@@ -6,6 +6,7 @@ the same way whatever the model, device or precision.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -18,6 +19,7 @@ from fer_bench.data.constants import CLASS_NAMES
 from fer_bench.data.dataset import FerData
 from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
 from fer_bench.engine.build import data_parallel
+from fer_bench.engine.compile import warm_compiled_step
 from fer_bench.engine.device import resolve_device, synchronize
 from fer_bench.measure.timing import MIN_ROUNDS, WARMUP_ROUNDS, choose_rounds, measure, paired_overhead
 from fer_bench.plugin.session import FerSession
@@ -129,17 +131,38 @@ def bench_step(benchmark, session: FerSession, config: RunConfig, phase: str) ->
           "train_step": lambda: step.step(x, y)}[phase]
 
     def flops() -> int | None:
-        with step.policy.autocast():
-            return _flops(step.model, x, backward=phase != "forward")
+        with step.policy.autocast():  # counted on the eager model: a compiled one does the same arithmetic
+            return _flops(step.eager_model, x, backward=phase != "forward")
 
+    extra = _common_info(session, config, training)
+    extra.update(warm_compiled_step(step, fn))  # compiles before the rounds; a fallback to eager fails the case
     # the FLOP count runs a step's worth of work after the rounds: part of the case's need in the budget's plan
-    info = measure(benchmark, fn, device=step.device, samples_per_call=config.global_batch_size, phase=phase,
-                   target_s=session.preset.target_round_s, flops_per_call=flops,
-                   extra=_common_info(session, config, training), planner=planner)
+    with _no_compiling_in_rounds(step):
+        info = measure(benchmark, fn, device=step.device, samples_per_call=config.global_batch_size, phase=phase,
+                       target_s=session.preset.target_round_s, flops_per_call=flops, extra=extra, planner=planner)
     _step_figures(benchmark, session, config, step.device, fn, info)
     if session.profile_ops and phase == "train_step" and "step_time_ms" in info:
         _profile_ops(benchmark, session, training, x, y, info)
     return info
+
+
+@contextlib.contextmanager
+def _no_compiling_in_rounds(step):
+    """A compiled step must not compile again inside its timed rounds (a recompile is compile time timed as a
+    step, and past the recompile limit the frame runs eager): the case fails instead, naming why."""
+    if getattr(step, "compile_mode", "eager") == "eager":
+        yield
+        return
+    from fer_bench.engine.compile import CompiledFellBack, CompileWatch
+
+    with CompileWatch(step) as watch:
+        yield
+    report = watch.report(0.0, expect_compile=False)
+    if report["compile_graphs"] or report["compile_fell_back"]:
+        why = report["compile_fallback_reason"] or "; ".join(report["compile_recompile_reasons"]) or \
+            f"{report['compile_graphs']} new graph(s)"
+        raise CompiledFellBack(f"torch.compile mode {step.compile_mode} compiled again during the timed rounds "
+                               f"({why}): the rounds are not a compiled step's")
 
 
 def _step_figures(benchmark, session: FerSession, config: RunConfig, device: torch.device, fn, info: dict) -> None:
@@ -322,24 +345,31 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     eval_loader = create_loader(evaluation, eval_split, batch_size=batch, train=False,
                                 drop_last=False, **common)
     records = []
+    step = training.step
 
     def one_epoch():
         train_loader.set_epoch(len(records))
-        stats = train_epoch(training.step, train_loader)
+        stats = train_epoch(step, train_loader)
         t0 = time.perf_counter()
-        report = evaluate(training.step, eval_loader)
+        with _eager_evaluation(step):
+            report = evaluate(step, eval_loader)
         records.append((stats, report, time.perf_counter() - t0))
 
     extra = _common_info(session, config, training, train_images=len(train), eval_images=len(evaluation))
+    if config.compile != "eager":
+        x, y = device_batch(session, training)
+        extra.update(warm_compiled_step(step, lambda: step.step(x, y)),
+                     compile_epoch=("training steps compiled (every batch the same shape: the last partial batch "
+                                    "is dropped); the evaluation pass eager (its last batch is partial)"))
     extra.update(loader=train_loader.settings(), train_images=len(train), eval_images=len(evaluation),
                  eval_split=eval_split)
     planner = session.round_planner()
-    if planner is not None:
+    if planner is not None and config.compile == "eager":  # an eager floor would overstate a compiled epoch's
         _check_epoch_floor(planner, session, training, len(train) // batch)
-    info = measure(benchmark, one_epoch, device=device, samples_per_call=len(train), phase="epoch",
-                   target_s=session.preset.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
-                   warmup_rounds=0,
-                   extra=extra, planner=planner)
+    with _no_compiling_in_rounds(step):
+        info = measure(benchmark, one_epoch, device=device, samples_per_call=len(train), phase="epoch",
+                       target_s=session.preset.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
+                       warmup_rounds=0, extra=extra, planner=planner)
     timed = records[1:] or records  # the first record is the cold-start epoch
     stats_list = [r[0] for r in timed]
     last_stats, last_report, _ = records[-1]
@@ -364,6 +394,18 @@ def bench_epoch(benchmark, session: FerSession, config: RunConfig) -> dict:
     benchmark.extra_info.update(figures)
     info.update(figures)
     return info
+
+
+@contextlib.contextmanager
+def _eager_evaluation(step):
+    """Evaluate with the eager model of a compiled step: an eval-mode graph and a partial last batch would each
+    compile again."""
+    compiled = step.model
+    step.model = step.eager_model
+    try:
+        yield
+    finally:
+        step.model = compiled
 
 
 def _check_epoch_floor(planner, session: FerSession, training: Training, batches: int) -> None:
