@@ -162,7 +162,7 @@ def test_real_step_json_sidecar_and_pytest_benchmark_compare(pytester, run):
     step = next(b for b in data["benchmarks"] if b["name"].startswith("test_train_step["))
     assert step["group"] == "train_step"
     assert step["params"] == {"model": "fer_cnn_2block", "device": "cpu", "batch_size": 4, "precision": "fp32",
-                              "num_gpus": 1, "optimizer": "adam", "memory_format": "contiguous"}
+                              "num_gpus": 1, "optimizer": "adam", "memory_format": "contiguous", "compile": "eager"}
     extra = step["extra_info"]
     for key in ("samples_per_s", "step_time_ms", "host_time_ms", "peak_memory_bytes", "flops_per_step",
                 "achieved_tflops", "rel_iqr", "cold_start_ms", "autocast_dtype", "grad_scaler", "tf32",
