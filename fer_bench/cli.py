@@ -101,6 +101,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from fer_bench.results.report import cmd_report as run
+
+    return run(args)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -112,7 +118,7 @@ def _positive_int(text: str) -> int:
 
 
 #: Subcommands whose options import pandas or scipy: registered only when one of them is the command.
-HEAVY_COMMANDS = ("compare", "gate", "ab")
+HEAVY_COMMANDS = ("compare", "gate", "ab", "report")
 
 
 def create_parser(load: Sequence[str] = HEAVY_COMMANDS) -> argparse.ArgumentParser:
@@ -176,13 +182,18 @@ def create_parser(load: Sequence[str] = HEAVY_COMMANDS) -> argparse.ArgumentPars
     for name, text, func in (("compare", "compare stored runs across machines", cmd_compare),
                              ("gate", "statistical regression gate between stored runs", cmd_gate),
                              ("ab", "run this checkout and a baseline commit alternately, then gate the pairs",
-                              cmd_ab)):
+                              cmd_ab),
+                             ("report", "one self-contained HTML page of stored runs: the machines side by side, a "
+                                        "chart and table per group and view, and with --gate the gate's verdicts",
+                              cmd_report)):
         p = sub.add_parser(name, help=text, description=text)
         if name in load:
             if name == "compare":
                 from fer_bench.results.compare import add_compare_arguments as add_arguments
             elif name == "gate":
                 from fer_bench.results.gate import add_gate_arguments as add_arguments
+            elif name == "report":
+                from fer_bench.results.report import add_report_arguments as add_arguments
             else:
                 from fer_bench.results.ab import add_ab_arguments as add_arguments
             add_arguments(p)
@@ -197,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         # the gate's exit statuses give 2 to "no comparable baseline": a bad option is bad input (3) there (and in
-        # ab, which ends with the gate)
-        if argv[:1] in (["gate"], ["ab"]) and exc.code == 2:
+        # ab, which ends with the gate, and in report, which can hold a gate)
+        if argv[:1] in (["gate"], ["ab"], ["report"]) and exc.code == 2:
             return 3
         raise
     func: Callable[[argparse.Namespace], int] = args.func
