@@ -1417,6 +1417,15 @@ def format_view(table: ViewTable, fmt: str = "md") -> str:
     return "\n".join(parts) + "\n"
 
 
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--group and --platform-name, shared by `fer-bench compare` and `fer-bench report`."""
+    parser.add_argument("--group", nargs="+", action="extend", metavar="G",
+                        help="only these pytest-benchmark groups (train_step, epoch, ...); put it after the runs")
+    parser.add_argument("--platform-name", action="append", metavar="SLUG=NAME", dest="platform_name",
+                        help="show a machine (its slug; the /device stays) or a platform (slug/device) under NAME "
+                             "in every view, e.g. --platform-name epyc-2c=\"ordinary computer\" (repeatable)")
+
+
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `fer-bench compare`."""
     parser.add_argument("runs", nargs="+", metavar="RUN_OR_DIR",
@@ -1441,11 +1450,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="md", help="Default: %(default)r")
     parser.add_argument("--plots", metavar="DIR", help="also write one PNG per view with data into DIR "
                                                        "(needs matplotlib: pip install fer_bench[plots])")
-    parser.add_argument("--group", nargs="+", action="extend", metavar="G",
-                        help="only these pytest-benchmark groups (train_step, epoch, ...); put it after the runs")
-    parser.add_argument("--platform-name", action="append", metavar="SLUG=NAME", dest="platform_name",
-                        help="show a machine (its slug; the /device stays) or a platform (slug/device) under NAME "
-                             "in every view, e.g. --platform-name epyc-2c=\"ordinary computer\" (repeatable)")
+    add_selection_arguments(parser)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

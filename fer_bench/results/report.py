@@ -44,7 +44,14 @@ from fer_bench import __version__
 from fer_bench._atomic import write_text_atomic
 from fer_bench.errors import FerBenchError
 from fer_bench.results import plots
-from fer_bench.results.compare import VIEWS, ViewTable, collect_records, create_view, parse_platform_names
+from fer_bench.results.compare import (
+    VIEWS,
+    ViewTable,
+    add_selection_arguments,
+    collect_records,
+    create_view,
+    parse_platform_names,
+)
 from fer_bench.results.format import format_number, is_number
 from fer_bench.results.runs import (
     RunResult,
@@ -635,11 +642,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="SLUG",
                         help="platform (slug/device) or machine slug the others are compared with. "
                              "Default: the slowest by geometric mean")
-    parser.add_argument("--group", nargs="+", action="extend", metavar="G",
-                        help="only these pytest-benchmark groups (train_step, epoch, ...); put it after the runs")
-    parser.add_argument("--platform-name", action="append", metavar="SLUG=NAME", dest="platform_name",
-                        help="show a machine (its slug; the /device stays) or a platform (slug/device) under NAME "
-                             "(repeatable)")
+    add_selection_arguments(parser)
     parser.add_argument("--title", metavar="T", help="the page's title. Default: how many runs of how many machines")
     parser.add_argument("--threshold", type=_threshold, default=0.05,
                         help="--gate: smallest change that counts, as 5%% or 0.05. Default: 5%%")
