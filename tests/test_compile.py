@@ -111,7 +111,8 @@ def test_compiled_step_keeps_the_eager_module(compiled):
     assert isinstance(step.eager_model, nn.Module) and not hasattr(step.eager_model, "_orig_mod")
     assert eager.model is eager.eager_model and eager.compile_mode == "eager"
     assert compiled.training.settings["compile"] == "default"
-    assert step.compile_settings == {"backend": "inductor", "dynamic": False, "dynamo_reset": True}
+    settings = {k: v for k, v in step.compile_settings.items() if k != "inductor_cache_dir_for_isa_cap"}
+    assert settings == {"backend": "inductor", "dynamic": False, "dynamo_reset": True}
 
 
 def test_compiled_loss_matches_eager(compiled):
@@ -264,3 +265,22 @@ def test_eager_mode_is_a_no_op():
     step = _step(SmallNet())
     compile_train_step(step, "eager")
     assert step.model is step.eager_model and step.compile_mode == "eager"
+
+
+def test_an_isa_capped_run_gets_its_own_inductor_cache():
+    """Inductor's cache key ignores ATEN_CPU_CAPABILITY: a graph cached uncapped and loaded capped computed garbage
+    on this machine, so a capped run compiles into a folder of its own (unless the user named one)."""
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from fer_bench.engine.compile import separate_cache_for_isa_cap
+
+    assert separate_cache_for_isa_cap({}) is None
+    env = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    folder = separate_cache_for_isa_cap(env)
+    assert folder == env["TORCHINDUCTOR_CACHE_DIR"]
+    assert folder.startswith(os.path.abspath(default_cache_dir()) + "-") and "avx2" in folder
+    assert separate_cache_for_isa_cap(env) is None  # set once
+    mine = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/my/cache"}
+    assert separate_cache_for_isa_cap(mine) is None and mine["TORCHINDUCTOR_CACHE_DIR"] == "/my/cache"

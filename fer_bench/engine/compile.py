@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -219,6 +220,7 @@ def compile_train_step(step: "TrainStep", mode: str, *, backend: str | Callable 
 
     if reset:
         torch._dynamo.reset()
+    isa_cache = separate_cache_for_isa_cap() if backend == "inductor" else None
     kwargs: dict[str, Any] = {"backend": backend, "dynamic": COMPILE_DYNAMIC}
     if backend == "inductor" and mode != "default":
         kwargs["mode"] = mode
@@ -226,6 +228,29 @@ def compile_train_step(step: "TrainStep", mode: str, *, backend: str | Callable 
     step.compile_mode = mode
     name = backend if isinstance(backend, str) else getattr(backend, "__name__", repr(backend))
     step.compile_settings = {"backend": name, "dynamic": COMPILE_DYNAMIC, "dynamo_reset": reset}
+    if isa_cache:
+        step.compile_settings["inductor_cache_dir_for_isa_cap"] = isa_cache
+
+
+def separate_cache_for_isa_cap(env: dict | None = None) -> str | None:
+    """Under ``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA`` (fer_bench's AVX2-laptop stand-in), give inductor an
+    on-disk cache of its own: its cache key does not include the cap, and a graph cached by an uncapped run of the
+    same machine, loaded by a capped one, computed garbage here (a max-pool backward indexing out of bounds). Left
+    alone when the user named ``TORCHINDUCTOR_CACHE_DIR``. Returns the folder it set, or None."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from fer_bench.machine.identity import collect_isa_cap
+
+    env = os.environ if env is None else env
+    cap = collect_isa_cap(env)
+    default = os.path.abspath(default_cache_dir())
+    current = env.get("TORCHINDUCTOR_CACHE_DIR")
+    if not cap or (current is not None and os.path.abspath(current) != default):
+        return None  # uncapped, or the user's own folder (or one already set for the cap)
+    suffix = "-".join(f"{k.lower()}-{v.lower()}" for k, v in sorted(cap.items()))
+    folder = f"{default}-{re.sub(r'[^a-z0-9_.-]+', '_', suffix)}"
+    env["TORCHINDUCTOR_CACHE_DIR"] = folder
+    return folder
 
 
 @contextlib.contextmanager
