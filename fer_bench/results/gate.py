@@ -927,7 +927,8 @@ def evaluate_gate(
 # ----------------------------------------------------------------------------------------------- output
 
 
-def _format_value(value: float | None, metric: str) -> str:
+def format_gate_value(value: float | None, metric: str) -> str:
+    """A gate row's baseline or current value in the metric's unit (the text table and the HTML report)."""
     if value is None:
         return "-"
     if not math.isfinite(value):
@@ -961,8 +962,8 @@ def format_gate_text(report: GateReport) -> str:
             p = f"{r.p_corrected:.2g}" if r.p_corrected is not None else "-"
             ratio = f"{r.ratio:.3f}" if r.ratio is not None else "-"
             mde = "-" if r.mde is None else "any" if math.isinf(r.mde) else f"{r.mde:.1%}"
-            table.append([r.case, _format_value(r.baseline_value, report.metric),
-                          _format_value(r.current_value, report.metric), ratio, ci, mde, p, r.verdict])
+            table.append([r.case, format_gate_value(r.baseline_value, report.metric),
+                          format_gate_value(r.current_value, report.metric), ratio, ci, mde, p, r.verdict])
         lines.append(format_text_table(
             ["case", "baseline", "current", "ratio", ci_head, "MDE", "p (Holm)", "verdict"], table))
     if report.suite is not None:

@@ -357,6 +357,18 @@ def _text_width(labels: Iterable[Any], char_in: float = _CHAR_IN) -> float:
     return max((len(str(label)) for label in labels), default=0) * char_in
 
 
+def _stack_panels(top: float, heights: list[float],
+                  title_in: float = 0.3) -> tuple[list[tuple[float, float]], float]:
+    """Panels stacked down the figure from ``top`` (inches), each with ``title_in`` for its title above and 0.5
+    below: each panel's (top, height) and the figure's height."""
+    y, places = top, []
+    for h in heights:
+        y += title_in
+        places.append((y, h))
+        y += h + 0.5
+    return places, y + 0.05
+
+
 def _frac(width: float, height: float, left: float, top: float, w: float, h: float) -> list[float]:
     return [left / width, 1.0 - (top + h) / height, w / width, h / height]
 
@@ -411,14 +423,8 @@ def _draw_bar_figure(fig, panels: list[_BarPanel], scales: Mapping[str, _Scale],
     header = _Header.create(title, _platform_handles(styles, shown, legend_labels), _WIDTH_IN)
     left = min(4.2, max(0.9, _text_width(r.label for p in panels for r in p.rows) + 0.25))
     width = _WIDTH_IN
-    y = header.height
-    places = []
-    for panel in panels:
-        h = _BAR_IN * sum(len(r.bars) for r in panel.rows) + 0.08 * len(panel.rows) + 0.12
-        y += 0.3
-        places.append((y, h))
-        y += h + 0.5
-    height = y + 0.05
+    places, height = _stack_panels(header.height, [_BAR_IN * sum(len(r.bars) for r in panel.rows)
+                                                   + 0.08 * len(panel.rows) + 0.12 for panel in panels])
     fig.set_size_inches(width, height)
     header.draw(fig, height)
     for panel, (top, h) in zip(panels, places):
@@ -623,14 +629,7 @@ def plot_ops(fig, frame: pd.DataFrame, params: Sequence[str], styles: Mapping[st
     header = _Header.create("Where a profiled step's time goes, by op category (one case per model and platform)",
                             [Patch(color=colours[c], label=c) for c in categories], _WIDTH_IN)
     left = min(4.2, max(0.9, _text_width(label for _, _, labels in labelled for label in labels) + 0.25))
-    y = header.height
-    places = []
-    for _, part, _ in labelled:
-        h = 0.24 * len(part) + 0.1
-        y += 0.3
-        places.append((y, h))
-        y += h + 0.5
-    height = y + 0.05
+    places, height = _stack_panels(header.height, [0.24 * len(part) + 0.1 for _, part, _ in labelled])
     fig.set_size_inches(_WIDTH_IN, height)
     header.draw(fig, height)
     for (group, part, labels), (top, h) in zip(labelled, places):
@@ -1008,14 +1007,8 @@ def draw_gate(fig, report: Any) -> None:
     chunks = [rows[i:i + 40] for i in range(0, len(rows), 40)]
     labels = [[compact_case(r.case, 70) for r in chunk] for chunk in chunks]
     left = min(4.2, max(0.9, _text_width(label for chunk in labels for label in chunk) + 0.25))
-    y = header.height
-    places = []
-    for chunk in chunks:
-        h = 0.19 * len(chunk) + 0.15
-        y += 0.3 if len(chunks) > 1 else 0.08
-        places.append((y, h))
-        y += h + 0.5
-    height = y + 0.05
+    places, height = _stack_panels(header.height, [0.19 * len(chunk) + 0.15 for chunk in chunks],
+                                   title_in=0.3 if len(chunks) > 1 else 0.08)
     fig.set_size_inches(_WIDTH_IN, height)
     header.draw(fig, height)
     for k, (chunk, (top, h)) in enumerate(zip(chunks, places)):

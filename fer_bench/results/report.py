@@ -450,7 +450,7 @@ def _view_section(view: str, table: ViewTable, styles: Mapping[str, plots.Series
 
 
 def _gate_section(report: Any, n: int) -> Section:
-    from fer_bench.results.gate import format_gate_text
+    from fer_bench.results.gate import format_gate_text, format_gate_value
 
     text = format_gate_text(report).splitlines()
     summary = text[-1] if text else f"exit {report.exit_status}"
@@ -468,8 +468,8 @@ def _gate_section(report: Any, n: int) -> Section:
                                                 if r.status in plots.GATE_STATUS_ORDER else 99)):
         rows.append({
             "case": r.case, "status": r.status,
-            "baseline": _gate_value(r.baseline_value, report.metric),
-            "current": _gate_value(r.current_value, report.metric),
+            "baseline": format_gate_value(r.baseline_value, report.metric),
+            "current": format_gate_value(r.current_value, report.metric),
             "ratio": "-" if r.ratio is None else f"{r.ratio:.3f}",
             "interval": "-" if r.ci_low is None or r.ci_high is None else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
             "MDE": "-" if r.mde is None else "any" if math.isinf(r.mde) else f"{r.mde:.1%}",
@@ -487,20 +487,6 @@ def _gate_section(report: Any, n: int) -> Section:
     section.notes.append("The report's own exit status is 0: the gate's is on the summary line above (0 no "
                          "regression, 1 regression, 2 no comparable baseline, 4 inconclusive).")
     return section
-
-
-def _gate_value(value: float | None, metric: str) -> str:
-    if value is None:
-        return "-"
-    if not math.isfinite(value):
-        return "inf"
-    if metric == "time":
-        return f"{value * 1e3:.4g} ms"
-    if metric == "samples_per_s":
-        return f"{value:.4g}/s"
-    if metric == "samples_per_joule":
-        return f"{value:.4g}/J"
-    return f"{value / 2 ** 20:.4g} MiB"
 
 
 # ----------------------------------------------------------------------------------------------- the page
