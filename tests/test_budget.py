@@ -572,38 +572,62 @@ def test_time_left_never_exceeds_what_is_left_of_the_budget():
     assert ledger.estimate_left() <= 60.0 - reserve_for(60.0) - 30.0 + 1e-9
 
 
-def test_the_session_takes_its_prior_from_this_machines_latest_stored_run(tmp_path):
-    """set_budget_prior: the planned items that this machine's stored run of the preset holds get their
-    case_wall_s; another machine's run, another preset's cases and items not planned get nothing."""
+def _prior_session(tmp_path, mine):
     from types import SimpleNamespace
 
-    from fer_bench.plugin import set_budget_prior
-    from result_factory import create_benchmark, create_fingerprint, create_run, write_run
+    return SimpleNamespace(rootpath=tmp_path, preset_name="default",
+                           get_fingerprint=lambda: {"slug": "box-2c__cpu", "identity_hash": mine["identity_hash"]})
+
+
+def _stored_forward_run(fp, walls, preset="default", when="2026-01-01T12:00:00+00:00"):
+    from result_factory import create_benchmark, create_run
+
+    cases = [create_benchmark("test_forward", {"model": m}, [0.01] * 7,
+                              extra_info={"case_wall_s": w, "preset": preset}) for m, w in walls.items()]
+    return create_run(cases, fp, when=when)
+
+
+def test_the_session_takes_its_prior_from_this_machines_latest_stored_run(tmp_path):
+    """load_budget_prior: the planned items that this machine's stored run of the preset holds get their
+    case_wall_s; another machine's run, another preset's cases and items not planned get nothing while this
+    machine has a run of its own."""
+    from fer_bench.plugin import load_budget_prior
+    from result_factory import create_fingerprint, write_run
 
     mine, other = create_fingerprint("box-2c__cpu"), create_fingerprint("big-64c__cpu")
-    def run(fp, walls, preset="default", when="2026-01-01T12:00:00+00:00"):
-        cases = [create_benchmark("test_forward", {"model": m}, [0.01] * 7,
-                                  extra_info={"case_wall_s": w, "preset": preset}) for m, w in walls.items()]
-        return create_run(cases, fp, when=when)
     folder = tmp_path / "results" / "box-2c__cpu"
-    write_run(folder / "0001.json", run(mine, {"a": 9.0, "b": 9.0}))
-    write_run(folder / "0002.json", run(mine, {"a": 2.0}, when="2026-01-02T12:00:00+00:00"))  # a: the latest
-    write_run(folder / "0003.json", run(mine, {"c": 5.0}, preset="quick"))
-    write_run(folder / "0004.json", run(other, {"d": 1.0}))
-    names = {f"b/test_step.py::test_forward[{m}]": f"test_forward[{m}]" for m in "abcde"}
-    budget = RunBudget(600.0)
-    budget.expect([n for n in names if not n.endswith("[e]")])
-    session = SimpleNamespace(budget=budget, rootpath=tmp_path, preset_name="default",
-                              collected=list(names.items()),
-                              get_fingerprint=lambda: {"slug": "box-2c__cpu", "identity_hash": mine["identity_hash"]})
-    set_budget_prior(session)
-    assert budget.prior == {"b/test_step.py::test_forward[a]": 2.0, "b/test_step.py::test_forward[b]": 9.0}
+    write_run(folder / "0001.json", _stored_forward_run(mine, {"a": 9.0, "b": 9.0}))
+    write_run(folder / "0002.json", _stored_forward_run(mine, {"a": 2.0}, when="2026-01-02T12:00:00+00:00"))
+    write_run(folder / "0003.json", _stored_forward_run(mine, {"c": 5.0}, preset="quick"))
+    write_run(tmp_path / "results" / "big-64c__cpu" / "0001.json", _stored_forward_run(other, {"d": 1.0}))
+    planned = [(f"b/test_step.py::test_forward[{m}]", f"test_forward[{m}]") for m in "abcd"]
+    prior = load_budget_prior(_prior_session(tmp_path, mine), planned)
+    assert prior.times == {"test_forward[a]": 2.0, "test_forward[b]": 9.0}
+    assert prior.same_machine and prior.describe() == "2 cases timed in this machine's stored runs"
     # no results folder at all: nothing is read, not even the fingerprint
-    bare = SimpleNamespace(budget=RunBudget(600.0), rootpath=tmp_path / "elsewhere", preset_name="default",
-                           collected=[], get_fingerprint=lambda: pytest.fail("the fingerprint was collected"))
-    bare.budget.expect(["x"])
-    set_budget_prior(bare)
-    assert bare.budget.prior == {}
+    bare = _prior_session(tmp_path / "elsewhere", mine)
+    bare.get_fingerprint = lambda: pytest.fail("the fingerprint was collected")
+    assert load_budget_prior(bare, planned) is None
+
+
+def test_a_new_machine_takes_the_prior_of_the_other_machine_that_covers_most(tmp_path):
+    """Before this machine has a stored run of the preset, the other machine whose runs hold the most planned
+    cases gives the first guesses (this run scales them to itself as its cases are timed)."""
+    from fer_bench.plugin import load_budget_prior
+    from result_factory import create_fingerprint, write_run
+
+    mine = create_fingerprint("box-2c__cpu")
+    small, big = create_fingerprint("small-2c__cpu"), create_fingerprint("big-64c__cpu")
+    write_run(tmp_path / "results" / "small-2c__cpu" / "0001.json", _stored_forward_run(small, {"a": 3.0}))
+    write_run(tmp_path / "results" / "big-64c__cpu" / "0001.json",
+              _stored_forward_run(big, {"a": 1.0, "b": 2.0}))
+    write_run(tmp_path / "results" / "big-64c__cpu" / "0002.json",
+              _stored_forward_run(big, {"a": 1.0, "b": 2.0, "c": 4.0}, preset="quick"))
+    planned = [(f"b/test_step.py::test_forward[{m}]", f"test_forward[{m}]") for m in "abc"]
+    prior = load_budget_prior(_prior_session(tmp_path, mine), planned)
+    assert prior.times == {"test_forward[a]": 1.0, "test_forward[b]": 2.0}
+    assert not prior.same_machine and prior.slug == "big-64c__cpu"
+    assert prior.describe() == "2 cases timed in big-64c__cpu's (another machine) stored runs"
 
 
 def test_round_time_option_overrides_the_presets_round_target_only():
@@ -622,3 +646,134 @@ def test_round_time_option_overrides_the_presets_round_target_only():
     assert session.preset.per_benchmark == PRESETS["quick"].per_benchmark
     options["fer_round_time"] = None
     assert FerSession.from_config(config).preset is PRESETS["quick"]
+
+
+# ------------------------------------------------------------------------------------------------ the first pass
+
+
+def test_budget_order_takes_each_benchmarks_cheapest_item_first():
+    """The first pass is one item per benchmark: the cheapest by the prior where it covers the benchmark, else
+    its first; cheap first items run first, unknown ones after them in their benchmarks' order; then every other
+    item in its own order."""
+    from fer_bench.plugin.budget import budget_order
+
+    ids = ["m::test_epoch[a]", "m::test_epoch[b]", "m::test_step[a]", "m::test_step[b]", "m::test_step[c]",
+           "m::test_scaling[a]", "m::test_tta[a]"]
+    order, firsts = budget_order(ids)
+    assert firsts == ["m::test_epoch[a]", "m::test_step[a]", "m::test_scaling[a]", "m::test_tta[a]"]
+    assert order == firsts + ["m::test_epoch[b]", "m::test_step[b]", "m::test_step[c]"]
+    prior = {"m::test_epoch[a]": 40.0, "m::test_epoch[b]": 30.0, "m::test_step[a]": 2.0, "m::test_step[b]": 1.0,
+             "m::test_step[c]": 3.0, "m::test_tta[a]": 5.0}
+    order, firsts = budget_order(ids, prior=prior)
+    assert firsts == ["m::test_step[b]", "m::test_tta[a]", "m::test_epoch[b]", "m::test_scaling[a]"]
+    assert order == firsts + ["m::test_epoch[a]", "m::test_step[a]", "m::test_step[c]"]
+    # an item that will not run (marked skip) is never a first and keeps its place among the rest
+    order, firsts = budget_order(ids, runnable=[i for i in ids if i != "m::test_epoch[a]"])
+    assert firsts[0] == "m::test_epoch[b]" and order[len(firsts)] == "m::test_epoch[a]"
+
+
+def test_a_benchmarks_first_item_may_fill_what_the_other_first_items_leave():
+    """A first item's minimum may fill the time left less the other first items' guesses (here 2 x 10 s of
+    stored time, and a share for the one nothing is known of), not only its BORROW shares."""
+    clock = Clock()
+    ledger = RunBudget(600.0, clock=clock, started_at=clock.now)
+    names = ([f"m::test_step[{i}]" for i in range(20)] + ["m::test_epoch[0]", "m::test_epoch[1]",
+                                                          "m::test_loader[0]", "m::test_tta[0]"])
+    ledger.expect(names)
+    ledger.firsts = {"m::test_step[0]", "m::test_epoch[0]", "m::test_loader[0]", "m::test_tta[0]"}
+    ledger.prior = {"m::test_step[0]": 10.0, "m::test_loader[0]": 10.0}
+    ledger.start("m::test_epoch[0]")
+    allowance = ledger.current_allowance
+    time_left = 600.0 - reserve_for(600.0)
+    share = time_left / len(names)
+    assert allowance.others_s == pytest.approx(20.0 + share)
+    assert allowance.cap_s == pytest.approx(time_left - 20.0 - share) and allowance.cap_s > 4 * share
+    assert ledger.plan(estimate_s=100.0, calls_left=1, min_rounds=3).skip_reason is None
+    ledger.finish("m::test_epoch[0]")
+    # the benchmark's second item leaves room for every item after it, each at its guess (the steps at what the
+    # first step took, the rest at the mean of what ran), and has at least its BORROW shares
+    clock.now += 300.0
+    ledger.start("m::test_epoch[1]")
+    allowance = ledger.current_allowance
+    assert allowance.others_s == pytest.approx(ledger.expected(names[:20] + names[22:]))
+    assert allowance.cap_s == pytest.approx(max(BORROW * allowance.share_s, allowance.time_left_s - allowance.others_s))
+    plan = ledger.plan(estimate_s=100.0, calls_left=1, min_rounds=3)
+    assert plan.skip_reason.startswith("over the time budget: would take 7 min for 3 rounds")
+
+
+def _simulate(costs: dict[str, float], budget_s: float, order: list[str], firsts: set[str],
+              shares_only: bool = False) -> dict[str, bool]:
+    """A budgeted run of items that each take their cost, or are skipped after a probe of a tenth of it when that
+    is over what they may take (``shares_only``: BORROW shares, the rule before the first pass): item -> ran."""
+    clock = Clock()
+    ledger = RunBudget(budget_s, clock=clock, started_at=clock.now - 15.0)  # imports and collection
+    ledger.expect(order)
+    ledger.firsts = set(firsts)
+    ran = {}
+    for name in order:
+        ledger.start(name)
+        allowance = ledger.current_allowance
+        if shares_only:
+            allowance = create_allowance(budget_s, allowance.elapsed_s, allowance.remaining)
+        fits = costs[name] <= allowance.cap_s
+        clock.now += costs[name] if fits else costs[name] / 10
+        if not fits:
+            ledger.skip_now("over the time budget")
+        ledger.finish(name)
+        ran[name] = fits
+    return ran
+
+
+def test_a_slow_cpus_default_preset_measures_every_benchmark():
+    """The default preset's shape on a 2-core AVX2 CPU (its amp_bf16 cases left out): 31 cases that need about
+    8 minutes, two of them 2-minute epochs and one 80 s time to accuracy. Taken in collection order with BORROW
+    shares alone, both epochs were skipped (as measured on such a VM); with the first pass every benchmark has a
+    result and nothing is skipped."""
+    from fer_bench.plugin.budget import budget_order
+
+    costs = {"b::test_data_inspect_cold": 5.0, "b::test_data_inspect_warm": 2.0}
+    costs.update({f"b::test_dataloader[{i}]": 2.0 for i in range(6)})
+    costs.update({"b::test_epoch[w0]": 110.0, "b::test_epoch[w2]": 115.0})
+    costs.update({"b::test_scaling_step[g1]": 8.0, "b::test_scaling_step[g2]": 12.0})
+    for bench in ("test_forward", "test_forward_backward", "test_train_step", "test_train_step_reference"):
+        for model, cost in (("a", 1.0), ("b", 6.0), ("c", 8.0), ("d", 4.0), ("e", 3.0)):
+            costs[f"b::{bench}[{model}]"] = cost * (0.5 if bench == "test_forward" else 1.0)
+    costs["b::test_time_to_accuracy[a]"] = 80.0
+    names = list(costs)
+    assert 420 < sum(costs.values()) < 520
+    old = _simulate(costs, 600.0, names, set(), shares_only=True)
+    assert not old["b::test_epoch[w0]"] and not old["b::test_epoch[w2]"]
+    order, firsts = budget_order(names)
+    new = _simulate(costs, 600.0, order, set(firsts))
+    assert all(new.values()), [n for n, ran in new.items() if not ran]
+
+
+def test_time_left_from_another_machines_run_scales_each_benchmark_by_its_own_first_item():
+    """A new machine whose steps are 3x slower than the stored machine's and whose loader passes are as fast:
+    scaled by one overall ratio the estimate is off by a third or more; scaled per benchmark, by each benchmark's
+    cheapest item once it has run (the first pass runs them all early), it is within 15% from the fourth item on."""
+    from fer_bench.plugin.budget import budget_order
+
+    prior = {}
+    for i in range(8):
+        prior[f"b::test_dataloader[{i}]"] = 2.0
+    for bench in ("test_forward", "test_train_step"):
+        for i, cost in enumerate((1.0, 4.0, 6.0, 3.0)):
+            prior[f"b::{bench}[{i}]"] = cost
+    here = {n: t * (1.0 if "dataloader" in n else 3.0) for n, t in prior.items()}
+    order, firsts = budget_order(list(prior), prior=prior)
+    clock = Clock()
+    ledger = RunBudget(None, clock=clock, started_at=clock.now)
+    ledger.expect(order)
+    ledger.firsts, ledger.prior = set(firsts), dict(prior)
+    errors = []
+    for i, name in enumerate(order):
+        ledger.start(name)
+        clock.now += here[name]
+        ledger.finish(name)
+        actual = sum(here[n] for n in order[i + 1:])
+        if actual:
+            errors.append((ledger.estimate_left() - actual) / actual)
+    assert max(map(abs, errors[3:])) < 0.15, errors
+    per, overall = ledger.scales()
+    assert per["test_dataloader"] == pytest.approx(1.0) and per["test_train_step"] == pytest.approx(3.0)

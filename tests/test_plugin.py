@@ -384,7 +384,7 @@ import pytest
 from fer_bench.measure.timing import measure
 
 
-@pytest.mark.parametrize("cost", [2.0] + [0.001] * 19, ids=["slow"] + [f"fast{i}" for i in range(19)])
+@pytest.mark.parametrize("cost", [0.001, 8.0] + [0.001] * 18, ids=["fast0", "slow"] + [f"fast{i}" for i in range(1, 19)])
 def test_tiny(benchmark, fer_session, cost):
     calls = []
 
@@ -399,20 +399,19 @@ def test_tiny(benchmark, fer_session, cost):
 
 
 def test_budget_skips_a_case_that_cannot_fit_and_progress_says_how_long_is_left(pytester, run):
-    """20 cases share a 1 min budget (about 2.5 s each after start-up, 10 s for a case's minimum): the slow one
-    needs 16 s for its minimum 7 rounds and is skipped with the reason; the others run. Not a terminal: the sparse
-    progress lines."""
+    """20 cases share a 1 min budget: the slow one needs over a minute for its minimum 7 rounds and is skipped with
+    the reason; the others run. Not a terminal: the sparse progress lines."""
     pytester.makepyfile(test_tiny=BUDGET_TEST)
     result = run("--fer-budget", "1m", "-rs", "--benchmark-json", "out.json")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines([
         "fer_bench: preset default, data synthetic, epoch images *, budget 60 s",
-        "*fer_bench: [[]1/20] test_tiny[[]slow] * (skipped: over the time budget), 0:* elapsed, about * left",
+        "*fer_bench: [[]1/20] test_tiny[[]fast0] *, 0:* elapsed, about * left",
         "*fer_bench: [[]20/20] test_tiny[[]fast18] * elapsed, nothing left*",
         "fer_bench: budget 60 s: 20 cases in *, 1 skipped for the budget (reasons with -rs)",
         "  test_tiny[[]slow]: would take * s for 7 rounds",
         "SKIPPED [[]1] test_tiny.py:*: over the time budget: would take * s for 7 rounds, over the * s one case may "
-        "take now (* s of the 60 s budget left for 20 cases): --fer-budget * runs it",
+        "take now (* s of the 60 s budget left for 19 cases): --fer-budget * runs it",
     ])
     assert result.stdout.str().count("fer_bench: [") < 20, "a log gets a line every 10 cases, not every case"
     result.assert_outcomes(passed=19, skipped=1)
@@ -429,10 +428,10 @@ def test_budget_of_3s_and_progress_on_every_case(pytester, run):
     pytester.makepyfile(test_tiny=BUDGET_TEST)
     result = run("--fer-budget", "3s", "--fer-progress", "every", "-rs", "-k", "slow or fast0")
     result.stdout.fnmatch_lines([
-        "*fer_bench: [[]1/2] test_tiny[[]slow] * (skipped: over the time budget), 0:0* elapsed, *",
-        "*fer_bench: [[]2/2] test_tiny[[]fast0] *, nothing left*",
+        "*fer_bench: [[]1/2] test_tiny[[]fast0] *, 0:0* elapsed, *",
+        "*fer_bench: [[]2/2] test_tiny[[]slow] * (skipped: over the time budget), 0:0* elapsed, nothing left*",
         "SKIPPED * over the time budget: would take * for 7 rounds, over the * one case may take now (* of the "
-        "3.0 s budget left for 2 cases): --fer-budget * runs it",
+        "3.0 s budget left for 1 case): --fer-budget * runs it",
     ])
     assert result.parseoutcomes()["skipped"] >= 1
 
@@ -459,6 +458,58 @@ def test_collect_only_says_what_the_preset_costs(pytester, run):
     result = run("--fer-preset", "quick", "--fer-precisions", "fp32,amp_fp16", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["fer_bench: preset quick: 4 cases, * run here (case */4); budget 30 s; expected "
                                  "time: no stored run of this machine in results/*/ yet"])
+
+
+@pytest.mark.parametrize("cap", [{"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+                                 {"ATEN_CPU_CAPABILITY": "default"}], ids=["avx2-cap", "native"])
+def test_a_preset_leaves_out_the_precisions_this_cpu_emulates(pytester, run, monkeypatch, cap):
+    """Under an AVX2 cap (as on an AVX2-only CPU) the default preset's amp_bf16 CPU cases are deselected, with one
+    summary line naming --fer-precisions; on a CPU with native bf16 they stay; asking for them by name runs them."""
+    from fer_bench.engine.precision import resolve_precision_native
+    from fer_bench.machine.fingerprint import collect_fingerprint
+
+    for name, value in cap.items():
+        monkeypatch.setenv(name, value)
+    flags = collect_fingerprint()["cpu"]["flags"]
+    emulated = not resolve_precision_native("amp_bf16", "cpu", cpu_flags=flags, env=cap)[0]
+    pytester.makepyfile(test_x=AXES_TEST)
+    result = run("--fer-devices", "cpu", "--collect-only", "-q")
+    line = ("fer_bench: amp_bf16 is emulated on this CPU (*): preset default leaves out its 5 cpu cases "
+            "(deselected); --fer-precisions fp32,amp_bf16,amp_fp16 runs them, flagged as emulated")
+    if emulated:
+        result.stdout.fnmatch_lines([line, "fer_bench: preset default: 10 cases, 5 run here *; 5 cpu cases of "
+                                           "amp_bf16 left out (emulated here)", "10/15 tests collected (5 deselected)*"])
+    else:
+        result.stdout.fnmatch_lines(["15 tests collected*"])
+        assert "leaves out" not in result.stdout.str()
+    asked = run("--fer-devices", "cpu", "--fer-precisions", "fp32,amp_bf16", "--collect-only", "-q")
+    asked.stdout.fnmatch_lines(["10 tests collected*"])
+    assert "leaves out" not in asked.stdout.str()
+
+
+def test_each_benchmark_runs_its_first_case_before_any_runs_a_second(pytester, run):
+    """Under a budget the first case of each benchmark runs first (by the stored times where they cover it), the
+    rest after them in their own order; without a budget the order is pytest's."""
+    pytester.makepyfile(test_x="""
+import pytest
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a(benchmark, fer_session, n):
+    benchmark.pedantic(lambda: None, rounds=1)
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_b(benchmark, fer_session, n):
+    benchmark.pedantic(lambda: None, rounds=1)
+""")
+    budgeted = run("--fer-budget", "5m", "-v", "-p", "no:randomly")
+    assert budgeted.ret == 0, budgeted.stdout.str()
+    order = [line.split("::")[1].split(" ")[0] for line in budgeted.stdout.lines if "::test_" in line
+             and ("PASSED" in line or "SKIPPED" in line)]
+    assert order == ["test_a[1]", "test_b[1]", "test_a[2]", "test_a[3]", "test_b[2]"]
+    free = run("--fer-budget", "none", "-v")
+    order = [line.split("::")[1].split(" ")[0] for line in free.stdout.lines if "::test_" in line
+             and "PASSED" in line]
+    assert order == ["test_a[1]", "test_a[2]", "test_a[3]", "test_b[1]", "test_b[2]"]
 
 
 def test_emulated_precision_is_recorded_and_flagged(pytester, run, monkeypatch):

@@ -227,17 +227,68 @@ def pytest_collection_modifyitems(session, config, items):
             if names & FER_FIXTURES or names & set(AXES):
                 _activate(config, fer, at_configure=False)
                 break
-    if not fer.active or fer.preset.groups is None:
+    if not fer.active:
         return
+    if fer.preset.groups is not None:
+        kept, dropped = [], []
+        suite = fer.rootpath / "benchmarks"
+        for item in items:
+            group = _item_group(item, suite)
+            (kept if group is None or fer.preset.runs_group(group) else dropped).append(item)
+        if dropped:
+            fer.deselected_groups = sorted({_item_group(item, suite) for item in dropped})
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+    _leave_out_emulated(config, fer, items)
+    if fer.budget_s is not None and fer.launch is None and not config.option.collectonly:
+        _order_for_budget(fer, items)
+
+
+def _leave_out_emulated(config, fer: FerSession, items) -> None:
+    """The preset's CPU cases of a precision this CPU emulates (bf16 without avx512_bf16 or AMX, or under an ISA
+    cap) are deselected: a call takes tens of seconds where fp32 takes a fraction of one, so they would spend the
+    budget that the fp32 cases and the epochs need, to measure the emulation. ``--fer-precisions`` naming the
+    precision runs them (flagged as emulated, as before); the terminal summary names what was left out."""
+    if "precision" in fer.overrides or fer.launch is not None:
+        return  # asked for by name; or under a launcher, whose ranks must collect the same cases on any CPU
+    verdicts: dict[str, str | None] = {}
+
+    def emulated(precision: str) -> str | None:
+        if precision not in verdicts:
+            from fer_bench.engine.precision import resolve_precision_native
+
+            flags = fer.get_fingerprint().get("cpu", {}).get("flags") or ()
+            native, note = resolve_precision_native(precision, "cpu", cpu_flags=flags)
+            verdicts[precision] = None if native else (note or precision).split(":")[0]
+        return verdicts[precision]
+
     kept, dropped = [], []
-    suite = fer.rootpath / "benchmarks"
     for item in items:
-        group = _item_group(item, suite)
-        (kept if group is None or fer.preset.runs_group(group) else dropped).append(item)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        precision = params.get("precision")
+        left_out = (precision not in (None, "fp32") and params.get("device") == "cpu"
+                    and not item.get_closest_marker("skip") and emulated(precision))
+        (dropped if left_out else kept).append(item)
+        if left_out:
+            fer.left_out_emulated.setdefault(precision, [verdicts[precision], 0])[1] += 1
     if dropped:
-        fer.deselected_groups = sorted({_item_group(item, suite) for item in dropped})
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _order_for_budget(fer: FerSession, items) -> None:
+    """Under a time budget, each benchmark's cheapest item runs before any benchmark's second
+    (fer_bench.plugin.budget.budget_order), with the stored times that choose it and guess the time left."""
+    from fer_bench.plugin.budget import budget_order
+
+    runnable = [item.nodeid for item in items if _will_run_benchmark(item)]
+    prior = load_budget_prior(fer, [(item.nodeid, item.name) for item in items if item.nodeid in set(runnable)])
+    fer.budget_prior = {} if prior is None else {nodeid: prior.times[name] for nodeid, name in
+                                                  ((item.nodeid, item.name) for item in items) if name in prior.times}
+    fer.prior_source = None if prior is None else prior.describe()
+    order, fer.budget_firsts = budget_order([item.nodeid for item in items], runnable, fer.budget_prior)
+    position = {nodeid: i for i, nodeid in enumerate(order)}
+    items.sort(key=lambda item: position[item.nodeid])
 
 
 def _item_group(item, suite: Path) -> str | None:
@@ -415,8 +466,6 @@ def pytest_collection_finish(session):
         _check_same_cases(fer, session.items)
     if fer.active:
         _start_budget(fer, session.items)
-        if not session.config.option.collectonly and fer.progress != "off":
-            set_budget_prior(fer)
     if bs is not None and fer.active:
         storage.track_saved_files(bs, fer.written.append)
 
@@ -441,6 +490,8 @@ def _start_budget(fer: FerSession, items) -> None:
     fer.collected = [(item.nodeid, item.name) for item in items]
     fer.item_index = {item.nodeid: i for i, item in enumerate(items, 1)}
     fer.start_budget([item.nodeid for item in items if _will_run_benchmark(item)])
+    fer.budget.prior = dict(fer.budget_prior)
+    fer.budget.firsts = set(fer.budget_firsts)
 
 
 def _will_run_benchmark(item) -> bool:
@@ -626,6 +677,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{case}: {overhead:+.1%}")
     for note in session.emulated:
         terminalreporter.write_line(f"fer_bench: {note}", yellow=True)
+    for line in describe_left_out_emulated(session):
+        terminalreporter.write_line(f"fer_bench: {line}", yellow=True)
     for line in session.missed_targets:
         terminalreporter.write_line(f"fer_bench: {line}", yellow=True)
     if session.launch_bound:
@@ -667,6 +720,13 @@ def _summarize_budget(reporter, config, session: FerSession) -> None:
     for nodeid, reason in budget.skipped.items():  # -rs groups skips by location: name each case here
         need = reason.removeprefix("over the time budget: ").split(", over the ")[0]
         reporter.write_line(f"  {nodeid.split('::')[-1]}: {need}")
+    from fer_bench.plugin.budget import benchmark_name
+
+    measured = {benchmark_name(n) for n in budget.took if n not in budget.skipped}
+    for nodeid in budget.planned:
+        if nodeid in budget.firsts and nodeid in budget.skipped and benchmark_name(nodeid) not in measured:
+            reporter.write_line(f"fer_bench: no {benchmark_name(nodeid)} result: not even its cheapest case fits "
+                                f"the budget ({nodeid.split('::')[-1]}: {budget.skipped[nodeid]})", yellow=True)
 
 
 def _stored_runs(session: FerSession) -> list:
@@ -683,21 +743,34 @@ def _stored_runs(session: FerSession) -> list:
         return []
 
 
-def set_budget_prior(session: FerSession) -> None:
-    """Give the ledger what each planned item took in this machine's latest stored run of the preset, the first
-    guess of the progress line's time left."""
-    from fer_bench.plugin.presets import stored_case_times
+def load_budget_prior(session: FerSession, planned: list[tuple[str, str]]):
+    """What the planned items (nodeid, name) took in stored runs of the preset under results/: this machine's
+    latest, else another machine's that holds the most of them (fer_bench.plugin.presets.select_prior), or None.
+    The budget's first guesses: which item of a benchmark is cheapest, what the first items leave each other, the
+    time left."""
+    results = session.rootpath / "results"
+    if not planned or not results.is_dir():
+        return None  # (before the fingerprint is collected, which takes a second or two: nothing stored, no prior)
+    from fer_bench.errors import FerBenchError
+    from fer_bench.plugin.presets import select_prior
+    from fer_bench.results.runs import load_results
 
-    budget = session.budget
-    if budget is None or not budget.planned or not (session.rootpath / "results").is_dir():
-        return  # (before the fingerprint is collected, which takes a second or two: nothing stored, no prior)
-    runs = _stored_runs(session)
-    if not runs:
-        return
-    times = stored_case_times(runs, session.get_fingerprint()["identity_hash"], session.preset_name)
-    planned = set(budget.planned)
-    budget.prior = {nodeid: times[name][0] for nodeid, name in session.collected
-                    if nodeid in planned and name in times}
+    try:
+        runs = load_results([results])
+    except FerBenchError:
+        return None
+    return select_prior(runs, session.get_fingerprint()["identity_hash"], [name for _, name in planned],
+                        session.preset_name)
+
+
+def describe_left_out_emulated(session: FerSession) -> list[str]:
+    """One line per precision the preset left out because this CPU emulates it, with the option that runs it."""
+    if not session.left_out_emulated:
+        return []
+    every = ",".join(session.preset.axes["precision"])
+    return [f"{why}: preset {session.preset_name} leaves out its {count} cpu case{'' if count == 1 else 's'} "
+            f"(deselected); --fer-precisions {every} runs them, flagged as emulated"
+            for why, count in session.left_out_emulated.values()]
 
 
 def describe_collected_cost(session: FerSession) -> str:
@@ -713,4 +786,6 @@ def describe_collected_cost(session: FerSession) -> str:
     if runs:
         expected = expected_time([name for nodeid, name in items if nodeid in planned], runs, fp["identity_hash"],
                                  session.preset_name)
-    return describe_preset_cost(session.preset_name, counts, session.budget_s, expected, fp["slug"])
+    left_out = "".join(f"; {count} cpu case{'' if count == 1 else 's'} of {precision} left out (emulated here)"
+                       for precision, (_, count) in session.left_out_emulated.items())
+    return describe_preset_cost(session.preset_name, counts, session.budget_s, expected, fp["slug"]) + left_out

@@ -13,8 +13,17 @@ timed, measure() has made its cold call and its first warm call; with that estim
 * **The minimum or nothing.** A case whose minimum rounds cannot fit is skipped with the time it would need and the
   budget that would run it; it is never cut to fewer rounds. A median and IQR over fewer than the minimum rounds is
   a result the regression gates cannot trust, and a stored number that looks like the others but is not is worse
-  than a visible gap. Its minimum may borrow up to ``BORROW`` shares (never more than the time left), so one slow
-  case among cheap ones still runs; whatever it borrows shrinks the shares of the cases after it.
+  than a visible gap. Its minimum may fill the time left less what the items after it are expected to take
+  (RunBudget.room_for: stored times scaled to this run, or what this run's items took), and at least ``BORROW``
+  shares (never more than the time left), so one slow case among cheap ones still runs; whatever it borrows shrinks
+  the shares of the cases after it.
+* **Every benchmark measured once.** A budgeted run takes the cheapest item of each benchmark first (budget_order:
+  by this or another machine's stored times where they cover the benchmark, else its first item, which the presets
+  make the cheapest: the smallest model, batch, worker and GPU count, fp32), then the rest in their own order. A
+  first item leaves room only for the other benchmarks' first items: a 2-core AVX2 CPU's epoch case needs about 2
+  minutes, four times a fair share of the default preset, and was skipped on every run there before. A benchmark
+  whose cheapest case does not fit even so is the only one left without a result, and the summary says what it
+  needs.
 * **Extras last.** The paired-overhead pass and rounds beyond the minimum get what the case's fair share leaves;
   they never borrow.
 * **Probes that cost little.** The estimate is paid for, and a skipped case wastes it, so it is skipped as early as
@@ -37,7 +46,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 #: A case's minimum rounds may take up to this many fair shares (capped by the time left). Most cases take far
 #: less than their share (the default preset's first run here: a median of 4 s against a 25 s share), and what
@@ -136,7 +145,9 @@ class Allowance:
         time_left_s: budget less reserve less elapsed, when the case started.
         remaining: benchmark items still to run, this one included.
         share_s: the fair share, ``time_left_s / remaining``: what rounds beyond the minimum may fill.
-        cap_s: what the minimum rounds may fill: ``BORROW`` shares, at most the time left.
+        cap_s: what the minimum rounds may fill: the time left less ``others_s``, at least ``BORROW`` shares, at
+            most the time left.
+        others_s: what the items this case leaves room for are expected to take (None: not known; its shares).
     """
 
     budget_s: float
@@ -145,13 +156,24 @@ class Allowance:
     remaining: int
     share_s: float
     cap_s: float
+    others_s: float | None = None
 
 
-def create_allowance(budget_s: float, elapsed_s: float, remaining: int) -> Allowance:
+def create_allowance(budget_s: float, elapsed_s: float, remaining: int, others_s: float | None = None) -> Allowance:
+    """The allowance of a case that starts now.
+
+    Args:
+        others_s: what the items this one must leave room for are expected to take (RunBudget.room_for): its
+            minimum may fill the time left less that, when that is more than its ``BORROW`` shares. None: its
+            shares alone.
+    """
     time_left = max(0.0, budget_s - reserve_for(budget_s) - elapsed_s)
     remaining = max(1, remaining)
     share = time_left / remaining
-    return Allowance(budget_s, elapsed_s, time_left, remaining, share, min(time_left, BORROW * share))
+    cap = min(time_left, BORROW * share)
+    if others_s is not None:
+        cap = max(cap, time_left - others_s)
+    return Allowance(budget_s, elapsed_s, time_left, remaining, share, cap, others_s)
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,8 @@ class RoundsPlan:
 def suggest_budget(allowance: Allowance, need_s: float) -> float:
     """The smallest budget whose allowance for this case (same start, same cases left) holds ``need_s``."""
     floor = allowance.elapsed_s + need_s * max(1.0, allowance.remaining / BORROW)
+    if allowance.others_s is not None:  # or room for what the items it leaves room for are expected to take
+        floor = min(floor, allowance.elapsed_s + need_s + allowance.others_s)
     # the reserve is min(fraction x budget, cap): budget - reserve >= floor holds from whichever bound is lower
     return min(floor / (1 - RESERVE_FRACTION), floor + RESERVE_MAX_S)
 
@@ -303,6 +327,37 @@ def guess_item_s(nodeid: str, table: dict[str, dict[str, float]]) -> float | Non
     return None
 
 
+def budget_order(nodeids: Sequence[str], runnable: Iterable[str] | None = None,
+                 prior: Mapping[str, float] | None = None) -> tuple[list[str], list[str]]:
+    """The order a budgeted run takes its items in, and its first pass.
+
+    The first pass is the cheapest runnable item of each benchmark: by ``prior`` (stored seconds per item) where it
+    covers every runnable item of that benchmark, else the benchmark's first item (the presets list each axis's
+    cheapest value first). The cheap ones run first (by their prior; those without one after them, in the order
+    their benchmarks first appear), so the slow first items start with what the others took known here. Then every
+    other item in its own order, so within a benchmark the order is what it was, and every benchmark is measured
+    once before any is measured twice.
+
+    Args:
+        nodeids: every collected item, in collection order.
+        runnable: the items that will run (the rest are marked skip: they keep their place); all by default.
+    """
+    prior = prior or {}
+    runnable = list(nodeids) if runnable is None else [n for n in nodeids if n in set(runnable)]
+    kinds: dict[str, list[str]] = {}
+    for nodeid in runnable:
+        kinds.setdefault(benchmark_name(nodeid), []).append(nodeid)
+    firsts = []
+    for items in kinds.values():
+        if all(prior.get(n) for n in items):
+            firsts.append(min(items, key=lambda n: (prior[n], items.index(n))))
+        else:
+            firsts.append(items[0])
+    firsts.sort(key=lambda n: (not prior.get(n), prior.get(n, 0.0)))  # stable: unknown ones keep their order
+    chosen = set(firsts)
+    return firsts + [n for n in nodeids if n not in chosen], firsts
+
+
 @dataclass
 class RunBudget:
     """The session's ledger: the benchmark items still to run, when the current one started, what each took.
@@ -326,9 +381,12 @@ class RunBudget:
     skipped: dict[str, str] = field(default_factory=dict)
     #: per family of related cases (one model, batch, precision...): the fastest call seen, per phase rank
     floors: dict = field(default_factory=dict)
-    #: what each item took in this machine's latest stored run of the preset (nodeid -> seconds): the time-left
-    #: estimate's first guess, scaled by how this run compares with it so far
+    #: what each item took in the latest stored run of the preset (nodeid -> seconds), this machine's or, before it
+    #: has one, another machine's: the first guess of an item's time, scaled by how this run compares with it so far
     prior: dict[str, float] = field(default_factory=dict)
+    #: the first item of each benchmark (budget_order's first pass): each may fill the time left less the other
+    #: first items' estimates
+    firsts: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.started_at is None:
@@ -351,7 +409,8 @@ class RunBudget:
         self.current, self.current_start, self.current_planned = nodeid, now, False
         self.current_allowance = None
         if self.budget_s is not None and nodeid in self.left:
-            self.current_allowance = create_allowance(self.budget_s, now - self.started_at, self.remaining)
+            self.current_allowance = create_allowance(self.budget_s, now - self.started_at, self.remaining,
+                                                      self.room_for(nodeid))
 
     def spent(self) -> float:
         """Wall time of the current item so far."""
@@ -385,37 +444,58 @@ class RunBudget:
     def fit_calls(self, **kwargs) -> int:
         return fit_calls(self.current_allowance, spent_s=self.spent(), **kwargs)
 
-    def estimate_left(self, exclude: Sequence[str] = ()) -> float:
-        """Seconds the items still to run should take under the plan.
+    def _ran(self) -> dict[str, float]:
+        """What each item that ran took (skipped ones excluded: their time was a probe)."""
+        return {n: t for n, t in self.took.items() if n not in self.skipped}
 
-        Each item at what it took in this machine's latest stored run (``prior``), scaled by the geometric mean
-        ratio of this run's items to theirs so far; an item without one at :func:`guess_item_s` from the items
-        that ran (skipped ones excluded: their time was a probe), else at the mean of the items that ran, else at
-        its fair share. Each at most ``BORROW`` fair shares of the time left (a case that needs more is skipped
-        after its probe, which costs about a share); the whole at most what is left of the budget, which the plan
-        keeps to.
-        """
+    def scales(self) -> tuple[dict[str, float], float]:
+        """How this run compares with the prior: per benchmark, the geometric mean of this run's time over the
+        prior's for its items that ran; overall, the same over every such item (1.0 before any)."""
+        ratios: dict[str, list[float]] = {}
+        for nodeid, seconds in self._ran().items():
+            if self.prior.get(nodeid):
+                ratios.setdefault(benchmark_name(nodeid), []).append(seconds / self.prior[nodeid])
+        overall = _geomean([r for rs in ratios.values() for r in rs]) if ratios else 1.0
+        return {bench: _geomean(rs) for bench, rs in ratios.items()}, overall
+
+    def guess(self, nodeid: str, *, table=None, scales=None) -> float | None:
+        """What an item should take: its prior scaled by its benchmark's ratio to the prior (the overall ratio
+        before one of its benchmark's items has run); without a prior, :func:`guess_item_s` from the items that ran
+        here; else the mean of the items that ran; else None."""
+        ran = self._ran()
+        per, overall = scales if scales is not None else self.scales()
+        if self.prior.get(nodeid):
+            return self.prior[nodeid] * per.get(benchmark_name(nodeid), overall)
+        guess = guess_item_s(nodeid, _time_table(ran) if table is None else table)
+        if guess is None and ran:
+            guess = sum(ran.values()) / len(ran)
+        return guess
+
+    def expected(self, nodeids: Sequence[str]) -> float:
+        """What ``nodeids`` should take: each at :meth:`guess`, or at a fair share of the time left where nothing
+        tells (no budget: nothing)."""
+        share = 0.0
+        if self.budget_s is not None:
+            share = create_allowance(self.budget_s, self.elapsed(), self.remaining).share_s
+        scales, table = self.scales(), _time_table(self._ran())
+        return sum(g if (g := self.guess(n, table=table, scales=scales)) is not None else share for n in nodeids)
+
+    def room_for(self, nodeid: str) -> float:
+        """What the items that ``nodeid`` must leave room for are expected to take: for a benchmark's first item,
+        the other benchmarks' first items still to run; for any other item, every item still to run after it."""
+        others = [n for n in self.planned if n in self.left and n != nodeid
+                  and (nodeid not in self.firsts or n in self.firsts)]
+        return self.expected(others)
+
+    def estimate_left(self, exclude: Sequence[str] = ()) -> float:
+        """Seconds the items still to run should take under the plan: :meth:`expected` of them, at most what is
+        left of the budget, which the plan keeps to."""
         todo = [n for n in self.planned if n in self.left and n not in exclude]
         if not todo:
             return 0.0
-        ran = {n: t for n, t in self.took.items() if n not in self.skipped}
-        table = _time_table(ran)
-        overall = sum(ran.values()) / len(ran) if ran else None
-        allowance = None
+        total = self.expected(todo)
         if self.budget_s is not None:
-            allowance = create_allowance(self.budget_s, self.elapsed(), len(todo))
-        known = [t / self.prior[n] for n, t in ran.items() if self.prior.get(n)]
-        scale = _geomean(known) if known else 1.0
-        total = 0.0
-        for n in todo:
-            guess = self.prior[n] * scale if self.prior.get(n) else guess_item_s(n, table)
-            if guess is None:
-                guess = overall if overall is not None else (allowance.share_s if allowance else 0.0)
-            if allowance is not None and guess > allowance.cap_s:
-                guess = allowance.share_s
-            total += guess
-        if allowance is not None:
-            total = min(total, allowance.time_left_s)
+            total = min(total, create_allowance(self.budget_s, self.elapsed(), len(todo)).time_left_s)
         return total
 
     def spent_reason(self) -> str | None:

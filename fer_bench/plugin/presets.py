@@ -181,6 +181,50 @@ def stored_case_times(runs: Sequence, identity_hash: str, preset: str | None = N
     return latest
 
 
+@dataclass(frozen=True)
+class Prior:
+    """What each planned case took in stored runs of the preset: the time budget's first guesses.
+
+    Attributes:
+        times: case name (``test_forward[...]``) -> seconds (stored_case_seconds).
+        slug: the machine whose runs they are.
+        same_machine: this machine's (its hardware identity), or another's.
+    """
+
+    times: dict[str, float]
+    slug: str
+    same_machine: bool
+
+    def describe(self) -> str:
+        whose = "this machine's" if self.same_machine else f"{self.slug}'s (another machine)"
+        return f"{len(self.times)} cases timed in {whose} stored runs"
+
+
+def select_prior(runs: Sequence, identity_hash: str, names: Sequence[str], preset: str | None = None) -> Prior | None:
+    """The stored times of ``names`` (stored_case_times): this machine's where its runs hold any of them; else the
+    other machine whose runs hold the most of them (the newest on a tie), whose times this run then scales to itself
+    as its cases are timed (fer_bench.plugin.budget.RunBudget); None when no run holds any."""
+    wanted = set(names)
+
+    def hits(identity: str) -> dict[str, float]:
+        return {n: seconds for n, (seconds, _) in stored_case_times(runs, identity, preset).items() if n in wanted}
+
+    mine = hits(identity_hash)
+    slugs = {run.machine.identity_hash: run.machine.slug for run in runs}
+    if mine:
+        return Prior(mine, slugs.get(identity_hash, ""), True)
+    best: tuple[int, int, str] | None = None
+    for order, identity in enumerate(dict.fromkeys(run.machine.identity_hash for run in runs)):
+        if identity == identity_hash:
+            continue
+        found = hits(identity)
+        if found and (best is None or (len(found), order) > best[:2]):
+            best = (len(found), order, identity)
+    if best is None:
+        return None
+    return Prior(hits(best[2]), slugs.get(best[2], ""), False)
+
+
 def expected_time(names: Sequence[str], runs: Sequence, identity_hash: str,
                   preset: str | None = None) -> ExpectedTime | None:
     """The sum of the stored times (stored_case_seconds) of ``names`` from the latest run of this hardware that

@@ -71,6 +71,13 @@ class FerSession:
     launch_bound: list[str] = field(default_factory=list)
     #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
     peak_tflops: float | None = None
+    #: precision -> [why it is emulated here, CPU cases the preset left out for it] (not asked for by name)
+    left_out_emulated: dict[str, list] = field(default_factory=dict)
+    #: the time budget's stored times per item (nodeid -> seconds), whose runs they are, and each benchmark's
+    #: first item (fer_bench.plugin.budget.budget_order)
+    budget_prior: dict[str, float] = field(default_factory=dict)
+    prior_source: str | None = None
+    budget_firsts: list[str] = field(default_factory=list)
 
     def artifact_dir(self, kind: str) -> Path:
         """``<results JSON without .json>.<kind>/`` (``out.curves/``, ``out.ops/``), created on first use."""
