@@ -24,3 +24,16 @@ def load_run_data(path: str | os.PathLike | None = None) -> FerData:
     from fer_bench.data.fer2013 import load_fer2013
 
     return load_fer2013(path)
+
+
+def train_split(data: FerData) -> str:
+    """The split a run trains on: ``train`` when the data has one, else its first split."""
+    names = data.split_names()
+    return "train" if "train" in names else names[0]
+
+
+def take(data: FerData, split: str, limit: int) -> FerData:
+    """At most ``limit`` rows of ``split`` (the first ones: FER2013's rows are not ordered by class)."""
+    idx = data.indices(split)[:limit]
+    return FerData(images=data.images[idx], labels=None if data.labels is None else data.labels[idx],
+                   splits=data.splits[idx], format=data.format, source=data.source, meta=dict(data.meta))
