@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.machine import fingerprint as hardware
+from fer_bench.machine import nvml as machine_nvml
 from fer_bench.measure import energy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +242,7 @@ def load_fake_pynvml(gpus: int = 2) -> types.ModuleType:
 def nvml(monkeypatch) -> types.ModuleType:
     """Two fake H100s as ``pynvml``, NVML's process-wide cache emptied, no CUDA_VISIBLE_DEVICES."""
     module = load_fake_pynvml()
-    monkeypatch.setattr(hardware, "_NVML", {})
+    monkeypatch.setattr(machine_nvml, "_NVML", {})
     monkeypatch.setitem(sys.modules, "pynvml", module)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return module
@@ -396,7 +396,7 @@ def test_power_sampler_trapezoid():
 
 
 def test_no_pynvml(monkeypatch):
-    monkeypatch.setattr(hardware, "_NVML", {})
+    monkeypatch.setattr(machine_nvml, "_NVML", {})
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     meter = energy.open_energy_meter("cuda")
     assert meter.reason.startswith("no NVML (pynvml not installed or no NVIDIA driver): pynvml not importable")

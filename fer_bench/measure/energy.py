@@ -15,7 +15,7 @@ before ``start()``) raises RuntimeError.
 What is measured, and when each source is used:
 
 * CUDA cases (``NvmlEnergy``): the GPUs the case uses, summed. CUDA device ``i`` is the ``i``-th GPU that
-  CUDA_VISIBLE_DEVICES exposes, resolved as ``fer_bench.machine.fingerprint`` does (``resolve_visible_gpus``,
+  CUDA_VISIBLE_DEVICES exposes, resolved as ``fer_bench.machine.nvml`` does (``resolve_visible_gpus``,
   NVML's PCI order: on machines of mixed GPU models set CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA agrees).
 
   - ``"nvml_total_energy_counter"``: ``nvmlDeviceGetTotalEnergyConsumption`` (millijoules since the driver
@@ -345,14 +345,14 @@ class NvmlEnergy(_Meter):
     def _open(self) -> str | None:
         if not self.device_indices:
             return "no CUDA device indices given to measure"
-        from fer_bench.machine import fingerprint
+        from fer_bench.machine.nvml import nvml_error, open_nvml
 
         try:
-            nvml, visible = fingerprint._open_nvml()
+            nvml, visible = open_nvml()
         except Exception as exc:
             return f"{NO_NVML}: {_describe(exc)}"
         if nvml is None:
-            error = fingerprint._NVML.get("error")
+            error = nvml_error()
             return f"{NO_NVML}: {error}" if error else NO_NVML
         self._module = nvml.module
         for index in self.device_indices:
