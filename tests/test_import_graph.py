@@ -100,3 +100,11 @@ def test_lower_layers_have_no_cycle_and_import_nothing_above_them(import_graph):
     upward = sorted(f"{m} -> {t}" for m in lower for t in graph[m]
                     if t in UPPER or t.startswith(tuple(f"{p}." for p in UPPER)))
     assert upward == []
+
+
+def test_lower_layer_and_energy_modules_stay_under_600_lines():
+    folders = [PACKAGE / p.split(".", 1)[1] for p in LOWER] + [PACKAGE / "measure" / "energy"]
+    sizes = {str(path.relative_to(PACKAGE.parent)): len(path.read_text(encoding="utf-8").splitlines())
+             for folder in folders for path in sorted(folder.rglob("*.py"))}
+    assert "fer_bench/machine/fingerprint.py" in sizes and "fer_bench/measure/energy/nvml.py" in sizes
+    assert {name: n for name, n in sizes.items() if n > 600} == {}
