@@ -15,7 +15,7 @@ import pytest
 
 from fer_bench.data import cache
 from fer_bench.data.cache import cache_dir, collect_pixel_stats, entry_name, file_key, load_or_build
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.fer2013 import READER_VERSION, load_fer2013
 from fer_bench.data.writers import write_fer2013_csv, write_image_folder
 

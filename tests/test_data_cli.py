@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fer_bench.data.constants import CLASS_NAMES, SPLITS
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.inspect import format_inspect, inspect_data
 from fer_bench.data.writers import write_fer2013_csv, write_ferplus_csv, write_image_folder, write_test_csv
 from fer_bench.errors import FerBenchError

@@ -12,7 +12,7 @@ from PIL import Image
 
 from fer_bench.data import fer2013
 from fer_bench.data.constants import CLASS_NAMES, SPLIT_CODES
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.fer2013 import detect_format, load_fer2013
 from fer_bench.data.writers import (
     write_dataset,

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.machine import fingerprint as hardware
+from fer_bench.machine import nvml as machine_nvml
 from fer_bench.measure import energy
+from fer_bench.measure.energy import rapl
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID_A = "GPU-5a1e0d6c-3f0b-8c2e-11aa-0123456789ab"
@@ -150,7 +151,7 @@ def test_rapl_permission_denied_names_the_file(powercap, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(energy, "open", deny, raising=False)
+    monkeypatch.setattr(rapl, "open", deny, raising=False)
     meter = energy.open_energy_meter("cpu", powercap_root=powercap.root)
     path = powercap.root / "intel-rapl:0" / "energy_uj"
     assert meter.reason == f"permission denied reading {path} (RAPL is root-only here)"
@@ -162,7 +163,7 @@ def test_rapl_permission_denied_names_the_file(powercap, monkeypatch):
 def test_rapl_permission_lost_during_the_window_is_the_reason(powercap, monkeypatch):
     meter = energy.RaplEnergy(powercap.root)
     meter.start()
-    monkeypatch.setattr(energy, "open", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")),
+    monkeypatch.setattr(rapl, "open", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")),
                         raising=False)
     result = meter.stop()
     assert result["energy_j"] is None and result["energy_reason"].startswith("permission denied reading ")
@@ -170,7 +171,7 @@ def test_rapl_permission_lost_during_the_window_is_the_reason(powercap, monkeypa
 
 def test_rapl_permission_denied_at_start_is_the_reason(powercap, monkeypatch):
     meter = energy.RaplEnergy(powercap.root)
-    monkeypatch.setattr(energy, "open", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")),
+    monkeypatch.setattr(rapl, "open", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")),
                         raising=False)
     with meter.window():
         pass
@@ -190,7 +191,7 @@ def test_rapl_lost_core_reading_leaves_the_sum(powercap):
 
 def test_rapl_missing_tree(tmp_path, monkeypatch):
     missing = tmp_path / "sys/class/powercap"
-    monkeypatch.setattr(energy, "POWERCAP_ROOT", missing)
+    monkeypatch.setattr(rapl, "POWERCAP_ROOT", missing)
     meter = energy.RaplEnergy()
     assert meter.root == missing
     assert meter.reason == f"no {missing} (this kernel or VM exposes no RAPL)"
@@ -242,7 +243,7 @@ def load_fake_pynvml(gpus: int = 2) -> types.ModuleType:
 def nvml(monkeypatch) -> types.ModuleType:
     """Two fake H100s as ``pynvml``, NVML's process-wide cache emptied, no CUDA_VISIBLE_DEVICES."""
     module = load_fake_pynvml()
-    monkeypatch.setattr(hardware, "_NVML", {})
+    monkeypatch.setattr(machine_nvml, "_NVML", {})
     monkeypatch.setitem(sys.modules, "pynvml", module)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return module
@@ -396,7 +397,7 @@ def test_power_sampler_trapezoid():
 
 
 def test_no_pynvml(monkeypatch):
-    monkeypatch.setattr(hardware, "_NVML", {})
+    monkeypatch.setattr(machine_nvml, "_NVML", {})
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     meter = energy.open_energy_meter("cuda")
     assert meter.reason.startswith("no NVML (pynvml not installed or no NVIDIA driver): pynvml not importable")

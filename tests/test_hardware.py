@@ -1,5 +1,6 @@
-"""Tests for fer_bench.machine.fingerprint (and the identity, slug and sidecar name it takes from
-fer_bench.machine.identity): a fake py-cpuinfo, a fake /proc and /sys, a fake pynvml and a fake torch.
+"""Tests for fer_bench.machine.fingerprint and the collectors it composes (host, software, gpus, telemetry, over
+the one NVML session of fer_bench.machine.nvml), and the identity, slug and sidecar name it takes from
+fer_bench.machine.identity: a fake py-cpuinfo, a fake /proc and /sys, a fake pynvml and a fake torch.
 
 Run: python -m pytest tests/test_hardware.py -q
 """
@@ -21,7 +22,9 @@ from types import SimpleNamespace
 import pytest
 
 from fer_bench.machine import fingerprint as hardware
+from fer_bench.machine import host, report, telemetry
 from fer_bench.machine import identity as machine_identity
+from fer_bench.machine import nvml as machine_nvml
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID_A = "GPU-5a1e0d6c-3f0b-8c2e-11aa-0123456789ab"
@@ -70,8 +73,8 @@ def make_fake_torch(version: str = "2.14.1+cu130", cuda: str | None = "13.0") ->
 def isolated_caches(monkeypatch):
     """Fakes must not leak into the process-wide caches other tests (and real runs) read."""
     monkeypatch.setattr(hardware, "_FINGERPRINT", None)
-    monkeypatch.setattr(hardware, "_CPUINFO_CACHE", None)
-    monkeypatch.setattr(hardware, "_NVML", {})
+    monkeypatch.setattr(host, "_CPUINFO_CACHE", None)
+    monkeypatch.setattr(machine_nvml, "_NVML", {})
 
 
 class Machine(SimpleNamespace):
@@ -99,10 +102,10 @@ def machine(monkeypatch, tmp_path) -> Machine:
     m.write("etc/os-release", 'NAME="Ubuntu"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\n')
     m.write("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "performance\n")
     m.write("sys/devices/system/cpu/intel_pstate/no_turbo", "1\n")
-    monkeypatch.setattr(hardware, "PROC_ROOT", tmp_path / "proc")
-    monkeypatch.setattr(hardware, "SYS_ROOT", tmp_path / "sys")
-    monkeypatch.setattr(hardware, "CGROUP_ROOT", tmp_path / "cgroup")
-    monkeypatch.setattr(hardware, "OS_RELEASE", tmp_path / "etc/os-release")
+    monkeypatch.setattr(host, "PROC_ROOT", tmp_path / "proc")
+    monkeypatch.setattr(host, "SYS_ROOT", tmp_path / "sys")
+    monkeypatch.setattr(host, "CGROUP_ROOT", tmp_path / "cgroup")
+    monkeypatch.setattr(host, "OS_RELEASE", tmp_path / "etc/os-release")
     monkeypatch.setattr(socket, "gethostname", lambda: "node-a")
     monkeypatch.setitem(sys.modules, "pynvml", m.nvml)
     monkeypatch.setitem(sys.modules, "torch", m.torch)
@@ -188,7 +191,7 @@ def test_no_pynvml_means_no_gpus(machine, monkeypatch):
     assert fp["gpus"] == [] and fp["telemetry"]["gpus"] == []
     assert "pynvml" in fp["software"]["nvml_error"]
     assert fp["slug"].endswith("__cpu") and fp["identity"]["gpu_count"] == 0
-    assert hardware.collect_telemetry()["gpus"] == []
+    assert telemetry.collect_telemetry()["gpus"] == []
 
 
 def test_nvml_init_failure_means_no_gpus_and_one_attempt(machine):
@@ -197,7 +200,7 @@ def test_nvml_init_failure_means_no_gpus_and_one_attempt(machine):
     fp = machine.collect()
     assert fp["gpus"] == [] and "Driver Not Loaded" in fp["software"]["nvml_error"]
     for _ in range(3):
-        assert hardware.collect_telemetry()["gpus"] == []
+        assert telemetry.collect_telemetry()["gpus"] == []
     assert nvml.CALLS["init"] == 1  # a host without a driver pays for the attempt once
 
 
@@ -205,7 +208,7 @@ def test_nvml_initialised_once_and_shut_down_on_refresh(machine):
     nvml = machine.nvml
     machine.collect()
     for _ in range(5):
-        hardware.collect_telemetry()
+        telemetry.collect_telemetry()
     assert nvml.CALLS == {"init": 1, "shutdown": 0}
     machine.collect()
     assert nvml.CALLS == {"init": 2, "shutdown": 1}
@@ -382,17 +385,17 @@ def test_py_cpuinfo_called_once_and_cache_is_copied(machine):
     fp = machine.collect()
     fp["cpu"]["brand"] = "mutated"
     again = hardware.collect_fingerprint()
-    hardware.collect_telemetry()
+    telemetry.collect_telemetry()
     assert again["cpu"]["brand"] == "AMD EPYC 7763 64-Core Processor"
     assert machine.cpuinfo_calls == [1]
 
 
 def test_parse_proc_cpuinfo_counts_cores_and_sockets():
-    assert hardware.parse_proc_cpuinfo(PROC_CPUINFO)["physical_cores"] == 2
+    assert host.parse_proc_cpuinfo(PROC_CPUINFO)["physical_cores"] == 2
     two_sockets = "\n\n".join(f"processor: {i}\nphysical id: {i % 2}\ncore id: {i // 4}" for i in range(8))
-    parsed = hardware.parse_proc_cpuinfo(two_sockets)
+    parsed = host.parse_proc_cpuinfo(two_sockets)
     assert (parsed["physical_cores"], parsed["sockets"]) == (4, 2)
-    assert hardware.parse_proc_cpuinfo("processor: 0\nmodel name: Neoverse-N1\n")["physical_cores"] is None
+    assert host.parse_proc_cpuinfo("processor: 0\nmodel name: Neoverse-N1\n")["physical_cores"] is None
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -400,7 +403,7 @@ def test_parse_proc_cpuinfo_counts_cores_and_sockets():
     ("-1 100000", None), ("100000 0", None),
 ])
 def test_parse_cpu_max(text, expected):
-    assert hardware.parse_cpu_max(text) == expected
+    assert host.parse_cpu_max(text) == expected
 
 
 def _cgroup_tree(tmp_path, monkeypatch, self_cgroup: str, files: dict[str, str]):
@@ -410,42 +413,42 @@ def _cgroup_tree(tmp_path, monkeypatch, self_cgroup: str, files: dict[str, str])
         path = tmp_path / "cgroup" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    monkeypatch.setattr(hardware, "PROC_ROOT", tmp_path / "proc")
-    monkeypatch.setattr(hardware, "CGROUP_ROOT", tmp_path / "cgroup")
+    monkeypatch.setattr(host, "PROC_ROOT", tmp_path / "proc")
+    monkeypatch.setattr(host, "CGROUP_ROOT", tmp_path / "cgroup")
 
 
 def test_cgroup_v2_takes_the_tightest_limit_on_the_path(tmp_path, monkeypatch):
     _cgroup_tree(tmp_path, monkeypatch, "0::/slurm/job1\n", {
         "cpu.max": "max 100000\n", "slurm/cpu.max": "400000 100000\n", "slurm/job1/cpu.max": "800000 100000\n",
         "other/cpu.max": "10000 100000\n"})
-    assert hardware.collect_cgroup_cpu_quota() == 4.0
+    assert host.collect_cgroup_cpu_quota() == 4.0
 
 
 def test_cgroup_v1_quota_and_period(tmp_path, monkeypatch):
     _cgroup_tree(tmp_path, monkeypatch, "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n", {
         "cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
         "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "250000\n", "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"})
-    assert hardware.collect_cgroup_cpu_quota() == 2.5
+    assert host.collect_cgroup_cpu_quota() == 2.5
 
 
 def test_cgroup_unreadable_or_absent(tmp_path, monkeypatch):
     _cgroup_tree(tmp_path, monkeypatch, "0::/\n", {"cpu/cpu.cfs_quota_us": "abc\n", "cpu/cpu.cfs_period_us": "x\n"})
     (tmp_path / "cgroup/cpu.max").mkdir()
-    assert hardware.collect_cgroup_cpu_quota() is None
-    monkeypatch.setattr(hardware, "PROC_ROOT", tmp_path / "nowhere")
-    monkeypatch.setattr(hardware, "CGROUP_ROOT", tmp_path / "nowhere")
-    assert hardware.collect_cgroup_cpu_quota() is None
+    assert host.collect_cgroup_cpu_quota() is None
+    monkeypatch.setattr(host, "PROC_ROOT", tmp_path / "nowhere")
+    monkeypatch.setattr(host, "CGROUP_ROOT", tmp_path / "nowhere")
+    assert host.collect_cgroup_cpu_quota() is None
 
 
 @pytest.mark.parametrize("usable, quota, expected", [(8, 2.5, 3), (2, 4.0, 2), (8, None, 8), (8, 0.5, 1)])
 def test_resolve_effective_cpus(usable, quota, expected):
-    assert hardware.resolve_effective_cpus(usable, quota) == expected
+    assert host.resolve_effective_cpus(usable, quota) == expected
 
 
 def test_parse_meminfo_and_os_release():
-    assert hardware.parse_meminfo("MemTotal: 2048 kB\nHugePages_Total: 0\n") == {"memtotal": 2097152,
+    assert host.parse_meminfo("MemTotal: 2048 kB\nHugePages_Total: 0\n") == {"memtotal": 2097152,
                                                                                 "hugepages_total": 0}
-    assert hardware.parse_os_release('# c\nPRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"\nID=rocky\n') == {
+    assert host.parse_os_release('# c\nPRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"\nID=rocky\n') == {
         "pretty_name": "Rocky Linux 9.3 (Blue Onyx)", "id": "rocky"}
 
 
@@ -453,7 +456,7 @@ def test_parse_meminfo_and_os_release():
     (0, []), (0x1, ["gpu_idle"]), (0x44, ["sw_power_cap", "hw_thermal_slowdown"]), (0x400, ["unknown_0x400"]),
 ])
 def test_decode_clock_event_reasons(mask, names):
-    assert hardware.decode_clock_event_reasons(mask) == names
+    assert telemetry.decode_clock_event_reasons(mask) == names
 
 
 # ------------------------------------------------------------------------------------------------------ slug
@@ -539,20 +542,20 @@ def test_contract_keys_values_and_no_newlines(machine):
     top = {"schema", "fer_bench_version", "identity", "identity_hash", "slug", "stack", "stack_hash", "hostname",
            "cpu", "memory", "system", "software", "gpus", "telemetry", "collected_at"}
     assert top <= set(fp)
-    _check_contract(hardware.collect_telemetry())
+    _check_contract(telemetry.collect_telemetry())
 
 
 def test_format_fingerprint(machine, monkeypatch):
     fp = machine.collect()
-    text = hardware.format_fingerprint(fp)
+    text = report.format_fingerprint(fp)
     assert fp["slug"] in text and f"identity:  {fp['identity_hash']}  (hardware;" in text
     assert f"stack:     {fp['stack_hash']}  (torch 2.14.1+cu130 (CUDA 13.0, cuDNN 9.24.0), NVIDIA driver 550.54.15" \
         in text and "malloc" in text
     assert text.count("NVIDIA H100 80GB HBM3") == 2 and "driver:    NVIDIA 550.54.15" in text
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    assert "gpus:      none (pynvml not importable" in hardware.format_fingerprint(machine.collect())
-    assert "slug:      None" in hardware.format_fingerprint({})
-    assert "stack:     None  (not recorded)" in hardware.format_fingerprint({})
+    assert "gpus:      none (pynvml not importable" in report.format_fingerprint(machine.collect())
+    assert "slug:      None" in report.format_fingerprint({})
+    assert "stack:     None  (not recorded)" in report.format_fingerprint({})
 
 
 # Every field mlcommons/logging's training system_desc_checker requires ("division" spelled right; the
@@ -571,7 +574,7 @@ MLPERF_FIELDS = (
 
 def test_to_mlperf(machine, monkeypatch):
     fp = machine.collect()
-    desc = hardware.to_mlperf(fp)
+    desc = report.to_mlperf(fp)
     assert set(MLPERF_FIELDS) <= set(desc)
     json.dumps(desc, allow_nan=False)
     assert desc["host_processor_model_name"] == "AMD EPYC 7763 64-Core Processor"
@@ -587,9 +590,9 @@ def test_to_mlperf(machine, monkeypatch):
     assert fp["identity_hash"] in desc["hw_notes"] and desc["sw_notes"] == f"fer_bench stack {fp['stack_hash']}"
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    cpu_only = hardware.to_mlperf(machine.collect())
+    cpu_only = report.to_mlperf(machine.collect())
     assert cpu_only["accelerators_per_node"] == 0 and cpu_only["accelerator_model_name"] == "N/A"
-    assert set(MLPERF_FIELDS) <= set(hardware.to_mlperf({}))
+    assert set(MLPERF_FIELDS) <= set(report.to_mlperf({}))
 
 
 # ---------------------------------------------------------------------------------------------------- sidecar

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fer_bench.data.constants import SPLIT_CODES
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.loader import UNLABELED, _BatchDataset, create_loader
 from fer_bench.data.transforms import FER2013_PIXEL_MEAN, FER2013_PIXEL_STD, BatchTransform, create_batch_generator
 from fer_bench.errors import FerBenchError

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fer_bench.data import per_image
 from fer_bench.data.constants import SPLIT_CODES
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.loader import create_loader
 from fer_bench.data.per_image import PerImageDataset, image_folder_for, image_relpath
 from fer_bench.data.synthetic import create_synthetic

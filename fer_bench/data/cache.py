@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from fer_bench._atomic import write_json_atomic
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.errors import FerBenchError
 
 # Bump when the entry layout changes; it is part of every entry's folder name.

@@ -32,7 +32,7 @@ import numpy as np
 
 from fer_bench.data import cache
 from fer_bench.data.constants import CLASS_NAMES, IMAGE_SIZE, NUM_PIXELS, SPLIT_CODES, USAGE_TO_SPLIT
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.errors import FerBenchError
 
 # Bump whenever parsing changes what a file decodes to: it is part of every cache key.

@@ -12,7 +12,7 @@ import numpy as np
 
 from fer_bench.data.cache import collect_pixel_stats
 from fer_bench.data.constants import CLASS_NAMES, SPLITS
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.errors import FerBenchError
 
 

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fer_bench.data.constants import SPLITS
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.transforms import BatchTransform, create_batch_generator
 from fer_bench.errors import FerBenchError
 

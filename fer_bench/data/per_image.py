@@ -40,7 +40,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from fer_bench.data.cache import cache_dir
 from fer_bench.data.constants import CLASS_NAMES, IMAGE_SIZE, SPLITS
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.data.transforms import BatchTransform
 from fer_bench.data.writers import write_image_folder
 from fer_bench.errors import FerBenchError

@@ -30,7 +30,7 @@ from fer_bench.data.constants import (
     NUM_CLASSES,
     SPLIT_CODES,
 )
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.errors import FerBenchError
 
 # Bump whenever the pixels a (size, seed) pair produces change: it keys the cache.

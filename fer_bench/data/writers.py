@@ -23,7 +23,7 @@ import numpy as np
 
 from fer_bench._atomic import apply_default_mode, write_blocks_atomic
 from fer_bench.data.constants import CLASS_NAMES, NUM_CLASSES, NUM_PIXELS, SPLITS
-from fer_bench.data.dataset import FerData
+from fer_bench.data.ferdata import FerData
 from fer_bench.errors import FerBenchError
 
 USAGE_OF_SPLIT = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest",

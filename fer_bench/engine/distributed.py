@@ -156,9 +156,8 @@ def timed_steps(step, x, y, device, steps: int, no_sync: bool = False) -> list[f
 def _epoch_loader(spec: dict, training, rank: int, world_size: int):
     """This rank's training loader for the epoch benchmark: the run's data (the synthetic set or --fer-data), its
     first ``epoch_images`` training rows, dealt to the ranks as DistributedSampler does."""
-    from fer_bench.data.dataset import load_run_data
+    from fer_bench.data.dataset import load_run_data, take, train_split
     from fer_bench.data.loader import create_loader
-    from fer_bench.measure.bench import take, train_split
 
     data = load_run_data(spec.get("data_path"))
     split = train_split(data)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from fer_bench.data.constants import CLASS_NAMES
-from fer_bench.data.dataset import FerData
+from fer_bench.data.dataset import FerData, take, train_split
 from fer_bench.engine import RunConfig, Training, create_optimizer, create_train_step, evaluate, train_epoch
 from fer_bench.engine.build import data_parallel
 from fer_bench.engine.compile import warm_compiled_step
@@ -37,18 +37,6 @@ PHASE_RANKS = {"forward": 0, "forward_backward": 1, "train_step_reference": 2, "
 PHASE_BY_RANK = {0: "forward", 1: "forward and backward", 2: "training step"}
 #: An epoch's fewest timed rounds (its cold epoch comes first, untimed).
 EPOCH_MIN_ROUNDS = 3
-
-
-def take(data: FerData, split: str, limit: int) -> FerData:
-    """At most ``limit`` rows of ``split`` (the first ones: FER2013's rows are not ordered by class)."""
-    idx = data.indices(split)[:limit]
-    return FerData(images=data.images[idx], labels=None if data.labels is None else data.labels[idx],
-                   splits=data.splits[idx], format=data.format, source=data.source, meta=dict(data.meta))
-
-
-def train_split(data: FerData) -> str:
-    names = data.split_names()
-    return "train" if "train" in names else names[0]
 
 
 def _eval_split(data: FerData) -> str | None:
