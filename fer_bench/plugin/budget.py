@@ -461,15 +461,12 @@ class RunBudget:
     def guess(self, nodeid: str, *, table=None, scales=None) -> float | None:
         """What an item should take: its prior scaled by its benchmark's ratio to the prior (the overall ratio
         before one of its benchmark's items has run); without a prior, :func:`guess_item_s` from the items that ran
-        here; else the mean of the items that ran; else None."""
-        ran = self._ran()
+        here; else None (the cheap items that run first say little of a benchmark none of whose items has run:
+        :meth:`expected` counts a fair share)."""
         per, overall = scales if scales is not None else self.scales()
         if self.prior.get(nodeid):
             return self.prior[nodeid] * per.get(benchmark_name(nodeid), overall)
-        guess = guess_item_s(nodeid, _time_table(ran) if table is None else table)
-        if guess is None and ran:
-            guess = sum(ran.values()) / len(ran)
-        return guess
+        return guess_item_s(nodeid, _time_table(self._ran()) if table is None else table)
 
     def expected(self, nodeids: Sequence[str]) -> float:
         """What ``nodeids`` should take: each at :meth:`guess`, or at a fair share of the time left where nothing
