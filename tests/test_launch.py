@@ -88,6 +88,19 @@ def test_torchrun_writes_one_json_of_world_size_2(tmp_path):
     assert not list(tmp_path.glob("*.json.tmp*"))
 
 
+def test_torchrun_with_every_case_skipped_exits_0(tmp_path):
+    """Under torchrun only parallel=ddp cases run: a selection without one skips every case on every rank, and that
+    is a clean run (pytest-benchmark's 'Not saving anything' stays a warning)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "pytest",
+           "benchmarks", "-p", "no:cacheprovider", "-k", "test_train_step", "--fer-preset", "quick",
+           "--benchmark-json", str(tmp_path / "run.json")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "SLURM_", "MASTER_"))}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "only parallel=ddp cases run" in output and "Traceback" not in output, output[-3000:]
+
+
 def test_ranks_that_collect_other_cases_stop_with_one_line(tmp_path):
     """Rank 1 selects another model than rank 0: a collective would wait forever, so the session stops."""
     script = tmp_path / "mismatch.sh"
