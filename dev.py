@@ -6,6 +6,8 @@
     python3 dev.py compat [PAIR...] [PYTEST_ARGS...]  # the plugin tests with older pytest + pytest-benchmark pairs
 
 All create (or refresh) a virtual environment in .venv with `pip install -e .[dev]`, then run pytest inside it.
+`test` installs and starts no system software: a test that would (the SLURM recipe's single-node SLURM, Chromium for
+the report) skips with the command that allows it, FER_BENCH_SYSTEM_INSTALL=1 (CI=true allows it too).
 `compat` also installs each pair (pt81-pb51: pytest 8.1, pytest-benchmark 5.1; every pair by default) once into
 .venv/compat/<pair>/ and puts that folder first on PYTHONPATH. FER_BENCH_VENV names another environment folder.
 """

@@ -5,7 +5,8 @@
 #
 # Idempotent and quiet: when a Chromium is already on PATH it installs nothing and exits 0. Otherwise it installs
 # Debian's (or Ubuntu's) chromium package with apt-get, without the recommended extras. Either way it prints where
-# the binary is. FER_BENCH_CHROMIUM, when set, names the binary to use (the test reads it too).
+# the binary is. FER_BENCH_CHROMIUM, when set, names the binary to use (the test reads it too). The test runs this
+# script itself only under CI=true or with FER_BENCH_SYSTEM_INSTALL=1; otherwise it skips and says how.
 set -eu
 
 find_browser() {

@@ -1,6 +1,7 @@
 """Runs under a launcher (fer_bench.engine.launch): what torchrun and srun set, the plugin's launched session
 end to end with torchrun (2 gloo ranks, one JSON from rank 0 that says world size 2), and the repository's SLURM
-recipe on the local single-node SLURM that scripts/slurm/setup_local.sh installs and starts."""
+recipe on the local single-node SLURM that scripts/slurm/setup_local.sh installs and starts (only under CI=true or
+with FER_BENCH_SYSTEM_INSTALL=1, and never on a machine with a SLURM of its own)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,19 @@ def test_torchrun_writes_one_json_of_world_size_2(tmp_path):
     assert not list(tmp_path.glob("*.json.tmp*"))
 
 
+def test_torchrun_with_every_case_skipped_exits_0(tmp_path):
+    """Under torchrun only parallel=ddp cases run: a selection without one skips every case on every rank, and that
+    is a clean run (pytest-benchmark's 'Not saving anything' stays a warning)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "pytest",
+           "benchmarks", "-p", "no:cacheprovider", "-k", "test_train_step", "--fer-preset", "quick",
+           "--benchmark-json", str(tmp_path / "run.json")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "SLURM_", "MASTER_"))}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "only parallel=ddp cases run" in output and "Traceback" not in output, output[-3000:]
+
+
 def test_ranks_that_collect_other_cases_stop_with_one_line(tmp_path):
     """Rank 1 selects another model than rank 0: a collective would wait forever, so the session stops."""
     script = tmp_path / "mismatch.sh"
@@ -103,11 +117,46 @@ def test_ranks_that_collect_other_cases_stop_with_one_line(tmp_path):
     assert "rank 1 collected other cases than rank 0" in done.stdout + done.stderr
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is None and shutil.which("apt-get") is None,
-                    reason="no SLURM and no apt-get to install it (scripts/slurm/setup_local.sh needs Debian)")
-def test_the_sbatch_recipe_runs_on_the_local_slurm(tmp_path):
-    if os.geteuid() != 0 and shutil.which("sbatch") is None:
-        pytest.skip("installing SLURM needs root (scripts/slurm/setup_local.sh)")
+LOCAL_SLURM_MARK = "# Written by scripts/slurm/setup_local.sh"  # the first line of the slurm.conf it writes
+
+
+def _slurm_conf() -> Path:
+    return Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+
+
+def _is_local_test_slurm(conf: Path) -> bool:
+    try:
+        return conf.read_text(errors="replace").startswith(LOCAL_SLURM_MARK)
+    except OSError:
+        return False
+
+
+def _slurm_daemons_running() -> bool:
+    return any(subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0
+               for name in ("slurmctld", "slurmd", "munged"))
+
+
+def test_the_sbatch_recipe_runs_on_the_local_slurm(tmp_path, system_install):
+    sbatch, conf = shutil.which("sbatch"), _slurm_conf()
+    if sbatch is not None and not _is_local_test_slurm(conf):
+        pytest.skip(f"this machine has a SLURM of its own ({sbatch}; {conf} is not setup_local.sh's): the test "
+                    "submits only to the local test SLURM; scripts/slurm/run_recipe.sh submits the recipe to this one")
+    if sbatch is None and shutil.which("apt-get") is None:
+        pytest.skip("no SLURM and no apt-get to install it (scripts/slurm/setup_local.sh needs Debian)")
+    if os.geteuid() != 0:
+        pytest.skip("installing and starting SLURM needs root (scripts/slurm/setup_local.sh)")
+    system_install("scripts/slurm/setup_local.sh: apt-get install slurm-wlm munge, /etc/slurm and /etc/munge, "
+                   "slurmctld, slurmd and munged started")
+    started_here = not _slurm_daemons_running()
+    try:
+        _run_the_recipe(tmp_path)
+    finally:
+        if started_here:  # leave the machine's daemons as the test found them
+            subprocess.run([str(REPO / "scripts" / "slurm" / "setup_local.sh"), "--stop"], capture_output=True,
+                           timeout=120)
+
+
+def _run_the_recipe(tmp_path: Path) -> None:
     out = tmp_path / "slurm.json"
     env = {**os.environ, "FER_BENCH_JSON": str(out),
            "FER_BENCH_PYTEST_ARGS": "-q -k ddp --fer-devices cpu --fer-num-gpus 2 --fer-batch-sizes 16"}
@@ -116,3 +165,56 @@ def test_the_sbatch_recipe_runs_on_the_local_slurm(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "COMPLETED" in done.stdout
     _check_ddp_json(out, "slurm")
+
+
+def _fake_slurm_bin(tmp_path: Path) -> Path:
+    """A PATH folder whose sbatch and scontrol are a cluster's that runs every job at once, and whose apt-get fails,
+    so that a wrong turn to setup_local.sh installs nothing."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    out = tmp_path / "job-4242.out"
+    out.write_text("the job's output\n")
+    scripts = {"sbatch": "echo 4242\n",
+               "scontrol": f'echo "JobId=4242 JobState=COMPLETED Reason=None ExitCode=0:0 StdOut={out}"\n',
+               "apt-get": "echo 'apt-get: not in this test' >&2; exit 100\n"}
+    for name, body in scripts.items():
+        (fake / name).write_text("#!/bin/sh\n" + body)
+        (fake / name).chmod(0o755)
+    return fake
+
+
+def test_the_recipe_uses_a_slurm_the_machine_has(tmp_path):
+    fake = _fake_slurm_bin(tmp_path)
+    (tmp_path / "slurm.conf").write_text("ClusterName=site\n")
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}",
+           "SLURM_CONF": str(tmp_path / "slurm.conf")}
+    done = subprocess.run([str(REPO / "scripts" / "slurm" / "run_recipe.sh")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "submitting to this machine's own SLURM" in done.stdout and "setup_local:" not in done.stdout + done.stderr
+    assert "the job's output" in done.stdout and "job 4242 COMPLETED" in done.stdout
+
+
+def test_the_recipe_test_skips_on_a_machine_with_its_own_slurm(tmp_path):
+    """Even under CI=true: sbatch with a slurm.conf that setup_local.sh did not write is the machine's own SLURM."""
+    fake = _fake_slurm_bin(tmp_path)
+    (tmp_path / "slurm.conf").write_text("ClusterName=site\n")
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "SLURM_CONF": str(tmp_path / "slurm.conf"),
+           "CI": "true"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "tests/test_launch.py",
+                           "-k", "test_the_sbatch_recipe_runs_on_the_local_slurm"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 skipped" in done.stdout and "has a SLURM of its own" in done.stdout, done.stdout[-3000:]
+
+
+def test_system_installs_ask_first(system_install, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("FER_BENCH_SYSTEM_INSTALL", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"would change the machine \(apt-get install x\); allow it with "
+                       r"FER_BENCH_SYSTEM_INSTALL=1 python3 dev.py test -k test_system_installs_ask_first"):
+        system_install("apt-get install x")
+    for name, value in (("CI", "true"), ("FER_BENCH_SYSTEM_INSTALL", "1")):
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            system_install("apt-get install x")  # allowed: returns

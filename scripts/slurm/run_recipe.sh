@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run the SLURM launch recipe end to end on THIS machine:
-#   1. scripts/slurm/setup_local.sh  (install/start a single-node test SLURM)
+#   1. scripts/slurm/setup_local.sh  (install/start a single-node test SLURM),
+#      unless this machine has a SLURM of its own: where sbatch exists and
+#      slurm.conf ($SLURM_CONF or /etc/slurm/slurm.conf) is not the one
+#      setup_local.sh wrote, the job goes to that SLURM as it is
 #   2. sbatch scripts/slurm/fer_bench.sbatch from the repository root
 #   3. wait for the job, print its output file and exit state, and exit with
 #      the job's exit status (128+signal if it was killed by a signal, 1 if it
@@ -31,7 +34,12 @@ secs() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN{printf "%.1f", (b-a)/1e9}'; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
-"$HERE/setup_local.sh"
+conf=${SLURM_CONF:-/etc/slurm/slurm.conf}
+if command -v sbatch >/dev/null 2>&1 && ! grep -qs "^# Written by scripts/slurm/setup_local.sh" "$conf"; then
+    echo "run_recipe: submitting to this machine's own SLURM ($(command -v sbatch)); setup_local.sh is not run"
+else
+    "$HERE/setup_local.sh"
+fi
 setup_s=$(secs "$t0")
 
 if [[ -z ${FER_BENCH_PYTHON:-} && -x $ROOT/.venv/bin/python ]]; then

@@ -9,6 +9,13 @@
 # missing, restarts the daemons only if slurm.conf changed, and waits until
 # the node is usable.  Needs root (apt-get, /etc, daemons).  Tested on
 # Debian 12 (Slurm 22.05.8, munge 0.5.15) in a container without systemd.
+# It refuses a machine whose slurm.conf it did not write (a real cluster's).
+#
+#   scripts/slurm/setup_local.sh          # install, configure, start, wait
+#   scripts/slurm/setup_local.sh --stop   # stop the daemons it starts
+#
+# The test suite runs it (through run_recipe.sh) only under CI=true or with
+# FER_BENCH_SYSTEM_INSTALL=1 (tests/test_launch.py).
 #
 # Environment:
 #   SLURM_SETUP_TIMEOUT   seconds to wait for the node to become idle (60)
@@ -25,6 +32,9 @@ MUNGE_LOG=/var/log/munge/munged.log
 TIMEOUT=${SLURM_SETUP_TIMEOUT:-60}
 MEM_MARGIN_MB=${SLURM_MEM_MARGIN_MB:-1024}
 
+# The first line of the slurm.conf this script writes: a slurm.conf without it is someone else's.
+MARK="# Written by scripts/slurm/setup_local.sh -- single-node TEST cluster only."
+
 log() { echo "setup_local: $*"; }
 
 # die WHAT [LOGFILE]: one clear line naming what failed, then the log tail.
@@ -37,7 +47,35 @@ die() {
     exit 1
 }
 
+case ${1:-} in
+    ""|--stop) ;;
+    *) echo "usage: $0 [--stop]" >&2; exit 2 ;;
+esac
 [[ $(id -u) -eq 0 ]] || die "must run as root (installs packages, starts daemons)"
+if [[ -e $CONF ]] && ! grep -qxF "$MARK" "$CONF"; then
+    die "$CONF exists and was not written by this script: this machine has a SLURM of its own; submit scripts/slurm/fer_bench.sbatch to it (docs/slurm.md: On a real cluster)"
+fi
+
+# running NAME: true if a process with exactly that command name exists.
+running() { pgrep -x "$1" >/dev/null 2>&1; }
+pidfile_pid() { [[ -s $1 ]] && cat "$1" || true; }
+
+stop_daemon() {  # stop_daemon NAME PIDFILE (only the pid the daemon recorded, while it is still that daemon's)
+    local pid; pid=$(pidfile_pid "$2")
+    [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == "$1" ]] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    die "$1 (pid $pid) did not stop within 10 s"
+}
+
+# ------------------------------------------------------------------- stop ---
+if [[ ${1:-} == --stop ]]; then
+    stop_daemon slurmd /run/slurm/slurmd.pid
+    stop_daemon slurmctld /run/slurm/slurmctld.pid
+    stop_daemon munged /run/munge/munged.pid
+    log "stopped slurmd, slurmctld and munged"
+    exit 0
+fi
 
 # ---------------------------------------------------------------- install ---
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
@@ -101,7 +139,7 @@ REAL_MEM=$((MEM_MB - MEM_MARGIN_MB))
 mkdir -p "$CONF_DIR" "$LOG_DIR" /var/spool/slurmctld /var/spool/slurmd /run/slurm
 new_conf=$(mktemp)
 cat >"$new_conf" <<EOF
-# Written by scripts/slurm/setup_local.sh -- single-node TEST cluster only.
+$MARK
 ClusterName=local
 SlurmctldHost=$NODE
 SlurmUser=root
@@ -146,16 +184,6 @@ fi
 rm -f "$new_conf"
 
 # ---------------------------------------------------------------- daemons ---
-# running NAME: true if a process with exactly that command name exists.
-running() { pgrep -x "$1" >/dev/null 2>&1; }
-pidfile_pid() { [[ -s $1 ]] && cat "$1" || true; }
-
-stop_daemon() {  # stop_daemon NAME PIDFILE (only the pid Slurm recorded)
-    local pid; pid=$(pidfile_pid "$2")
-    [[ -n $pid ]] && kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    die "$1 (pid $pid) did not stop after slurm.conf change"
-}
 if (( conf_changed )); then
     running slurmd && { log "slurm.conf changed: stopping slurmd"; stop_daemon slurmd /run/slurm/slurmd.pid; }
     running slurmctld && { log "slurm.conf changed: stopping slurmctld"; stop_daemon slurmctld /run/slurm/slurmctld.pid; }
