@@ -28,7 +28,7 @@ import pandas as pd
 
 from fer_bench.axes import AXES, OPTIMIZERS, PRECISIONS, order_axes
 from fer_bench.errors import FerBenchError
-from fer_bench.measure.categories import OP_CATEGORIES
+from fer_bench.op_categories import OP_CATEGORIES
 from fer_bench.results.format import (
     describe_speedup,
     format_factor,
