@@ -12,6 +12,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def float_or_nan(value: Any) -> float:
+    """A number as a float; NaN for anything else (None, a string, a bool, an infinity)."""
+    return float(value) if is_number(value) else math.nan
+
+
 def format_number(value: float | None) -> str:
     """Three significant figures without scientific notation for everyday magnitudes."""
     if value is None or not math.isfinite(value):
