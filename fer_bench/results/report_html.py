@@ -1,8 +1,9 @@
 """The pieces `fer-bench report` builds its page from: escaping, notes (inline markdown, caveats highlighted), tables,
 colour swatches, a Section of the page and its style sheet, and the ReportContext a view builds its sections in.
 
-Kept as a few f-strings over html.escape rather than a template engine: the page is one fixed layout, every value
-goes through one escaping function, and no dependency is needed for it.
+Kept as a few f-strings over html.escape rather than jinja2 templates: the page is one fixed layout whose every
+value goes through one escaping function, and jinja2 would be a dependency to declare (it is installed here only as
+torch's).
 """
 
 from __future__ import annotations

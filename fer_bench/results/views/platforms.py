@@ -282,7 +282,7 @@ def draw_platforms(frame: pd.DataFrame, styles: Mapping[str, SeriesStyle], *, me
                    params: Sequence[str] = (), figure_cls: Any = None):
     """The platforms chart of a platforms view's records (one group's in the report; with ``q1_ms``/``q3_ms``
     columns, exact IQR error bars), even for a single platform; None without a case."""
-    if frame.empty or "median_ms" not in frame or not frame["median_ms"].notna().any():
+    if frame.empty or not has_values(frame, "median_ms"):
         return None
     with chart_rc():
         fig = new_figure(figure_cls)
