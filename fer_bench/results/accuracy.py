@@ -18,6 +18,7 @@ MLPERF_RULE = ("MLPerf's rule: each of the seeded runs of a case trains until it
 
 
 def is_time_to_accuracy(record: dict) -> bool:
+    """Whether a record is a time-to-accuracy case (by its function or its group)."""
     return function_name(record) == TIME_TO_ACCURACY or record["group"] == "time_to_accuracy"
 
 

@@ -36,6 +36,8 @@ _BAR_IN = 0.17
 
 @dataclass
 class Bar:
+    """One platform's bar of a case: its value, error bar ends and the text written beside it."""
+
     platform: str
     value: float
     low: float = math.nan
@@ -45,12 +47,16 @@ class Bar:
 
 @dataclass
 class BarRow:
+    """One case: its label and a bar per platform."""
+
     label: str
     bars: list[Bar]
 
 
 @dataclass
 class BarPanel:
+    """One panel of bars: its title, its rows and the name of the scale it shares."""
+
     title: str
     rows: list[BarRow]
     #: the scale this panel shares with the others of its facet (a group)
@@ -59,6 +65,8 @@ class BarPanel:
 
 @dataclass
 class BarScale:
+    """An x scale shared by panels: log or linear, its ends, label, tick format and reference line."""
+
     log: bool
     low: float
     high: float
@@ -187,6 +195,8 @@ def _platform_handles(styles: Mapping[str, SeriesStyle], platforms: Sequence[str
 
 def draw_bar_figure(fig, panels: list[BarPanel], scales: Mapping[str, BarScale], styles: Mapping[str, SeriesStyle],
                     *, title: str, legend_labels: Mapping[str, str] | None = None) -> None:
+    """Bar panels stacked under a title and a legend of their platforms (``legend_labels`` renames
+    them)."""
     shown = sorted({b.platform for p in panels for r in p.rows for b in r.bars})
     header = Header.create(title, _platform_handles(styles, shown, legend_labels), WIDTH_IN)
     left = min(4.2, max(0.9, text_width(r.label for p in panels for r in p.rows) + 0.25))

@@ -80,14 +80,17 @@ def create_platform_styles(platforms: Iterable[str]) -> dict[str, SeriesStyle]:
 
 
 def style_of(styles: Mapping[str, SeriesStyle], platform: str) -> SeriesStyle:
+    """The platform's style; dark grey for a platform the mapping lacks."""
     return styles.get(platform) or SeriesStyle("#444444")
 
 
 def is_missing(value: Any) -> bool:
+    """None, NaN or pandas' NA."""
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
 def finite_values(values: Iterable[Any]) -> list[float]:
+    """The values that are finite numbers, as floats."""
     out = []
     for v in values:
         try:
@@ -116,6 +119,7 @@ def _si(value: float, _pos: Any = None) -> str:
 
 
 def tick_formatter(kind: str):
+    """Tick labels: ``percent`` (61%), ``times`` (1.5x), else SI numbers (1.5k)."""
     from matplotlib.ticker import FuncFormatter
 
     if kind == "percent":
@@ -126,6 +130,7 @@ def tick_formatter(kind: str):
 
 
 def times_text(value: float) -> str:
+    """A factor as text beside a bar ('1.07x', '12.4x', '150x'); empty for NaN."""
     if not math.isfinite(value):
         return ""
     return f"{value:.2f}x" if value < 10 else f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
@@ -152,6 +157,7 @@ def compact_params(params: Mapping[str, Any], names: Sequence[str]) -> str:
 
 
 def varying_params(frame: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """The ``names`` whose value differs between the frame's rows."""
     return [n for n in names if n in frame.columns and frame[n].map(repr).nunique() > 1]
 
 
@@ -165,11 +171,13 @@ def compact_case(case: str, limit: int = 90) -> str:
 
 
 def new_figure(figure_cls: Any = None):
+    """A figure at the charts' width (its height is set once its panels are known)."""
     figure_cls = figure_cls or require_matplotlib()[0]
     return figure_cls(figsize=(WIDTH_IN, 4.0), dpi=110)
 
 
 def chart_rc():
+    """The charts' matplotlib settings (font sizes, no top and right spines, SVG text as text)."""
     import matplotlib
 
     return matplotlib.rc_context(_RC)
@@ -193,6 +201,7 @@ _LEGEND_ROW_IN = 0.2
 
 
 def text_width(labels: Iterable[Any], char_in: float = _CHAR_IN) -> float:
+    """The width in inches of the longest label, at ``char_in`` per character."""
     return max((len(str(label)) for label in labels), default=0) * char_in
 
 
@@ -209,6 +218,7 @@ def stack_panels(top: float, heights: list[float],
 
 
 def axes_rect(width: float, height: float, left: float, top: float, w: float, h: float) -> list[float]:
+    """An axes' rectangle in figure fractions, from inches measured from the figure's top left."""
     return [left / width, 1.0 - (top + h) / height, w / width, h / height]
 
 
@@ -250,6 +260,7 @@ def has_values(frame: pd.DataFrame, column: str) -> bool:
 
 
 def figure_to_png(fig) -> bytes:
+    """The figure as PNG bytes (Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)

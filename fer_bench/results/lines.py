@@ -32,6 +32,8 @@ _LINESTYLES = ("-", "--", ":", "-.")
 
 @dataclass
 class LineSeries:
+    """One line of a panel: a platform and a variant (its other params), its x values and a y list per column."""
+
     platform: str
     variant: str
     xs: list[float] = field(default_factory=list)
@@ -41,6 +43,8 @@ class LineSeries:
 
 @dataclass
 class LineColumn:
+    """A column of panels: the frame column it plots, its axis label and title, and its kind of scale."""
+
     column: str
     label: str
     title: str

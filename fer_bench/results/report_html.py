@@ -32,6 +32,7 @@ _CAVEATS = re.compile(r"did different work|no (comparable )?baseline|launch-boun
 
 
 def esc(value: Any) -> str:
+    """Text escaped for HTML, quotes included."""
     return html.escape(str(value), quote=True)
 
 
@@ -67,6 +68,7 @@ def _notes_html(notes: Sequence[str]) -> str:
 
 
 def swatch(style: SeriesStyle | None) -> str:
+    """A platform's colour (and hatch) as a small square before its name; empty without a style."""
     if style is None:
         return ""
     hatch = " hatched" if style.hatch else ""
@@ -108,6 +110,7 @@ def table_html(frame: pd.DataFrame, styles: Mapping[str, SeriesStyle], *, captio
 
 
 def slug_id(text: str) -> str:
+    """Text as an element id: lower case, runs of other characters as '-'."""
     return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-") or "none"
 
 

@@ -30,6 +30,7 @@ class ViewTable:
 
 
 def param_sort_key(value: Any) -> tuple:
+    """A param value's place in a sort: numbers by value, then words, then None."""
     if value is None:
         return (2, 0.0, "")
     if is_number(value):
@@ -38,6 +39,7 @@ def param_sort_key(value: Any) -> tuple:
 
 
 def sort_records(records: list[dict], names: Sequence[str], first: Sequence[str] = ()) -> list[dict]:
+    """Records by ``first`` fields, group, benchmark, then the params ``names`` in their order."""
     def key(r: dict) -> tuple:
         return (tuple(str(r[f]) for f in first), r["group"], r["benchmark"],
                 tuple(param_sort_key(r["params"].get(n)) for n in names))
@@ -46,6 +48,7 @@ def sort_records(records: list[dict], names: Sequence[str], first: Sequence[str]
 
 
 def param_names(records: Iterable[dict], drop: Sequence[str] = ()) -> list[str]:
+    """The params the records carry, in the axis registry's order, less ``drop``."""
     return [n for n in order_axes({k for r in records for k in r["params"]}) if n not in drop]
 
 
@@ -94,6 +97,8 @@ def group_series(records: list[dict], axis: str, extra_drop: Sequence[str] = ())
 
 
 def pivot_table(records: list[dict], axis: str, cell, column_order: Sequence[Any], label) -> pd.DataFrame:
+    """A wide table of ``records``: a row per series along ``axis``, a column per value (``label(value)``)
+    holding ``cell(record)``."""
     names = param_names(records, drop=(axis,))
     rows = []
     for members in group_series(records, axis).values():
@@ -110,6 +115,7 @@ def pivot_table(records: list[dict], axis: str, cell, column_order: Sequence[Any
 
 
 def axis_values(records: list[dict], axis: str, order: Sequence[Any] = ()) -> list[Any]:
+    """The values of ``axis`` present in the records: those of ``order`` first, in its order, then the rest."""
     values = {r["params"][axis] for r in records if axis in r["params"]}
     known = [v for v in order if v in values]
     return known + sorted(values - set(known), key=param_sort_key)
@@ -150,17 +156,21 @@ _MAX_LISTED = 10
 
 
 def listed(items: Sequence[str]) -> str:
+    """Items joined by '; ', the first _MAX_LISTED of them and how many more."""
     shown = "; ".join(items[:_MAX_LISTED])
     return shown + (f"; ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
 def plural(n: int, one: str, many: str) -> str:
+    """``n`` and the noun in the number it needs ('1 case', '3 cases')."""
     return f"{n} {one if n == 1 else many}"
 
 
 def percent(value: float) -> str:
+    """A share as a percentage with one decimal ('61.3%'); '-' for NaN."""
     return f"{value:.1%}" if math.isfinite(value) else "-"
 
 
 def target_text(value: float) -> str:
+    """A target accuracy as a whole percentage where it is one ('65%'), else with one decimal."""
     return f"{value:.0%}" if math.isfinite(value) and round(value * 100, 6) == round(value * 100) else percent(value)
