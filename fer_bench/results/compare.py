@@ -87,7 +87,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: the slowest by geometric mean")
     views = list_views()
     parser.add_argument("--view", choices=views, default="platforms",
-                        help="; ".join(f"{name}: {get_view(name).help}" for name in views) + ". Default: %(default)r")
+                        help="; ".join(f"{name}: {get_view(name).help}".replace("%", "%%") for name in views)
+                        + ". Default: %(default)r")
     parser.add_argument("--metric", choices=COMPARE_METRICS, default="time",
                         help="what the platforms view shows: time, samples_per_s, samples_per_joule (energy per "
                              "image, where measured), mfu (utilisation of the datasheet peak). Default: %(default)r")
