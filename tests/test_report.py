@@ -159,11 +159,11 @@ def test_report_holds_machines_groups_and_views(two_machines, tmp_path, capsys):
 
 def test_error_bars_come_from_the_quartiles(two_machines, tmp_path):
     """The group chart's error bars: the case's q1/q3 (stats) as throughput, samples over the quartile time."""
-    from fer_bench.results import report
+    from fer_bench.results.views import platforms
 
     runs = load_results([two_machines])
     view = create_view("platforms", runs, groups=["train_step"])
-    frame = report._with_quartiles(view.records, report._stats_index(runs))
+    frame = platforms._with_quartiles(view.records, platforms._stats_index(runs))
     cases = frame[frame["kind"] == "case"]
     assert cases["q1_ms"].notna().all() and cases["q3_ms"].notna().all()
     run = runs[0]

@@ -1,5 +1,6 @@
-"""The operator categories of a profiled step (fer_bench.measure.ops), torch-free for `fer-bench compare`."""
+"""The operator categories of a profiled step (fer_bench.measure.ops): re-exported from fer_bench.op_categories, their
+torch-free home, so code that imports them from here keeps working."""
 
-#: What a step's self time is broken down into, in the order tables and plots show it.
-OP_CATEGORIES: tuple[str, ...] = ("convolution", "matmul", "normalisation", "elementwise and activation", "pooling",
-                                  "data movement and copies", "optimizer", "loss", "other")
+from fer_bench.op_categories import OP_CATEGORIES
+
+__all__ = ["OP_CATEGORIES"]

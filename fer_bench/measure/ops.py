@@ -50,7 +50,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from fer_bench._atomic import apply_default_mode, write_text_atomic
 from fer_bench.engine.step import TrainStep
 from fer_bench._atomic import safe_file_stem
-from fer_bench.measure.categories import OP_CATEGORIES
+from fer_bench.op_categories import OP_CATEGORIES
 from fer_bench.errors import FerBenchError
 
 __all__ = [

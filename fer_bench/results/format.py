@@ -12,6 +12,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def float_or_nan(value: Any) -> float:
+    """A number as a float; NaN for anything else (None, a string, a bool, an infinity)."""
+    return float(value) if is_number(value) else math.nan
+
+
 def format_number(value: float | None) -> str:
     """Three significant figures without scientific notation for everyday magnitudes."""
     if value is None or not math.isfinite(value):
@@ -66,7 +71,10 @@ def geomean(values: Iterable[float | None]) -> float:
 
 
 def format_markdown_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub markdown table; pipes in cells are escaped, None and NaN cells are empty."""
+    """A GitHub markdown table; pipes in cells are escaped, None and NaN cells are empty.
+
+    By hand rather than pandas' to_markdown: that needs tabulate (no dependency of ours) and pads every cell to its
+    column's width, so each stored table's text would change for no reader's gain."""
     def cell(v: Any) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
@@ -78,7 +86,8 @@ def format_markdown_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]])
 
 
 def format_text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()) -> str:
-    """Plain-text columns, two spaces apart; columns whose index is in ``right`` are right-aligned."""
+    """Plain-text columns, two spaces apart; columns whose index is in ``right`` are right-aligned (ten lines: not worth
+    tabulate as a dependency)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:

@@ -9,11 +9,11 @@ The page holds, in order:
 * With ``--gate BASELINE...`` (the runs given are then the current side), **Gate**: fer_bench.results.gate's verdicts
   as an interval plot (ratio and confidence interval per case, threshold lines, regressions first, coloured by
   status), the verdict table and the gate's exit status line. The report's own exit status stays 0.
-* A section per **benchmark group**: throughput per case and platform as bars (IQR error bars from the rounds'
-  first and third quartiles, converted to throughput; the speedup over the baseline platform beside each bar) over
-  the platforms view of that group (compare's create_view("platforms", groups=[g])).
-* A section per **other view with data** (workers, precision, batch, scaling, convergence, ops, paper, compile):
-  its chart, its table and its notes.
+* Then each registered compare view's sections, in the registry's order (fer_bench.results.views): the platforms
+  view's, a section per **benchmark group** (throughput per case and platform as bars, IQR error bars from the
+  rounds' first and third quartiles, converted to throughput; the speedup over the baseline platform beside each
+  bar; over the platforms view of that group), and every **other view with data** its chart, its table and its
+  notes; the views without data are listed last.
 
 Notes sit beside the section they qualify: each view's own notes (different workloads, missing baselines,
 launch-bound steps, emulated precisions, ...), and for a group the platforms view's notes plus the noisy cases
@@ -28,12 +28,11 @@ on stderr, exit status 3.
 from __future__ import annotations
 
 import argparse
-import html
 import math
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -44,15 +43,19 @@ from fer_bench import __version__
 from fer_bench._atomic import write_text_atomic
 from fer_bench.errors import FerBenchError
 from fer_bench.results import plots
-from fer_bench.results.compare import (
-    VIEWS,
-    ViewTable,
-    add_selection_arguments,
-    collect_records,
-    create_view,
-    parse_platform_names,
+from fer_bench.results.charts import SeriesStyle, create_platform_styles, figure_to_svg, require_matplotlib
+from fer_bench.results.compare import add_selection_arguments, create_view
+from fer_bench.results.gate_plot import GATE_STATUS_ORDER, draw_gate_figure
+from fer_bench.results.records import collect_records, parse_platform_names
+from fer_bench.results.report_html import (
+    CSS,
+    ReportContext,
+    Section,
+    esc,
+    inline_markdown,
+    swatch,
+    table_html,
 )
-from fer_bench.results.format import format_number, is_number
 from fer_bench.results.runs import (
     RunResult,
     flatten_dict,
@@ -61,196 +64,11 @@ from fer_bench.results.runs import (
     list_stack_differences,
     load_results,
 )
+from fer_bench.results.views import View, get_view, list_views
+
 
 EXIT_BAD_INPUT = 3
-#: A case whose IQR exceeds this share of its median is noisy (the plugin's rel_iqr).
-NOISY_REL_IQR = 0.1
 _MAX_DIFF_ROWS = 60
-_MAX_LISTED = 8
-VIEW_TITLES = {
-    "workers": "Data-loader workers",
-    "precision": "Precision",
-    "batch": "Batch size",
-    "scaling": "Scaling across devices",
-    "convergence": "Time to accuracy (convergence)",
-    "ops": "Where a step's time goes (ops)",
-    "paper": "The paper's table",
-    "compile": "torch.compile",
-}
-#: Notes that qualify the numbers beside them (shown highlighted): different work, missing baselines, launch-bound
-#: steps, noisy cases, emulated precisions, missed targets, inferred figures, the gate's findings.
-_CAVEATS = re.compile(r"did different work|no (comparable )?baseline|launch-bound|^noisy|emulated|missed the target|"
-                      r"ran no (fp32|eager)|no n=1 run|have no n=1|^left out|inferred|not comparable|^inconclusive|"
-                      r"^regression|other hardware|changed since|--baseline .* ran no case", re.I)
-
-
-# ----------------------------------------------------------------------------------------------- html pieces
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _inline(text: Any) -> str:
-    """A note's inline markdown (`code`, **bold**) as HTML, everything else escaped."""
-    out = html.escape(str(text), quote=False)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-
-
-def _notes_html(notes: Sequence[str]) -> str:
-    """Note lines as paragraphs, runs of ``- `` lines as lists; caveats highlighted."""
-    parts: list[str] = []
-    items: list[str] = []
-
-    def flush() -> None:
-        if items:
-            parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    for line in notes:
-        line = str(line)
-        if not line.strip():
-            continue
-        if line.startswith("- "):
-            items.append(_inline(line[2:]))
-            continue
-        flush()
-        caveat = bool(_CAVEATS.search(line))
-        parts.append(f'<p class="note{" caveat" if caveat else ""}">{_inline(line)}</p>')
-    flush()
-    return "".join(parts)
-
-
-def _swatch(style: plots.SeriesStyle | None) -> str:
-    if style is None:
-        return ""
-    hatch = " hatched" if style.hatch else ""
-    return f'<span class="sw{hatch}" style="background-color:{style.color}"></span>'
-
-
-def _cell(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if is_number(value) and isinstance(value, float):
-        return _esc(format_number(value))
-    return _inline(value)
-
-
-def _table_html(frame: pd.DataFrame, styles: Mapping[str, plots.SeriesStyle], *, caption: str = "",
-                numeric_right: bool = True, drop: Sequence[str] = ()) -> str:
-    """A DataFrame as an HTML table; a platform column header or cell gets the platform's colour swatch. Columns
-    that are empty in every row, and those in ``drop``, are left out."""
-    if frame is None or frame.empty:
-        return ""
-    keep = [c for c in frame.columns if c not in drop and not all(_cell(v) == "" for v in frame[c])]
-    frame = frame[keep]
-    head = "".join(f"<th>{_swatch(styles.get(str(c)))}{_esc(c)}</th>" for c in frame.columns)
-    body = []
-    for row in frame.itertuples(index=False):
-        cells = []
-        for column, value in zip(frame.columns, row):
-            text = _cell(value)
-            if column == "platform" and str(value) in styles:
-                text = _swatch(styles[str(value)]) + text
-            cls = ' class="num"' if numeric_right and is_number(value) else ""
-            cells.append(f"<td{cls}>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f"<caption>{_inline(caption)}</caption>" if caption else ""
-    return (f'<div class="table-wrap"><table>{cap}<thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
-
-
-def _slug_id(text: str) -> str:
-    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-") or "none"
-
-
-@dataclass
-class Section:
-    """One section of the page: its charts (SVG), tables (HTML) and notes."""
-
-    id: str
-    kind: str  # machines | gate | group | view | empty
-    title: str
-    subtitle: str = ""
-    charts: list[str] = field(default_factory=list)
-    tables: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    body: str = ""  # extra HTML above the charts (machines, gate summary)
-    #: notes in a column beside the charts and tables, else above them (the machines table wants the width)
-    notes_beside: bool = True
-
-    def render(self) -> str:
-        sub = f' <span class="kind">{_esc(self.subtitle)}</span>' if self.subtitle else ""
-        main = self.body + "".join(f'<figure class="chart">{c}</figure>' for c in self.charts) + "".join(self.tables)
-        aside = (f'<aside class="notes"><h3>Notes</h3>{_notes_html(self.notes)}</aside>' if self.notes else "")
-        if aside and not self.notes_beside:
-            main, aside = aside.replace('class="notes"', 'class="notes above"') + main, ""
-        layout = "body with-notes" if aside else "body"
-        return (f'<section id="{_esc(self.id)}" class="section {self.kind}" data-kind="{self.kind}" '
-                f'data-charts="{len(self.charts)}" data-tables="{len(self.tables)}">'
-                f'<h2>{_esc(self.title)}{sub}</h2><div class="{layout}"><div class="main">{main}</div>{aside}</div>'
-                f'</section>')
-
-
-_CSS = """
-:root{--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--bg:#ffffff;--soft:#f6f8fa;--warn:#fff8c5;--warnline:#d4a72c}
-*{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue","DejaVu Sans",Arial,
-sans-serif;color:var(--fg);background:var(--bg)}
-header.top{padding:1.2rem 1.5rem .6rem;border-bottom:1px solid var(--line);background:var(--soft)}
-h1{font-size:1.5rem;margin:0 0 .3rem}
-h2{font-size:1.2rem;margin:0 0 .7rem;padding-bottom:.3rem;border-bottom:1px solid var(--line)}
-h2 .kind{font-size:.8rem;font-weight:normal;color:var(--muted);margin-left:.5rem}
-h3{font-size:.95rem;margin:1rem 0 .4rem}
-.meta{color:var(--muted);margin:.2rem 0}
-nav ol{display:flex;flex-wrap:wrap;gap:.25rem 1.1rem;list-style:none;padding:0;margin:.6rem 0 0}
-nav a{color:#0969da;text-decoration:none}
-nav a:hover{text-decoration:underline}
-main{padding:0 1.5rem 2rem;max-width:1800px}
-.section{margin:1.6rem 0 2.2rem}
-.body.with-notes{display:grid;grid-template-columns:minmax(0,1fr) 19rem;gap:1.4rem;align-items:start}
-@media (max-width:1100px){.body.with-notes{grid-template-columns:minmax(0,1fr)}}
-.main{min-width:0}
-figure.chart{margin:0 0 1rem;overflow-x:auto}
-figure.chart svg{max-width:100%;height:auto;display:block}
-aside.notes{background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.2rem .9rem .6rem;
-font-size:.85rem;overflow-wrap:anywhere}
-aside.notes h3{margin:.6rem 0 .4rem}
-aside.notes.above{margin-bottom:1rem}
-aside.notes p{margin:.45rem 0}
-aside.notes ul{margin:.2rem 0 .5rem;padding-left:1.1rem}
-p.caveat{background:var(--warn);border-left:3px solid var(--warnline);padding:.25rem .5rem;border-radius:3px}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:.86em;
-background:rgba(175,184,193,.2);padding:0 .2em;border-radius:3px}
-.table-wrap{overflow:auto;max-height:36rem;border:1px solid var(--line);border-radius:6px;margin:.4rem 0 1rem}
-table{border-collapse:collapse;font-size:.82rem;width:max-content;min-width:100%}
-caption{text-align:left;padding:.4rem .6rem;color:var(--muted)}
-th,td{padding:.28rem .6rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top;white-space:nowrap}
-thead th{position:sticky;top:0;background:var(--soft);z-index:1}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-tbody tr:nth-child(even){background:#fbfcfd}
-table.machines th[scope=row]{background:var(--soft);position:sticky;left:0}
-table.machines{width:100%}
-table.machines td{white-space:normal;min-width:11rem;overflow-wrap:anywhere}
-table.machines code{word-break:break-all}
-.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;vertical-align:-.05em;
-border:1px solid rgba(0,0,0,.25)}
-.sw.hatched{background-image:repeating-linear-gradient(45deg,rgba(0,0,0,.45) 0 1px,transparent 1px 4px)}
-.runs{margin:0;padding-left:1rem}
-.legend-item{margin-right:.9rem;white-space:nowrap}
-.status{font-weight:600}
-.exit{font-family:ui-monospace,Menlo,Consolas,monospace;background:var(--soft);border:1px solid var(--line);
-padding:.5rem .7rem;border-radius:6px;white-space:pre-wrap;overflow-wrap:anywhere}
-.exit.fail{border-color:#cf222e;background:#ffebe9}
-.exit.warn{border-color:var(--warnline);background:var(--warn)}
-footer{color:var(--muted);font-size:.8rem;padding:1rem 1.5rem;border-top:1px solid var(--line)}
-""".strip()
-
-
-# ----------------------------------------------------------------------------------------------- machines
 
 
 def _when(value: datetime | None) -> str:
@@ -287,7 +105,7 @@ def _stack_summary(stack: Mapping[str, Any]) -> str:
 
 
 def _machines_section(runs: Sequence[RunResult], records: Sequence[Mapping[str, Any]],
-                      styles: Mapping[str, plots.SeriesStyle]) -> Section:
+                      styles: Mapping[str, SeriesStyle]) -> Section:
     labels = label_machines([r.machine for r in runs])
     columns: dict[tuple, list[RunResult]] = {}
     for run in runs:
@@ -299,25 +117,25 @@ def _machines_section(runs: Sequence[RunResult], records: Sequence[Mapping[str, 
         if key is not None:
             platforms_of.setdefault(key, set()).add(str(r["platform"]))
     keys = sorted(columns, key=lambda k: labels[k])
-    head = "".join(f"<th>{_esc(labels[k])}</th>" for k in keys)
+    head = "".join(f"<th>{esc(labels[k])}</th>" for k in keys)
 
     def row(name: str, cells: Iterable[str]) -> str:
-        return f'<tr><th scope="row">{_esc(name)}</th>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        return f'<tr><th scope="row">{esc(name)}</th>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
     rows = [
-        row("slug", (_esc(columns[k][0].machine.slug) for k in keys)),
-        row("identity hash", (f"<code>{_esc(k[0])}</code>" for k in keys)),
-        row("stack hash", (f"<code>{_esc(k[1] or 'not recorded')}</code>" for k in keys)),
-        row("hardware", (_esc(_hardware_summary(columns[k][0].machine.identity)) for k in keys)),
-        row("software stack", (_esc(_stack_summary(columns[k][-1].machine.stack)) for k in keys)),
-        row("platforms (chart colour)", ("<br>".join(f"{_swatch(styles.get(p))}{_esc(p)}"
+        row("slug", (esc(columns[k][0].machine.slug) for k in keys)),
+        row("identity hash", (f"<code>{esc(k[0])}</code>" for k in keys)),
+        row("stack hash", (f"<code>{esc(k[1] or 'not recorded')}</code>" for k in keys)),
+        row("hardware", (esc(_hardware_summary(columns[k][0].machine.identity)) for k in keys)),
+        row("software stack", (esc(_stack_summary(columns[k][-1].machine.stack)) for k in keys)),
+        row("platforms (chart colour)", ("<br>".join(f"{swatch(styles.get(p))}{esc(p)}"
                                                      for p in sorted(platforms_of.get(k, ()))) or "-"
                                          for k in keys)),
         row("runs", ("<ul class=\"runs\">" + "".join(
-            f"<li>{_esc(_when(run.datetime))}: <code>{_esc(run.path.name)}</code>, {len(run.cases)} case"
+            f"<li>{esc(_when(run.datetime))}: <code>{esc(run.path.name)}</code>, {len(run.cases)} case"
             f"{'s' * (len(run.cases) != 1)}</li>" for run in sorted(columns[k], key=lambda r: r.sort_key))
             + "</ul>" for k in keys)),
-        row("cases (all runs)", (_esc(sum(len(r.cases) for r in columns[k])) for k in keys)),
+        row("cases (all runs)", (esc(sum(len(r.cases) for r in columns[k])) for k in keys)),
     ]
     body = (f'<div class="table-wrap"><table class="machines"><thead><tr><th></th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
@@ -331,7 +149,7 @@ def _machines_section(runs: Sequence[RunResult], records: Sequence[Mapping[str, 
         frame = pd.DataFrame([{"path": f"`{path}`", **{n: _diff_value(values.get(n)) for n in names}}
                               for path, values in diffs[:_MAX_DIFF_ROWS]])
         more = f" (the first {_MAX_DIFF_ROWS} of {len(diffs)})" if len(diffs) > _MAX_DIFF_ROWS else ""
-        tables.append(f"<h3>{_esc(title)}{_esc(more)}</h3>" + _table_html(frame, {}, numeric_right=False))
+        tables.append(f"<h3>{esc(title)}{esc(more)}</h3>" + table_html(frame, {}, numeric_right=False))
     n_machines = len({k[0] for k in keys})
     notes = [f"{len(runs)} run{'s' * (len(runs) != 1)} of {n_machines} machine{'s' * (n_machines != 1)} "
              f"({len(keys)} hardware and software stack combination{'s' * (len(keys) != 1)}). A machine that ran "
@@ -347,109 +165,24 @@ def _diff_value(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-# ----------------------------------------------------------------------------------------------- groups
-
-
-def _stats_index(runs: Sequence[RunResult]) -> dict[tuple, Mapping[str, Any]]:
-    """Each case's stats by what a compare record carries of it: run path, group, device, function and median."""
-    index = {}
-    for run in runs:
-        for case in run.cases:
-            key = (str(run.path), case.group or "", str(case.params.get("device", "cpu")), case.key.function,
-                   case.median_s * 1e3)
-            index[key] = case.stats
-    return index
-
-
-def _with_quartiles(frame: pd.DataFrame, index: Mapping[tuple, Mapping[str, Any]]) -> pd.DataFrame:
-    """The view's records with the rounds' first and third quartiles (q1_ms, q3_ms) of each case from its stats
-    (NaN where the stats lack them)."""
-    frame = frame.copy()
-    q1, q3 = [], []
-    for r in frame.itertuples(index=False):
-        row = r._asdict()
-        stats = index.get((str(row.get("run")), str(row.get("group") or ""), str(row.get("device")),
-                           str(row.get("benchmark")), row.get("median_ms")), {})
-        q1.append(float(stats["q1"]) * 1e3 if is_number(stats.get("q1")) else math.nan)
-        q3.append(float(stats["q3"]) * 1e3 if is_number(stats.get("q3")) else math.nan)
-    frame["q1_ms"], frame["q3_ms"] = q1, q3
-    return frame
-
-
-#: The platforms view's machine listing (shown once, in the machines section): its header lines and their items.
-_MACHINE_NOTE_HEADS = ("Platforms (machine slug / device", "Identity differences between the machines",
-                       "Software stack differences between the machines")
-
-
-def _without_machine_listing(notes: Sequence[str]) -> list[str]:
-    out, skipping = [], False
-    for line in notes:
-        if any(str(line).startswith(h) for h in _MACHINE_NOTE_HEADS):
-            skipping = True
-            continue
-        if skipping and str(line).startswith("- "):
-            continue
-        skipping = False
-        out.append(line)
-    return out
-
-
-def _noisy_notes(frame: pd.DataFrame) -> list[str]:
-    cases = frame[frame["kind"] == "case"] if "kind" in frame.columns else frame
-    noisy = []
-    for r in cases.itertuples(index=False):
-        row = r._asdict()
-        median, iqr = row.get("median_ms"), row.get("iqr_ms")
-        if is_number(median) and is_number(iqr) and median > 0 and iqr / median > NOISY_REL_IQR:
-            noisy.append((iqr / median, plots.compact_case(str(row["case"]), 60), str(row["platform"])))
-    if not noisy:
+def _view_sections(view: View, ctx: ReportContext) -> list[Section]:
+    """A view's usual section: its chart, its table and its notes; a view with nothing to show is listed under "Views
+    without data" instead."""
+    table = ctx.view(view.name)
+    if table.empty or (view.plot is not None and not plots.has_data(view.name, table.records, table.meta)):
+        ctx.without_data.append((view.name, view.title, table.notes[-1] if table.notes else "no data"))
         return []
-    noisy.sort(reverse=True)
-    listed = "; ".join(f"`{c}` on `{p}` ({v:.2f})" for v, c, p in noisy[:_MAX_LISTED])
-    more = f"; and {len(noisy) - _MAX_LISTED} more" if len(noisy) > _MAX_LISTED else ""
-    return [f"Noisy: {len(noisy)} case{'s' * (len(noisy) != 1)} with an IQR over {NOISY_REL_IQR:.0%} of the median "
-            f"(rel_iqr > {NOISY_REL_IQR:g}): wide error bars, and a speedup within that spread is not a difference. "
-            f"Worst first: {listed}{more}."]
-
-
-def _group_section(runs: Sequence[RunResult], group: str, *, baseline: str | None, names: Mapping[str, str],
-                   styles: Mapping[str, plots.SeriesStyle], index: Mapping[tuple, Any], n: int) -> Section:
-    notes: list[str] = []
-    try:
-        view = create_view("platforms", runs, groups=[group], baseline=baseline, platform_names=dict(names))
-    except FerBenchError:
-        if not baseline:
-            raise
-        view = create_view("platforms", runs, groups=[group], platform_names=dict(names))
-        notes.append(f"--baseline {baseline} ran no case of this group: its baseline is the view's own choice.")
-    name = group or "(no group)"
-    section = Section(f"group-{_slug_id(name)}", "group", name, "benchmark group")
-    if view.empty:
-        section.notes = [*notes, *view.notes]
-        return section
-    frame = _with_quartiles(view.records, index)
-    fig = plots.draw_platforms(frame, styles, meta=view.meta, params=view.records.attrs.get("params", []))
+    prefix = ctx.next_chart_prefix()
+    section = Section(f"view-{view.name}", "view", view.title, f"compare --view {view.name}")
+    fig = plots.draw_view(view.name, table, ctx.styles)
     if fig is not None:
-        section.charts.append(plots.figure_to_svg(fig, f"c{n}-"))
-    section.tables.append(_table_html(view.table, styles, drop=("group",)))
-    section.notes = [*notes, *_without_machine_listing(view.notes), *_noisy_notes(view.records)]
-    return section
-
-
-def _view_section(view: str, table: ViewTable, styles: Mapping[str, plots.SeriesStyle], n: int) -> Section:
-    section = Section(f"view-{view}", "view", VIEW_TITLES.get(view, view), f"compare --view {view}")
-    fig = plots.draw_view(view, table, styles)
-    if fig is not None:
-        section.charts.append(plots.figure_to_svg(fig, f"c{n}-"))
-    section.tables.append(_table_html(table.table, styles))
+        section.charts.append(figure_to_svg(fig, prefix))
+    section.tables.append(table_html(table.table, ctx.styles))
     section.notes = list(table.notes)
-    return section
+    return [section]
 
 
-# ----------------------------------------------------------------------------------------------- gate
-
-
-def _gate_section(report: Any, n: int) -> Section:
+def _gate_section(report: Any, prefix: str) -> Section:
     from fer_bench.results.gate import format_gate_text, format_gate_value
 
     text = format_gate_text(report).splitlines()
@@ -458,14 +191,14 @@ def _gate_section(report: Any, n: int) -> Section:
     status = report.exit_status
     cls = "fail" if status in (1, 2) else "warn" if status == 4 else ""
     section = Section("gate", "gate", "Gate", f"exit status {status}")
-    section.body = (f'<p class="meta">{_esc(head)}</p>'
-                    f'<p class="exit {cls}" data-exit-status="{status}">{_esc(summary)}</p>')
-    fig = plots.draw_gate_figure(report)
+    section.body = (f'<p class="meta">{esc(head)}</p>'
+                    f'<p class="exit {cls}" data-exit-status="{status}">{esc(summary)}</p>')
+    fig = draw_gate_figure(report)
     if fig is not None:
-        section.charts.append(plots.figure_to_svg(fig, f"c{n}-"))
+        section.charts.append(figure_to_svg(fig, prefix))
     rows = []
-    for r in sorted(report.rows, key=lambda r: (plots.GATE_STATUS_ORDER.index(r.status)
-                                                if r.status in plots.GATE_STATUS_ORDER else 99)):
+    for r in sorted(report.rows, key=lambda r: (GATE_STATUS_ORDER.index(r.status)
+                                                if r.status in GATE_STATUS_ORDER else 99)):
         rows.append({
             "case": r.case, "status": r.status,
             "baseline": format_gate_value(r.baseline_value, report.metric),
@@ -478,7 +211,7 @@ def _gate_section(report: Any, n: int) -> Section:
         })
     caption = (f"metric {report.metric}, threshold {report.threshold:.1%}, alpha {report.alpha:g}; "
                f"{len(report.baseline)} baseline run(s)")
-    section.tables.append(_table_html(pd.DataFrame(rows), {}, caption=caption))
+    section.tables.append(table_html(pd.DataFrame(rows), {}, caption=caption))
     section.notes = [*report.messages, *report.notes]
     if report.baseline_only:
         section.notes.append(f"{len(report.baseline_only)} baseline case(s) not in the current runs: "
@@ -487,9 +220,6 @@ def _gate_section(report: Any, n: int) -> Section:
     section.notes.append("The report's own exit status is 0: the gate's is on the summary line above (0 no "
                          "regression, 1 regression, 2 no comparable baseline, 4 inconclusive).")
     return section
-
-
-# ----------------------------------------------------------------------------------------------- the page
 
 
 @dataclass
@@ -517,44 +247,28 @@ def build_report(runs: Sequence[RunResult], *, gate_baseline: Sequence[RunResult
             input (several current machines, no common case).
     """
     started = time.perf_counter()
-    plots.require_matplotlib("fer-bench report")
+    require_matplotlib("fer-bench report")
     names = dict(platform_names or {})
     records, _ = collect_records(runs, groups, platform_names=names)
     create_view("platforms", runs, baseline=baseline, groups=groups, platform_names=names)  # checks --baseline
-    styles = plots.create_platform_styles(str(r["platform"]) for r in records)
+    styles = create_platform_styles(str(r["platform"]) for r in records)
+    ctx = ReportContext(runs, styles, create_view, baseline=baseline, groups=groups, platform_names=names)
     sections = [_machines_section(runs, records, styles)]
-    n = 0
     gate_status = None
     if gate_baseline is not None:
         from fer_bench.results.gate import evaluate_gate
 
         report = evaluate_gate(gate_baseline, runs, **dict(gate_options or {}))
         gate_status = report.exit_status
-        n += 1
-        sections.append(_gate_section(report, n))
-    present = sorted({c.group or "" for r in runs for c in r.cases})
-    index = _stats_index(runs)
-    for group in present:
-        if groups and group not in groups:
-            continue
-        n += 1
-        sections.append(_group_section(runs, group, baseline=baseline, names=names, styles=styles, index=index,
-                                       n=n))
-    empty = []
-    for view in VIEWS:
-        if view == "platforms":
-            continue
-        table = create_view(view, runs, baseline=baseline, groups=groups, platform_names=names)
-        if table.empty or not plots.has_data(view, table.records, table.meta):
-            empty.append((view, table.notes[-1] if table.notes else "no data"))
-            continue
-        n += 1
-        sections.append(_view_section(view, table, styles, n))
-    if empty:
-        section = Section("views-without-data", "empty", "Views without data", f"{len(empty)} views")
-        section.body = "<ul>" + "".join(f"<li><strong>{_esc(VIEW_TITLES.get(v, v))}</strong> "
-                                        f"(<code>--view {_esc(v)}</code>): {_inline(why)}</li>"
-                                        for v, why in empty) + "</ul>"
+        sections.append(_gate_section(report, ctx.next_chart_prefix()))
+    for name in list_views():
+        view = get_view(name)
+        sections.extend(view.report(ctx) if view.report is not None else _view_sections(view, ctx))
+    if ctx.without_data:
+        section = Section("views-without-data", "empty", "Views without data", f"{len(ctx.without_data)} views")
+        section.body = "<ul>" + "".join(f"<li><strong>{esc(heading)}</strong> "
+                                        f"(<code>--view {esc(v)}</code>): {inline_markdown(why)}</li>"
+                                        for v, heading, why in ctx.without_data) + "</ul>"
         sections.append(section)
     seen: set[str] = set()
     for section in sections:  # two groups whose names differ only in punctuation keep ids of their own
@@ -567,7 +281,7 @@ def build_report(runs: Sequence[RunResult], *, gate_baseline: Sequence[RunResult
 
 
 def _page(runs: Sequence[RunResult], sections: list[Section], *, title: str | None, gate_status: int | None,
-          styles: Mapping[str, plots.SeriesStyle]) -> str:
+          styles: Mapping[str, SeriesStyle]) -> str:
     n_machines = len({r.machine.identity_hash for r in runs})
     title = title or f"fer-bench report: {len(runs)} run{'s' * (len(runs) != 1)} of {n_machines} " \
                      f"machine{'s' * (n_machines != 1)}"
@@ -575,22 +289,22 @@ def _page(runs: Sequence[RunResult], sections: list[Section], *, title: str | No
     span = f", made {_when(dates[0])} to {_when(dates[-1])}" if len(dates) > 1 else (
         f", made {_when(dates[0])}" if dates else "")
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<li><a href="#{_esc(s.id)}">{_esc(s.title)}</a></li>' for s in sections)
+    nav = "".join(f'<li><a href="#{esc(s.id)}">{esc(s.title)}</a></li>' for s in sections)
     gate_line = ""
     gate = next((s for s in sections if s.kind == "gate"), None)
     if gate is not None:
         gate_line = f'<p class="meta">Gate: exit status {gate_status} (see <a href="#gate">Gate</a>)</p>'
-    legend = " ".join(f'<span class="legend-item">{_swatch(st)}{_esc(p)}</span>' for p, st in styles.items())
+    legend = " ".join(f'<span class="legend-item">{swatch(st)}{esc(p)}</span>' for p, st in styles.items())
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="generator" content="fer_bench {_esc(__version__)}">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-        f'<header class="top"><h1>{_esc(title)}</h1>'
+        f'<meta name="generator" content="fer_bench {esc(__version__)}">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n"
+        f'<header class="top"><h1>{esc(title)}</h1>'
         f'<p class="meta">{len(runs)} run{"s" * (len(runs) != 1)} of {n_machines} machine'
-        f'{"s" * (n_machines != 1)}, {len(styles)} platform{"s" * (len(styles) != 1)}{_esc(span)}; generated '
-        f"{_esc(now)} by fer-bench {_esc(__version__)}.</p>"
+        f'{"s" * (n_machines != 1)}, {len(styles)} platform{"s" * (len(styles) != 1)}{esc(span)}; generated '
+        f"{esc(now)} by fer-bench {esc(__version__)}.</p>"
         f'<p class="meta">Platform colours, the same in every chart: {legend}</p>{gate_line}'
         f"<nav><ol>{nav}</ol></nav></header>\n<main>\n"
         + "\n".join(s.render() for s in sections)
@@ -598,9 +312,6 @@ def _page(runs: Sequence[RunResult], sections: list[Section], *, title: str | No
           "notes: <code>fer-bench compare</code>'s views; verdicts: <code>fer-bench gate</code>.</footer>\n"
           "</body></html>\n"
     )
-
-
-# ----------------------------------------------------------------------------------------------- CLI
 
 
 def _threshold(text: str) -> float:
