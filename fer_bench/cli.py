@@ -96,7 +96,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from fer_bench.results.ab import cmd_ab as run
+    from fer_bench.ab import cmd_ab as run
 
     return run(args)
 
@@ -195,7 +195,7 @@ def create_parser(load: Sequence[str] = HEAVY_COMMANDS) -> argparse.ArgumentPars
             elif name == "report":
                 from fer_bench.results.report import add_report_arguments as add_arguments
             else:
-                from fer_bench.results.ab import add_ab_arguments as add_arguments
+                from fer_bench.ab import add_ab_arguments as add_arguments
             add_arguments(p)
         p.set_defaults(func=func)
     return parser

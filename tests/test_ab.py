@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from fer_bench.cli import main
-from fer_bench.results import ab
-from fer_bench.results.ab import (
+from fer_bench import ab
+from fer_bench.ab import (
     INJECT_ENV,
     collect_dependencies,
     create_pytest_command,

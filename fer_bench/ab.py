@@ -11,7 +11,10 @@ the CI recipe. asv's ``continuous --interleave-rounds`` is the same idea.
 The baseline runs with the current interpreter (its own sources first on PYTHONPATH) when its dependency
 declaration equals the current one, else in a virtual environment of its own under the output folder, made once.
 
-Stdlib only at import (the gate's numpy and scipy load after the runs): never torch.
+An orchestrator beside fer_bench.cli, above the layers it drives: it starts benchmark processes (the turn-taking
+of fer_bench.measure.turns, the slowdown knob of fer_bench.measure.slowdown, the plugin's duration wording) and
+then reads their runs with fer_bench.results, which never imports it. Stdlib only at import (the gate's numpy and
+scipy load after the runs): never torch.
 """
 
 from __future__ import annotations
