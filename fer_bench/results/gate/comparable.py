@@ -23,7 +23,7 @@ def check_machines(baseline: Sequence[RunResult], current: Sequence[RunResult],
     """The baseline runs to use and the messages about the others.
 
     "Same machine" is the same hardware identity hash: a baseline of this hardware with another software stack
-    (a torch, driver or kernel upgrade) is used, and :func:`list_stack_notes` says what changed.
+    (a torch, driver or kernel upgrade) is used, and :func:`list_baseline_stack_notes` says what changed.
 
     Raises:
         NoBaseline: no baseline run comes from the current hardware (and no --allow-other-machine).
@@ -50,7 +50,7 @@ def check_machines(baseline: Sequence[RunResult], current: Sequence[RunResult],
     raise NoBaseline(lines[0] + "; pass --allow-other-machine to compare across machines")
 
 
-def list_stack_notes(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> list[str]:
+def list_baseline_stack_notes(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> list[str]:
     """A note per software stack change between the baseline runs and the current run (the newest current run's
     stack): ``software stack changed since the baseline: torch 2.14.1 -> 2.15.0``. Baseline runs with one stack
     are described once; where only some of them differ, the note says how many."""

@@ -48,7 +48,7 @@ from fer_bench.results.gate.comparable import (
     NoBaseline,
     check_machines,
     describe_workload_difference,
-    list_stack_notes,
+    list_baseline_stack_notes,
 )
 from fer_bench.results.gate.stats import (
     bootstrap_ratio_ci,
@@ -407,7 +407,7 @@ def evaluate_gate(
                               f"({messages[0].removeprefix('note: ')})")
         report.messages.extend(messages)
         report.baseline = [str(r.path) for r in baseline]
-        report.notes.extend(list_stack_notes(baseline, current_runs))
+        report.notes.extend(list_baseline_stack_notes(baseline, current_runs))
     except NoBaseline as exc:
         report.exit_status = EXIT_NO_BASELINE
         report.messages.append(f"no comparable baseline: {exc}")

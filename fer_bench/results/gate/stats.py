@@ -45,7 +45,8 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
 def rank_test_floor(n1: int, n2: int) -> float:
     """The smallest two-sided p-value :func:`mann_whitney_p` can give for ``n1`` and ``n2`` distinct values: that of
     complete separation (U = 0). With 5 and 5 rounds it is 0.012, so such a case can never be significant at
-    alpha 0.01, whatever the change."""
+    alpha 0.01, whatever the change. The normal approximation's closed form, by hand: scipy gives the p-value of
+    two samples, not the floor of a sample size (building separated samples to ask it would be the long way)."""
     mean, sd = n1 * n2 / 2.0, math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12.0)
     return min(1.0, math.erfc((mean - 0.5) / sd / math.sqrt(2.0))) if sd > 0 else 1.0
 
