@@ -2,7 +2,7 @@
 
 Two checks, one dynamic and one static: every module of fer_bench.results imported in a fresh interpreter leaves
 those packages out of sys.modules, and no import statement in fer_bench/results (function-level ones included)
-names them.
+names them. And the modules of results, and `fer-bench ab`'s, stay under 600 lines.
 """
 
 from __future__ import annotations
@@ -105,3 +105,11 @@ def test_the_static_check_sees_function_level_relative_and_dynamic_imports():
     assert {"torch", "fer_bench.measure.turns", "fer_bench.results.runs", "fer_bench.plugin.budget"} <= set(names)
     assert [n for n in names if _is_forbidden(n)] == ["torch", "fer_bench.measure", "fer_bench.measure.turns",
                                                       "fer_bench.plugin.budget"]
+
+
+def test_results_and_ab_modules_stay_under_600_lines():
+    paths = sorted(RESULTS.rglob("*.py")) + [PACKAGE / "ab.py"]
+    sizes = {str(path.relative_to(PACKAGE.parent)): len(path.read_text(encoding="utf-8").splitlines())
+             for path in paths}
+    assert "fer_bench/results/gate/evaluate.py" in sizes and "fer_bench/ab.py" in sizes
+    assert {name: n for name, n in sizes.items() if n > 600} == {}
