@@ -485,6 +485,17 @@ def test_a_preset_leaves_out_the_precisions_this_cpu_emulates(pytester, run, mon
     asked = run("--fer-devices", "cpu", "--fer-precisions", "fp32,amp_bf16", "--collect-only", "-q")
     asked.stdout.fnmatch_lines(["10 tests collected*"])
     assert "leaves out" not in asked.stdout.str()
+    # a test's own parametrize of the precision is never left out
+    pytester.makepyfile(test_x="""
+import pytest
+
+@pytest.mark.parametrize("precision", ["amp_bf16"])
+def test_own(benchmark, run_config, device, precision):
+    pass
+""")
+    own = run("--fer-devices", "cpu", "--collect-only", "-q")
+    own.stdout.fnmatch_lines(["1 test collected*"])
+    assert "leaves out" not in own.stdout.str()
 
 
 def test_each_benchmark_runs_its_first_case_before_any_runs_a_second(pytester, run):

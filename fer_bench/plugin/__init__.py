@@ -60,6 +60,8 @@ def _named_explicitly(config) -> bool:
 def pytest_configure(config):
     """Build the session; when fer_bench is asked for, set it up before pytest-benchmark (trylast) opens its
     storage."""
+    config.addinivalue_line("markers", "fer_emulated(precision, why): a preset's CPU case of a precision this CPU "
+                                       "emulates; fer_bench deselects it (--fer-precisions runs it)")
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
     asked = any(config.getoption(dest) is not None for dest in option_dests())
@@ -212,8 +214,27 @@ def pytest_generate_tests(metafunc):
     for case in session.cases(_benchmark_name(metafunc), axes):
         reason = case_unavailable_reason(case)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
+        if not reason and "precision" in axes and "precision" not in session.overrides:
+            why = _emulated_here(session, case)
+            if why:
+                marks.append(pytest.mark.fer_emulated(case["precision"], why))
         params.append(pytest.param(*[case[a] for a in axes], id=case_id(case), marks=marks))
     metafunc.parametrize(axes, params)
+
+
+def _emulated_here(session: FerSession, case: dict) -> str | None:
+    """Why this CPU emulates the case's precision (``amp_bf16 is emulated on this CPU (no avx512_bf16/amx_bf16)``),
+    for a CPU case whose precision is not fp32; else None."""
+    precision = case["precision"]
+    if precision == "fp32" or case.get("device") != "cpu":
+        return None
+    if precision not in session.emulated_verdicts:
+        from fer_bench.engine.precision import resolve_precision_native
+
+        flags = session.get_fingerprint().get("cpu", {}).get("flags") or ()
+        native, note = resolve_precision_native(precision, "cpu", cpu_flags=flags)
+        session.emulated_verdicts[precision] = None if native else (note or precision).split(":")[0]
+    return session.emulated_verdicts[precision]
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -246,31 +267,19 @@ def pytest_collection_modifyitems(session, config, items):
 
 def _leave_out_emulated(config, fer: FerSession, items) -> None:
     """The preset's CPU cases of a precision this CPU emulates (bf16 without avx512_bf16 or AMX, or under an ISA
-    cap) are deselected: a call takes tens of seconds where fp32 takes a fraction of one, so they would spend the
-    budget that the fp32 cases and the epochs need, to measure the emulation. ``--fer-precisions`` naming the
-    precision runs them (flagged as emulated, as before); the terminal summary names what was left out."""
-    if "precision" in fer.overrides or fer.launch is not None:
-        return  # asked for by name; or under a launcher, whose ranks must collect the same cases on any CPU
-    verdicts: dict[str, str | None] = {}
-
-    def emulated(precision: str) -> str | None:
-        if precision not in verdicts:
-            from fer_bench.engine.precision import resolve_precision_native
-
-            flags = fer.get_fingerprint().get("cpu", {}).get("flags") or ()
-            native, note = resolve_precision_native(precision, "cpu", cpu_flags=flags)
-            verdicts[precision] = None if native else (note or precision).split(":")[0]
-        return verdicts[precision]
-
+    cap; marked ``fer_emulated`` when the plugin made them from the preset) are deselected: a call takes tens of
+    seconds where fp32 takes a fraction of one, so they would spend the budget that the fp32 cases and the epochs
+    need, to measure the emulation. ``--fer-precisions`` naming the precision runs them (flagged as emulated, as
+    before); the terminal summary names what was left out. A test's own parametrize is never left out."""
+    if fer.launch is not None:
+        return  # under a launcher, whose ranks must collect the same cases on any CPU
     kept, dropped = [], []
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        precision = params.get("precision")
-        left_out = (precision not in (None, "fp32") and params.get("device") == "cpu"
-                    and not item.get_closest_marker("skip") and emulated(precision))
-        (dropped if left_out else kept).append(item)
-        if left_out:
-            fer.left_out_emulated.setdefault(precision, [verdicts[precision], 0])[1] += 1
+        marker = item.get_closest_marker("fer_emulated")
+        (dropped if marker else kept).append(item)
+        if marker:
+            precision, why = marker.args
+            fer.left_out_emulated.setdefault(precision, [why, 0])[1] += 1
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

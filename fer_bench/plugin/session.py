@@ -71,8 +71,10 @@ class FerSession:
     launch_bound: list[str] = field(default_factory=list)
     #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
     peak_tflops: float | None = None
-    #: precision -> [why it is emulated here, CPU cases the preset left out for it] (not asked for by name)
+    #: precision -> [why it is emulated here, CPU cases the preset left out for it] (not asked for by name), and
+    #: precision -> why this CPU emulates it (None: native), asked once
     left_out_emulated: dict[str, list] = field(default_factory=dict)
+    emulated_verdicts: dict[str, str | None] = field(default_factory=dict)
     #: the time budget's stored times per item (nodeid -> seconds), whose runs they are, and each benchmark's
     #: first item (fer_bench.plugin.budget.budget_order)
     budget_prior: dict[str, float] = field(default_factory=dict)
