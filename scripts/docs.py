@@ -377,10 +377,11 @@ def render_walkthrough() -> str:
             words = command.split(" ")
             while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value: set in env above
                 words.pop(0)
-            proc = subprocess.run(argv_of(" ".join(words)), cwd=clone, env=env, capture_output=True, text=True)
+            proc = subprocess.run(argv_of(" ".join(words)), cwd=clone, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)  # one stream: the lines in their order
             out.append(f"$ {command}")
             out.append("...")
-            for line in (proc.stdout + proc.stderr).splitlines():
+            for line in proc.stdout.splitlines():
                 if re.match(keep, line):
                     out.append(line.rstrip().replace(str(clone), "."))
             out.append(f"$ echo $?\n{proc.returncode}")
