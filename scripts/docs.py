@@ -14,8 +14,8 @@ A generated block sits between two HTML comments, invisible on GitHub:
 Kinds, by what their text depends on:
 
 * checked (the code alone; ``--check`` regenerates them in memory and compares):
-  ``toc`` (the file's ``##`` headings), ``options-table`` (every --fer-* option from the plugin's option
-  registration and the axis registry), ``pytest-help`` (the fer_bench group of ``pytest --help``), ``cmd:
+  ``toc`` (the file's ``##`` headings), ``options-table`` (every --fer-* option from the plugin's
+  ``pytest_addoption`` and the axis registry), ``pytest-help`` (the fer_bench group of ``pytest --help``), ``cmd:
   COMMAND`` (a command whose output depends on the code and the committed files only, such as ``fer-bench
   --help``), ``table: COMMAND`` (a command that prints markdown, inserted as it is, such as the calibration
   tables), ``preset-cases`` (each preset's cases per benchmark, collected under the fixed environment
@@ -254,13 +254,27 @@ def _preset_values(axis) -> str:
 
 
 def render_options_table() -> str:
-    """One row per --fer-* option: its value, what it does and its default, read from the plugin's option
-    registration (fer_bench.plugin.options.add_fer_options) and, for the axes, fer_bench.axes."""
+    """One row per --fer-* option: its value, what it does and its default, read from the plugin's own
+    ``pytest_addoption`` hook (the pytest11 entry point, wherever its modules move) and, for the axes, from the
+    axis registry (fer_bench.axes), which holds each preset's values."""
+    import fer_bench.plugin
     from fer_bench.axes import OPTION_AXES
-    from fer_bench.plugin.options import add_fer_options
 
     recorder = _Recorder()
-    add_fer_options(recorder)
+
+    class Parser:  # what pytest_addoption asks of pytest's parser
+        def getgroup(self, name, description=""):
+            return recorder if name == "fer_bench" else _Recorder()
+
+        def addoption(self, *names, **kwargs):
+            pass
+
+        def addini(self, *args, **kwargs):
+            pass
+
+    fer_bench.plugin.pytest_addoption(Parser())
+    if not recorder.options:
+        raise DocsError("fer_bench.plugin.pytest_addoption registered no option in the fer_bench group")
     axes = {axis.option: axis for axis in OPTION_AXES}
     rows = ["| option | what it sets | default |", "| --- | --- | --- |"]
     for names, kwargs in sorted(recorder.options, key=lambda o: (o[0][0] not in axes, o[0][0])):
