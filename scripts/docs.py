@@ -344,6 +344,8 @@ def render_preset_cases() -> str:
         ", ".join(f"{count} {precision}" for precision, count in presets[n]["left_out"].items()) or "-"
         for n in TABLE_PRESETS) + " |")
     rows.append("| time budget | " + " | ".join(presets[n]["budget"] for n in TABLE_PRESETS) + " |")
+    env = " ".join(f"{k}={v}" for k, v in PRESET_ENV.items())
+    rows += ["", f"(cases that run of those collected: `{env} fer-bench presets {args}`, on {PRESET_CORES} cores)"]
     return "\n".join(rows) + "\n"
 
 
