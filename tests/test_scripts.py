@@ -128,7 +128,7 @@ def test_the_committed_recipe_calibration_gives_the_docs_table():
     files = sorted((SCRIPTS.parent / "docs" / "calibration").glob("*/recipes.jsonl"))
     assert files, "no committed recipe calibration under docs/calibration/"
     jobs = cal.read_jobs(files)
-    readme = (SCRIPTS.parent / "docs" / "calibration.md").read_text()  # the tables moved there from README.md
+    readme = (SCRIPTS.parent / "docs" / "calibration.md").read_text()  # moved there from README.md
     assert cal.format_table(jobs) in readme
     assert cal.format_native_table(jobs) in readme
 
