@@ -4,6 +4,8 @@
     python3 dev.py bench [PYTEST_ARGS...]   # the default benchmark run on this machine, results under results/
     python3 dev.py test  [PYTEST_ARGS...]   # the test suite
     python3 dev.py compat [PAIR...] [PYTEST_ARGS...]  # the plugin tests with older pytest + pytest-benchmark pairs
+    python3 dev.py setup                    # only create or refresh .venv, and print the line that activates it
+    python3 dev.py docs [--check]           # regenerate (or check) README.md's and docs/*.md's generated blocks
 
 All create (or refresh) a virtual environment in .venv with `pip install -e .[dev]`, then run pytest inside it.
 `test` installs and starts no system software: a test that would (the SLURM recipe's single-node SLURM, Chromium for
@@ -126,7 +128,7 @@ def compat(python: Path, args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"bench", "test", "setup", "compat"}:
+    if not argv or argv[0] not in {"bench", "test", "setup", "compat", "docs"}:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
@@ -136,7 +138,11 @@ def main(argv: list[str]) -> int:
         print(f"dev.py: error: installing dependencies failed (exit {exc.returncode})", file=sys.stderr)
         return 1
     if command == "setup":
+        activate = VENV / ("Scripts/activate" if os.name == "nt" else "bin/activate")
+        print(f"dev.py: {VENV} is ready; to put fer-bench and pytest on PATH: source {activate}", flush=True)
         return 0
+    if command == "docs":
+        return subprocess.run([str(python), str(ROOT / "scripts" / "docs.py"), *rest], cwd=ROOT).returncode
     if command == "compat":
         return compat(python, rest)
     if command == "test":
