@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.axes import AXES, AXIS_NAMES, OPTION_AXES, case_id, case_unavailable_reason, match_params
+import fer_bench.engine.availability  # noqa: F401  (the engine's checks, registered with the axes)
+from fer_bench.axes import AXES, axis_names, case_id, case_unavailable_reason, match_params, option_axes
 from fer_bench.plugin.presets import PRESETS
 from fer_bench.workload import (
     create_workload,
@@ -28,9 +29,9 @@ def test_registry_is_torch_free_and_complete():
     code = ("import sys, fer_bench.axes, fer_bench.workload, fer_bench.results.compare, fer_bench.results.gate; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
-    for axis in OPTION_AXES:
+    for axis in option_axes():
         assert axis.option.startswith("--fer-") and set(axis.presets) == set(PRESETS), axis.name
-    assert AXIS_NAMES[:6] == ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
+    assert axis_names()[:6] == ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
 
 
 @pytest.mark.parametrize("case, expected", [

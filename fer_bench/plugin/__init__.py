@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from fer_bench.axes import AXES, case_id, case_unavailable_reason, order_axes
+from fer_bench.engine import availability  # noqa: F401  (the engine's checks, registered with the axes)
 from fer_bench.plugin import storage
 from fer_bench.plugin.options import add_fer_options, option_dests
 from fer_bench.plugin.session import FerSession

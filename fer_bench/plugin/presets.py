@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from fer_bench.axes import OPTION_AXES, PRESET_NAMES
+from fer_bench.axes import PRESET_NAMES, option_axes
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Preset:
     @property
     def axes(self) -> dict[str, list]:
         """Every optioned axis's values in this preset, from the registry."""
-        return {axis.name: list(axis.presets[self.name]) for axis in OPTION_AXES}
+        return {axis.name: list(axis.presets[self.name]) for axis in option_axes()}
 
     def studies(self, benchmark: str) -> list[dict[str, list]]:
         """The parameter sets of ``benchmark``: each a dict of narrowed axes (one empty dict: no narrowing)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_bench.axes import AXES, OPTION_AXES, order_axes
+from fer_bench.axes import AXES, option_axes, order_axes
 from fer_bench.plugin.budget import NO_BUDGET, RunBudget, process_age_s
 from fer_bench.plugin.options import DEFAULT_MALLOC, DEFAULT_PRESET
 from fer_bench.plugin.presets import PRESETS, Preset
@@ -99,7 +99,7 @@ class FerSession:
         round_time = config.getoption("fer_round_time")
         if round_time is not None:  # the preset's matrix and budget, rounds filling another time
             preset = dataclasses.replace(preset, target_round_s=round_time)
-        overrides = {axis.name: config.getoption(axis.dest) for axis in OPTION_AXES}
+        overrides = {axis.name: config.getoption(axis.dest) for axis in option_axes()}
         return cls(
             preset=preset,
             overrides={k: v for k, v in overrides.items() if v is not None},
