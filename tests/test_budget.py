@@ -575,7 +575,7 @@ def test_time_left_never_exceeds_what_is_left_of_the_budget():
 def _prior_session(tmp_path, mine):
     from types import SimpleNamespace
 
-    return SimpleNamespace(rootpath=tmp_path, preset_name="default",
+    return SimpleNamespace(options=SimpleNamespace(rootpath=tmp_path), preset_name="default",
                            get_fingerprint=lambda: {"slug": "box-2c__cpu", "identity_hash": mine["identity_hash"]})
 
 
@@ -635,17 +635,17 @@ def test_round_time_option_overrides_the_presets_round_target_only():
 
     from fer_bench.plugin.options import parse_round_time
     from fer_bench.plugin.presets import PRESETS
-    from fer_bench.plugin.session import FerSession
+    from fer_bench.plugin.session import FerOptions
 
     assert parse_round_time("2s") == parse_round_time("2") == 2.0
     options = {"fer_preset": "quick", "fer_round_time": 1.5}
     config = types.SimpleNamespace(getoption=lambda name: options.get(name), rootpath=".")
-    session = FerSession.from_config(config)
+    session = FerOptions.from_config(config)
     assert session.preset.target_round_s == 1.5
     assert session.preset.name == "quick" and session.budget_s == PRESETS["quick"].budget_s
     assert session.preset.per_benchmark == PRESETS["quick"].per_benchmark
     options["fer_round_time"] = None
-    assert FerSession.from_config(config).preset is PRESETS["quick"]
+    assert FerOptions.from_config(config).preset is PRESETS["quick"]
 
 
 # ------------------------------------------------------------------------------------------------ the first pass
