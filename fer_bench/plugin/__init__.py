@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from fer_bench.axes import AXES, case_id, case_unavailable_reason, order_axes
-from fer_bench.engine import availability  # noqa: F401  (the engine's checks, registered with the axes)
 from fer_bench.measure.context import BenchOptions, Recorder
 from fer_bench.plugin import storage
 from fer_bench.plugin.activate import activate, named_explicitly
@@ -87,6 +86,8 @@ def pytest_generate_tests(metafunc):
     axes = order_axes(a for a in AXES if a in metafunc.fixturenames and a not in explicit)
     if not axes:
         return
+    from fer_bench.engine import availability  # noqa: F401  (the engine registers its checks with the axes)
+
     session = get_session(metafunc.config)
     params = []
     for case in session.options.cases(benchmark_group(metafunc), axes):

@@ -36,6 +36,8 @@ def activate(config, session: FerSession, *, at_configure: bool) -> None:
     problem = storage.unsupported_pair() if config.pluginmanager.hasplugin("benchmark") else None
     if problem:
         raise pytest.UsageError(f"fer_bench: {problem}")
+    from fer_bench.engine import availability  # noqa: F401  (registers the model names the options are checked by)
+
     session.options = session.options.checked()
     check_artifact_options(config, session)
     join_launch(config, session)
