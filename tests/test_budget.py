@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from fer_bench.axes import split_case_name
 from fer_bench.plugin.budget import (
     case_key,
     guess_item_s,
@@ -543,7 +544,7 @@ def test_time_left_follows_the_cost_of_each_model_and_benchmark():
     total = sum(t for _, t in items)
     for i in range(start, len(items)):
         ran = items[:i + 1]
-        same = [t for n, t in ran if n.split("[")[0] == items[-1][0].split("[")[0]]
+        same = [t for n, t in ran if split_case_name(n)[0] == split_case_name(items[-1][0])[0]]
         guess = sum(same) / len(same) * (len(items) - i - 1)
         actual = sum(t for _, t in items[i + 1:])
         if actual > 0.1 * total:

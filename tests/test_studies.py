@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.axes import AXES, case_id, match_params
+from fer_bench.axes import AXES, case_id, match_params, split_case_name
 from fer_bench.plugin.presets import PRESETS, Preset
 from fer_bench.plugin.session import FerOptions
 from fer_bench.workload import create_workload, workload_differences
@@ -84,7 +84,7 @@ def test_presets_deselect_the_groups_they_leave_out():
     assert quick.returncode == 0, quick.stdout[-2000:]
     assert "test_time_to_accuracy" not in quick.stdout and "deselected" in quick.stdout
     studies = _collect("--fer-preset", "studies")
-    names = {line.split("::")[1].split("[")[0] for line in studies.stdout.splitlines() if "::" in line}
+    names = {split_case_name(line)[0] for line in studies.stdout.splitlines() if "::" in line}
     assert names == {"test_dataloader", "test_epoch", "test_time_to_accuracy"}, names
 
 

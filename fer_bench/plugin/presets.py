@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from fer_bench.axes import PRESET_NAMES, option_axes
+from fer_bench.axes import PRESET_NAMES, option_axes, split_case_name
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def count_cases(cases: Iterable[tuple[str, bool]]) -> dict[str, list[int]]:
     benchmark is the test function's name without ``test_``."""
     counts: dict[str, list[int]] = {}
     for name, runs in cases:
-        entry = counts.setdefault(name.split("[", 1)[0].removeprefix("test_"), [0, 0])
+        entry = counts.setdefault(split_case_name(name)[0].removeprefix("test_"), [0, 0])
         entry[0] += 1
         entry[1] += bool(runs)
     return counts
