@@ -80,11 +80,11 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
     from fer_bench.engine.distributed import DDPOptions, build_rank_step, ddp_backend, summarize_ranks, timed_steps
 
     me = recorder.launch
-    options = DDPOptions(**options.ddp_options)
+    ddp_options = DDPOptions(**options.ddp_options)
     backend = ddp_backend(config.device.split(":")[0])
     group = dist.new_group(backend="nccl") if backend == "nccl" else None
     training = build_rank_step({**config.as_dict(), "batch_size": config.per_device_batch_size}, me.local_rank,
-                               options, process_group=group)
+                               ddp_options, process_group=group)
     step, device = training.step, training.step.device
     x, y = training.example_batch()
     steps: list[float] = []
@@ -135,7 +135,7 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
     nodes = recorder.launch_nodes or {}
     ddp = {"backend": backend, "world_size": me.world_size, "nodes": nodes.get("node_count", 1),
            "procs_per_node": me.world_size // max(1, nodes.get("node_count", 1)), "launcher": me.launcher,
-           "heterogeneous": nodes.get("heterogeneous", False), **options.as_dict()}
+           "heterogeneous": nodes.get("heterogeneous", False), **ddp_options.as_dict()}
     return _record_ddp(benchmark, info, summary, comm, ddp)
 
 
