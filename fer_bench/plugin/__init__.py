@@ -1,11 +1,14 @@
 """The fer_bench pytest plugin: hooks only.
 
 Installed with fer_bench as a ``pytest11`` entry point, so a user's own benchmark modules get the axes and
-fixtures; this repository's conftest.py also names it. Options are declared in ``options`` (one per axis of
-fer_bench.axes), read once into ``session.FerSession``; presets live in ``presets``; what reaches into
-pytest-benchmark beyond its hooks lives in ``storage``; the measurement itself is in fer_bench.measure. The run's
-time budget (its arithmetic and ledger) is in ``budget``, the progress line's wording in ``progress``; RunLedger
-below feeds them per item.
+fixtures; this repository's conftest.py also names it. The hooks call into modules of one job each: ``options``
+declares the options (one per axis of fer_bench.axes), ``session`` reads them once into a frozen ``FerOptions``
+beside the run's state (``FerSession``, kept in config.stash by ``state``); ``activate`` sets a session up,
+``selection`` chooses and orders the items, ``baseline`` is the native gate, ``ledger`` and ``budget`` (its
+arithmetic in ``allowance``) keep the time budget, ``progress`` words the progress line, ``summary`` writes what
+follows a run, ``presets`` holds the matrices, and ``storage`` is all that reaches into pytest-benchmark beyond
+its hooks. The benchmark bodies (fer_bench.measure) get the options and a recorder as fixtures, never this
+session.
 
 The plugin stays inert (no malloc change, no fingerprint, machine_info and storage as pytest-benchmark makes them)
 in a session that passes no ``--fer-*`` option, does not name the plugin (``-p fer_bench.plugin`` or a conftest's
@@ -44,7 +47,8 @@ from fer_bench.plugin.summary import (  # noqa: F401  (pytest_terminal_summary i
     pytest_terminal_summary,
 )
 
-__all__ = ["FER_FIXTURES", "PLUGIN_NAME", "SESSION_KEY", "get_session", "is_active"]
+__all__ = ["FER_FIXTURES", "PLUGIN_NAME", "SESSION_KEY", "describe_collected_cost", "get_session", "is_active",
+           "load_budget_prior"]
 
 
 def pytest_addoption(parser):
@@ -64,8 +68,12 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    """Under `fer-bench ab` (FER_BENCH_TURNS set) take the first turn before collection: this side's collection
-    and model building stay out of the other side's timed rounds (fer_bench.measure.turns)."""
+    """pytest-benchmark's session is built by now: name its storage folder by the hardware. Under `fer-bench ab`
+    (FER_BENCH_TURNS set) take the first turn before collection: this side's collection and model building stay
+    out of the other side's timed rounds (fer_bench.measure.turns)."""
+    fer = get_session(session.config)
+    if fer.storage_slug is not None:
+        storage.name_storage_folder(session.config, fer.storage_slug)
     from fer_bench.measure import turns
 
     turns.take_turn()
@@ -192,7 +200,7 @@ def _guard_budget(item) -> None:
     from fer_bench.plugin.budget import guard_pedantic
 
     def drop_partial_stats(stats) -> None:  # a skipped case leaves no one-round result in the JSON
-        held = getattr(getattr(item.config, "_benchmarksession", None), "benchmarks", None)
+        held = getattr(storage.benchmark_session(item.config), "benchmarks", None)
         if stats is not None and held is not None and stats in held:
             held.remove(stats)
 
@@ -268,7 +276,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 def pytest_collection_finish(session):
     """Give every run pytest-benchmark saves its sidecar; open the time budget's ledger."""
-    bs = getattr(session.config, "_benchmarksession", None)
+    bs = storage.benchmark_session(session.config)
     fer = get_session(session.config)
     if fer.active and fer.launch is not None:
         check_same_cases(fer, session.items)
@@ -282,7 +290,7 @@ def pytest_sessionfinish(session, exitstatus):
     """pytest-benchmark has written its files by now (its hookwrapper saves first): fail the session for cases
     the baseline lacks or measured other work, and add the sidecars."""
     fer = get_session(session.config)
-    bs = getattr(session.config, "_benchmarksession", None)
+    bs = storage.benchmark_session(session.config)
     if bs is None or not fer.active or not getattr(bs, "benchmarks", None):
         return
     if fer.baseline_path is not None:

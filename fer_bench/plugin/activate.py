@@ -11,8 +11,8 @@ import pytest
 from fer_bench.plugin import storage
 from fer_bench.plugin.baseline import select_same_hardware_baseline
 from fer_bench.plugin.ledger import RunLedger
-from fer_bench.plugin.state import PLUGIN_NAME
 from fer_bench.plugin.session import FerSession
+from fer_bench.plugin.state import PLUGIN_NAME
 
 
 def named_explicitly(config) -> bool:
@@ -53,7 +53,8 @@ def activate(config, session: FerSession, *, at_configure: bool) -> None:
         config.option.benchmark_autosave = config.option.benchmark_autosave or autosave_tag()
         config.option.benchmark_save_data = True  # the statistical gate needs every round
     if storage.storage_in_use(config):
-        storage.key_storage_by_hardware(config, session.options.rootpath / "results", session.get_fingerprint()["slug"])
+        storage.key_storage_by_hardware(config, session.options.rootpath / "results")
+        session.storage_slug = session.get_fingerprint()["slug"]  # the folder's name, set at session start
     root = storage.file_storage_root(config)
     if config.option.benchmark_compare and root is not None:
         select_same_hardware_baseline(config, session, root)

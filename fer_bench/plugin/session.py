@@ -160,6 +160,8 @@ class FerSession:
     sidecars: list[Path] = field(default_factory=list)
     release_pending: bool = False
     baseline_path: Path | None = None
+    #: the hardware slug that names pytest-benchmark's storage folder (None: fer_bench does not key the storage)
+    storage_slug: str | None = None
     gate_problems: list[str] = field(default_factory=list)
     telemetry: dict[str, dict] = field(default_factory=dict)
     active: bool = False
