@@ -11,6 +11,14 @@ nor torch. The pytest plugin (options, parametrization, ids, ``run_config``), ``
 axis is one entry here plus the engine code that applies it. ``split_case_name`` is the one place a case name
 (``test_step[resnet18-cpu-bs64]``) is split.
 
+A new axis touches, file by file: this module (its ``Axis`` entry: parser, option, help, the four presets' values,
+id format, ``since_default``, ``implied``, ``config_default``, the reason a value cannot run that needs no
+hardware); fer_bench/engine/availability.py only when the hardware decides whether a value runs; the engine code
+that applies ``config.<name>`` (RunConfig's field comes from the entry); and the signatures of the benchmarks under
+benchmarks/ that vary over it (the fixture is the axis's name). Options, presets, parametrization, ids, skips,
+``run_config``, the result's params and compare's implied values follow from the entry (tests/test_axes.py
+registers a throw-away axis to show it).
+
 Ids read ``efficientnet_b0-cpu-bs64-w2-fp32-g1`` and never change once published: stored baselines are matched by
 them. An axis added later (``optimizer``, ``memory_format``) declares ``since_default``: at that value it adds
 nothing to an id and nothing to a case's match key, so runs made before the axis existed still match new ones.
@@ -72,7 +80,7 @@ def int_parser(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _choice_parser(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
+def choice_parser(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
     def parse(text: Any) -> str:
         name = str(text).strip().lower()
         if name not in choices:
@@ -169,6 +177,8 @@ class Axis:
             options, and before configure.
         implied: runs made before the axis existed recorded no value for it, and ran at ``since_default``:
             compare fills that value in (implied_params).
+        config_default: the axis is a RunConfig field with this default (fer_bench.engine.config builds RunConfig's
+            axis fields from the registry); unset: not a field (``model`` is the one required field).
     """
 
     name: str
@@ -185,6 +195,12 @@ class Axis:
     engine: str = ""
     check_at_configure: bool = False
     implied: bool = False
+    config_default: Any = _UNSET
+
+    @property
+    def in_config(self) -> bool:
+        """Whether the axis is a RunConfig field."""
+        return self.name == "model" or self.config_default is not _UNSET
 
     @property
     def dest(self) -> str:
@@ -255,62 +271,68 @@ _BUILT_IN: tuple[Axis, ...] = (
          engine="the network create_model builds (fer_bench.models registry)", check_at_configure=True),
     Axis("device", parse_device_name, "--fer-devices", "devices: cpu, cuda, cuda:N, mps",
          _presets(["cpu", "cuda"], ["cpu", "cuda"], ["cpu", "cuda"]),
-         engine="the torch.device the model, batches and loader target"),
+         engine="the torch.device the model, batches and loader target", config_default="cpu"),
     Axis("batch_size", int_parser(1), "--fer-batch-sizes", "batch sizes (per GPU)",
          _presets([32], [64], [32, 64, 128, 256]), id_prefix="bs",
-         engine="images per step (per GPU), and the loader's batch"),
+         engine="images per step (per GPU), and the loader's batch", config_default=64),
     Axis("num_workers", int_parser(0), "--fer-num-workers",
          "DataLoader worker counts (test_dataloader, test_epoch)",
-         _presets([0], [0], [0, 2, 4, 8, 16]), id_prefix="w", engine="the DataLoader's num_workers"),
-    Axis("precision", _choice_parser(PRECISIONS, "a precision"), "--fer-precisions",
+         _presets([0], [0], [0, 2, 4, 8, 16]), id_prefix="w", engine="the DataLoader's num_workers", config_default=0),
+    Axis("precision", choice_parser(PRECISIONS, "a precision"), "--fer-precisions",
          f"precisions: {', '.join(PRECISIONS)}",
          _presets(["fp32", "amp_fp16"], ["fp32", "amp_bf16", "amp_fp16"], ["fp32", "amp_fp16", "amp_bf16", "bf16"]),
          choices=PRECISIONS,
-         engine="autocast dtype, parameter dtype and GradScaler (engine.precision.resolve_precision)"),
+         engine="autocast dtype, parameter dtype and GradScaler (engine.precision.resolve_precision)",
+         config_default="fp32"),
     Axis("num_gpus", int_parser(1), "--fer-num-gpus", "GPU counts (nn.DataParallel when above 1)",
          _presets([1], [1], [1, 2, 4, 8]), id_prefix="g",
-         engine="nn.DataParallel over this many consecutive devices"),
-    Axis("optimizer", _choice_parser(OPTIMIZERS, "an optimizer"), "--fer-optimizers",
+         engine="nn.DataParallel over this many consecutive devices", config_default=1),
+    Axis("optimizer", choice_parser(OPTIMIZERS, "an optimizer"), "--fer-optimizers",
          f"optimizers: {', '.join(OPTIMIZERS)} (test_train_step, test_train_step_reference, test_epoch)",
          _presets(["adam"], ["adam"], ["adam"]), format_id=lambda v: f"opt_{v}", since_default="adam",
-         choices=OPTIMIZERS, implied=True, engine="the torch.optim optimizer of the step (engine.optim.create_optimizer)"),
-    Axis("lr_scaling", _choice_parser(LR_SCALINGS, "a learning-rate rule"), "--fer-lr-scaling",
+         choices=OPTIMIZERS, implied=True, config_default="adam",
+         engine="the torch.optim optimizer of the step (engine.optim.create_optimizer)"),
+    Axis("lr_scaling", choice_parser(LR_SCALINGS, "a learning-rate rule"), "--fer-lr-scaling",
          "learning rate for batch sizes other than the optimizer's base batch 64: none (the base rate), linear "
          "(x batch/64), sqrt (x sqrt(batch/64)) (test_time_to_accuracy)",
          _presets(["none"], ["none"], ["none"]), format_id=lambda v: f"lr_{v}", since_default="none",
-         choices=LR_SCALINGS, implied=True, engine="the learning rate of the optimizer (engine.convergence.scaled_lr)"),
-    Axis("memory_format", _choice_parser(MEMORY_FORMATS, "a memory format"), "--fer-memory-formats",
+         choices=LR_SCALINGS, implied=True, config_default="none",
+         engine="the learning rate of the optimizer (engine.convergence.scaled_lr)"),
+    Axis("memory_format", choice_parser(MEMORY_FORMATS, "a memory format"), "--fer-memory-formats",
          f"memory formats of weights and inputs: {', '.join(MEMORY_FORMATS)} (step and epoch benchmarks)",
          _presets(["contiguous"], ["contiguous"], ["contiguous"]), since_default="contiguous",
-         choices=MEMORY_FORMATS, engine="torch.channels_last for the model's weights and each input batch"),
-    Axis("parallel", _choice_parser(PARALLEL_MODES, "a parallel mode"), "--fer-parallel",
+         choices=MEMORY_FORMATS, engine="torch.channels_last for the model's weights and each input batch",
+         config_default="contiguous"),
+    Axis("parallel", choice_parser(PARALLEL_MODES, "a parallel mode"), "--fer-parallel",
          "how the step spreads over num_gpus: dp (nn.DataParallel, CUDA), ddp (DistributedDataParallel: NCCL on "
          "CUDA, gloo on the CPU, where num_gpus counts processes), none (one device) (test_scaling_step, "
          "test_epoch)",
          _presets(["none"], ["none"], ["none"]), format_id=lambda v: v, since_default="none",
          unavailable=_parallel_unavailable, choices=PARALLEL_MODES,
          engine="nn.DataParallel, or DistributedDataParallel workers started once per case "
-                "(engine.distributed)"),
-    Axis("scaling", _choice_parser(SCALING_MODES, "a scaling mode"), "--fer-scaling",
+                "(engine.distributed)", config_default="none"),
+    Axis("scaling", choice_parser(SCALING_MODES, "a scaling mode"), "--fer-scaling",
          "batch semantics over num_gpus: weak (batch_size per device, global = batch_size x N), strong (global "
          "batch batch_size, split) (test_scaling_step, test_epoch)",
          _presets(["weak"], ["weak"], ["weak", "strong"]), format_id=lambda v: v, since_default="weak",
          unavailable=_scaling_unavailable, choices=SCALING_MODES,
-         engine="the per-device and global batch (RunConfig.global_batch_size)"),
-    Axis("pipeline", _choice_parser(PIPELINES, "a data pipeline"), "--fer-pipelines",
+         engine="the per-device and global batch (RunConfig.global_batch_size)", config_default="weak"),
+    Axis("pipeline", choice_parser(PIPELINES, "a data pipeline"), "--fer-pipelines",
          "data pipelines: batched (whole uint8 batches gathered from memory, transformed per batch), per_image (an "
          "image-folder dataset: each PNG opened, decoded and transformed in the workers, then collated) "
          "(test_dataloader, test_epoch)",
          _presets(["batched"], ["batched"], ["batched", "per_image"], studies=["batched", "per_image"]),
          format_id=lambda v: v, since_default="batched", choices=PIPELINES, implied=True,
-         engine="create_loader(pipeline=...): the batched loader, or fer_bench.data.per_image's dataset"),
-    Axis("compile", _choice_parser(COMPILE_MODES, "a compile mode"), "--fer-compile",
+         engine="create_loader(pipeline=...): the batched loader, or fer_bench.data.per_image's dataset",
+         config_default="batched"),
+    Axis("compile", choice_parser(COMPILE_MODES, "a compile mode"), "--fer-compile",
          "how the step runs: eager, or torch.compile with mode default, reduce-overhead (CUDA graphs; CUDA only), "
          "max-autotune-no-cudagraphs; compiled before the timed rounds (test_forward, test_forward_backward, "
          "test_train_step, test_epoch)",
          _presets(["eager"], ["eager"], ["eager", "default", "reduce-overhead", "max-autotune-no-cudagraphs"]),
          format_id=lambda v: f"compile_{v}", since_default="eager", unavailable=_compile_unavailable,
-         choices=COMPILE_MODES, implied=True, engine="torch.compile of the step's model (engine.compile.compile_train_step)"),
+         choices=COMPILE_MODES, implied=True, config_default="eager",
+         engine="torch.compile of the step's model (engine.compile.compile_train_step)"),
     Axis("pin_memory", bool, None, "pinned host memory for the loader (CUDA devices only)",
          format_id=lambda v: "pin" if v else "nopin", unavailable=_pin_memory_unavailable,
          values_for=_pin_memory_values, engine="the DataLoader's pin_memory"),
