@@ -20,6 +20,8 @@ from fer_bench.workload import (
     workload_of,
 )
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = sorted((ROOT / "results" / "xeon-2c__cpu").glob("0002_*.json"))
 H100 = ROOT / "results" / "xeon-16c__h100-80gb-x1" / "0001_h100_quick_gpu_run.json"
