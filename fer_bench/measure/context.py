@@ -80,17 +80,24 @@ class Recorder:
         fingerprint: collects this machine's fingerprint (default fer_bench.machine.fingerprint's), called once.
         launch, launch_nodes: under torchrun or srun, this rank's place (fer_bench.engine.launch.LaunchInfo) and
             every rank's hardware.
+        replace_rounds: makes given times a case's rounds in pytest-benchmark's result (time to accuracy's runs);
+            leave_unrecorded: keeps a case out of pytest-benchmark's results (a launch's follower ranks). Both
+            reach into pytest-benchmark, so the plugin supplies them (fer_bench.plugin.storage); None: not done.
     """
 
     def __init__(self, data_path: Path | None = None, *, plan_rounds: Callable[..., Any] | None = None,
                  fit_calls: Callable[..., int] | None = None, fingerprint: Callable[[], dict] | None = None,
-                 launch: Any = None, launch_nodes: dict | None = None) -> None:
+                 launch: Any = None, launch_nodes: dict | None = None,
+                 replace_rounds: Callable[[Any, list], None] | None = None,
+                 leave_unrecorded: Callable[[Any], None] | None = None) -> None:
         self.data_path = data_path
         self.launch = launch
         self.launch_nodes = launch_nodes
         self._plan_rounds = plan_rounds
         self._fit_calls = fit_calls
         self._collect_fingerprint = fingerprint
+        self._replace_rounds = replace_rounds
+        self._leave_unrecorded = leave_unrecorded
         self._data: Any = None
         self._data_identity: dict | None = None
         self.fingerprint: dict | None = None
@@ -153,3 +160,13 @@ class Recorder:
         note = info.get("precision_note")
         if info.get("precision_native") is False and note:
             self.emulated[note] = self.emulated.get(note, 0) + 1
+
+    def replace_rounds(self, benchmark, times: list[float]) -> None:
+        """Make ``times`` the rounds pytest-benchmark reports for this case."""
+        if self._replace_rounds is not None:
+            self._replace_rounds(benchmark, list(times))
+
+    def leave_unrecorded(self, benchmark) -> None:
+        """Keep this case out of pytest-benchmark's results (its calls still run)."""
+        if self._leave_unrecorded is not None:
+            self._leave_unrecorded(benchmark)

@@ -117,7 +117,7 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
                 else:
                     run_block(n, code == launch.NO_SYNC_BLOCK)
 
-        benchmark.disabled = True  # this rank's calls follow rank 0's rounds: rank 0 alone records the case
+        recorder.leave_unrecorded(benchmark)  # this rank's calls follow rank 0's rounds: rank 0 alone records it
         benchmark.pedantic(serve, rounds=1, iterations=1)
     every = launch.gather({"steps": steps, "blocks": blocks})
     if group is not None:

@@ -234,7 +234,7 @@ def bench_time_to_accuracy(benchmark, options: BenchOptions, recorder: Recorder,
     rounds = reached_times if score["reached_target"] else [r.wall_s for r in runs]
     figures["rounds_are"] = ("each run's time to the target (the runs that reached it)" if score["reached_target"]
                              else "each run's time to the epoch cap: the case missed the target")
-    _replace_rounds(benchmark, rounds)
+    recorder.replace_rounds(benchmark, rounds)
     if options.curve_tsv:
         written = [write_curve_tsv(options.artifact_path("curves", benchmark.name, f".seed{r.seed}.tsv"), r)
                    for r in runs]
@@ -246,13 +246,3 @@ def bench_time_to_accuracy(benchmark, options: BenchOptions, recorder: Recorder,
             f"the epoch cap, not to the target")
     benchmark.extra_info.update(figures)
     return {**extra, **figures}
-
-
-def _replace_rounds(benchmark, times: list[float]) -> None:
-    """Make ``times`` the rounds pytest-benchmark reports for this case (its statistics are computed lazily from
-    ``data`` and cached, so the cache goes with the old rounds)."""
-    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
-    if stats is None:
-        return
-    stats.__dict__.clear()
-    stats.data = list(times)

@@ -187,8 +187,11 @@ class FerSession:
 
     def __post_init__(self) -> None:
         if self.recorder is None:
-            self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner,
-                                     fit_calls=self.fit_calls)
+            from fer_bench.plugin import storage
+
+            self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner, fit_calls=self.fit_calls,
+                                     replace_rounds=storage.replace_rounds,
+                                     leave_unrecorded=storage.leave_unrecorded)
 
     @classmethod
     def from_config(cls, config) -> "FerSession":

@@ -26,6 +26,10 @@ tested against every allowed version, ``python3 dev.py compat``), why no hook se
   :func:`benchmark_json_path` reads both. (Before 5.3 argparse opens the file while pytest parses the command
   line, so its folder must exist; from 5.3 the plugin creates it.)
 * pytest 9.2 with pytest-benchmark before 5.3.1 fails in every benchmark: :func:`unsupported_pair` says so.
+* a case's rounds replaced by times measured otherwise (time to accuracy's runs), 5.1 to 5.3.1: no hook sets
+  them, so :func:`replace_rounds` sets the fixture's ``stats.stats.data`` and drops the statistics cached from the
+  old rounds; a launch's follower ranks are kept out of the results by the fixture's ``disabled`` flag
+  (:func:`leave_unrecorded`). The benchmark bodies get both through their Recorder.
 * the run's benchmarks and compared runs (``config._benchmarksession``): :func:`benchmark_session` is the one
   reader of that attribute.
 """
@@ -159,3 +163,18 @@ def wrap_pedantic(fixture, change: Callable[[dict], dict]) -> None:
         return original(target, **change(call))
 
     fixture.pedantic = pedantic
+
+
+def replace_rounds(fixture, times: list[float]) -> None:
+    """Make ``times`` the rounds pytest-benchmark reports for this case (its statistics are computed lazily from
+    ``data`` and cached, so the cache goes with the old rounds)."""
+    stats = getattr(getattr(fixture, "stats", None), "stats", None)
+    if stats is None:
+        return
+    stats.__dict__.clear()
+    stats.data = list(times)
+
+
+def leave_unrecorded(fixture) -> None:
+    """The fixture's calls run, but pytest-benchmark records no result for the case."""
+    fixture.disabled = True
