@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, field, fields, make_dataclass
 
-from fer_bench.axes import AXES as AXIS_REGISTRY, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS, devices_needed, list_axes
+from fer_bench.axes import AXES, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS, devices_needed, list_axes
 from fer_bench.errors import FerBenchError
 
-__all__ = ["AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "RunConfig"]
+__all__ = ["CONFIG_AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "RunConfig"]
 
 #: The settings after the axes: (name, type, default).
 SETTINGS = (("lr", float, 1e-3), ("seed", int, 0), ("tf32", bool, False), ("cudnn_benchmark", bool, True))
@@ -23,11 +23,11 @@ class _RunConfigMethods:
     """RunConfig's behaviour; its fields are made from the registry below."""
 
     def __post_init__(self) -> None:
-        for name in AXES:
+        for name in CONFIG_AXES:
             if name == "model":
                 continue  # a name the registry may not know yet (a user's model registered later)
             try:
-                object.__setattr__(self, name, AXIS_REGISTRY[name].parse(getattr(self, name)))
+                object.__setattr__(self, name, AXES[name].parse(getattr(self, name)))
             except ValueError as exc:
                 raise FerBenchError(f"{name}: {exc}") from None
         if not self.lr > 0:
@@ -72,7 +72,7 @@ class _RunConfigMethods:
 
     def axes(self) -> dict:
         """The axes, under the names used by fixtures, JSON params and extra_info."""
-        return {axis: getattr(self, axis) for axis in AXES}
+        return {axis: getattr(self, axis) for axis in CONFIG_AXES}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -96,4 +96,4 @@ RunConfig.__doc__ = """One benchmark case: every axis of the registry that shape
     """
 
 #: The registry's axes that are RunConfig fields, in registry order.
-AXES: tuple[str, ...] = tuple(name for name in AXIS_REGISTRY if name in {f.name for f in fields(RunConfig)})
+CONFIG_AXES: tuple[str, ...] = tuple(name for name in AXES if name in {f.name for f in fields(RunConfig)})

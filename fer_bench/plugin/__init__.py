@@ -157,7 +157,7 @@ def fer_recorder(fer_session) -> Recorder:
 @pytest.fixture
 def run_config(request):
     """The case's RunConfig, built from the axis parameters pytest_generate_tests gave this test."""
-    from fer_bench.engine.config import AXES as CONFIG_AXES, RunConfig
+    from fer_bench.engine.config import CONFIG_AXES, RunConfig
 
     callspec = getattr(request.node, "callspec", None)
     values = {a: callspec.params[a] for a in CONFIG_AXES if callspec is not None and a in callspec.params}
