@@ -15,6 +15,6 @@ from fer_bench.measure.bench import bench_dataloader
 
 
 @pytest.mark.benchmark(group="dataloader")
-def test_dataloader(benchmark, fer_session, device, batch_size, num_workers, pipeline, pin_memory):
-    bench_dataloader(benchmark, fer_session, device=device, batch_size=batch_size, num_workers=num_workers,
-                     pin_memory=pin_memory, pipeline=pipeline)
+def test_dataloader(benchmark, fer_options, fer_recorder, device, batch_size, num_workers, pipeline, pin_memory):
+    bench_dataloader(benchmark, fer_options, fer_recorder, device=device, batch_size=batch_size,
+                     num_workers=num_workers, pin_memory=pin_memory, pipeline=pipeline)

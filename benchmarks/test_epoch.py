@@ -19,6 +19,6 @@ from fer_bench.measure.bench import bench_epoch
 
 
 @pytest.mark.benchmark(group="epoch")
-def test_epoch(benchmark, fer_session, run_config, model, device, batch_size, num_workers, precision, num_gpus,
-               optimizer, memory_format, parallel, scaling, pipeline, compile):
-    bench_epoch(benchmark, fer_session, run_config)
+def test_epoch(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, num_workers, precision,
+               num_gpus, optimizer, memory_format, parallel, scaling, pipeline, compile):
+    bench_epoch(benchmark, fer_options, fer_recorder, run_config)

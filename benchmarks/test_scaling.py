@@ -18,6 +18,6 @@ from fer_bench.measure.bench import bench_scaling_step
 
 
 @pytest.mark.benchmark(group="scaling")
-def test_scaling_step(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus, optimizer,
-                      memory_format, parallel, scaling):
-    bench_scaling_step(benchmark, fer_session, run_config)
+def test_scaling_step(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, precision, num_gpus,
+                      optimizer, memory_format, parallel, scaling):
+    bench_scaling_step(benchmark, fer_options, fer_recorder, run_config)

@@ -15,24 +15,24 @@ from fer_bench.measure.bench import bench_step, bench_train_step_reference
 
 
 @pytest.mark.benchmark(group="forward")
-def test_forward(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus, memory_format,
-                 compile):
-    bench_step(benchmark, fer_session, run_config, "forward")
+def test_forward(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, precision, num_gpus,
+                 memory_format, compile):
+    bench_step(benchmark, fer_options, fer_recorder, run_config, "forward")
 
 
 @pytest.mark.benchmark(group="forward_backward")
-def test_forward_backward(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus,
-                          memory_format, compile):
-    bench_step(benchmark, fer_session, run_config, "forward_backward")
+def test_forward_backward(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, precision,
+                          num_gpus, memory_format, compile):
+    bench_step(benchmark, fer_options, fer_recorder, run_config, "forward_backward")
 
 
 @pytest.mark.benchmark(group="train_step")
-def test_train_step(benchmark, fer_session, run_config, model, device, batch_size, precision, num_gpus, optimizer,
-                    memory_format, compile):
-    bench_step(benchmark, fer_session, run_config, "train_step")
+def test_train_step(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, precision, num_gpus,
+                    optimizer, memory_format, compile):
+    bench_step(benchmark, fer_options, fer_recorder, run_config, "train_step")
 
 
 @pytest.mark.benchmark(group="train_step")
-def test_train_step_reference(benchmark, fer_session, run_config, model, device, batch_size, precision,
+def test_train_step_reference(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, precision,
                               num_gpus, optimizer, memory_format):
-    bench_train_step_reference(benchmark, fer_session, run_config)
+    bench_train_step_reference(benchmark, fer_options, fer_recorder, run_config)

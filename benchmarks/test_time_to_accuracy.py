@@ -20,6 +20,6 @@ from fer_bench.measure.bench import bench_time_to_accuracy
 
 
 @pytest.mark.benchmark(group="time_to_accuracy")
-def test_time_to_accuracy(benchmark, fer_session, run_config, model, device, batch_size, precision, optimizer,
-                          lr_scaling):
-    bench_time_to_accuracy(benchmark, fer_session, run_config)
+def test_time_to_accuracy(benchmark, fer_options, fer_recorder, run_config, model, device, batch_size, precision,
+                          optimizer, lr_scaling):
+    bench_time_to_accuracy(benchmark, fer_options, fer_recorder, run_config)

@@ -76,7 +76,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from fer_bench.plugin.presets import list_preset_costs
+    from fer_bench.plugin.summary import list_preset_costs
 
     for line in list_preset_costs(args.path, args.preset or ()):
         print(line)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.axes import AXES, AXIS_NAMES, OPTION_AXES, case_id, case_unavailable_reason, match_params
+import fer_bench.engine.availability  # noqa: F401  (the engine's checks, registered with the axes)
+from fer_bench.axes import AXES, axis_names, case_id, case_unavailable_reason, match_params, option_axes
 from fer_bench.plugin.presets import PRESETS
 from fer_bench.workload import (
     create_workload,
@@ -18,6 +19,8 @@ from fer_bench.workload import (
     workload_differences,
     workload_of,
 )
+
+pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = sorted((ROOT / "results" / "xeon-2c__cpu").glob("0002_*.json"))
@@ -28,9 +31,9 @@ def test_registry_is_torch_free_and_complete():
     code = ("import sys, fer_bench.axes, fer_bench.workload, fer_bench.results.compare, fer_bench.results.gate; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
-    for axis in OPTION_AXES:
+    for axis in option_axes():
         assert axis.option.startswith("--fer-") and set(axis.presets) == set(PRESETS), axis.name
-    assert AXIS_NAMES[:6] == ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
+    assert axis_names()[:6] == ("model", "device", "batch_size", "num_workers", "precision", "num_gpus")
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -124,3 +127,70 @@ def test_committed_h100_and_vm_loader_runs_are_told_apart():
     per_image = create_view("platforms", runs, metric="samples_per_s", groups=["dataloader"])
     assert "workload" not in per_image.records.columns
     assert any("compared per image" in note for note in per_image.notes)
+
+
+THROWAWAY_AXIS = '''
+from fer_bench.axes import Axis, choice_parser, register_axis
+
+register_axis(Axis(
+    "warmth", choice_parser(("cold", "warm"), "a warmth"), "--fer-warmths", "cold or warm (a throw-away axis)",
+    {"quick": ("cold",), "default": ("cold",), "studies": ("cold",), "full": ("cold", "warm")},
+    format_id=lambda v: f"warmth_{v}", since_default="cold", implied=True, config_default="cold",
+    choices=("cold", "warm"), unavailable=lambda v, case: "too warm here" if v == "warm" and case.get("batch_size") == 8
+    else None, engine="nothing: a test's axis"))
+'''
+
+
+@pytest.fixture
+def throwaway_axis():
+    """The axis THROWAWAY_AXIS registers, registered in this process, and taken out again."""
+    from fer_bench.axes import remove_axis
+
+    namespace: dict = {}
+    exec(THROWAWAY_AXIS, namespace)
+    try:
+        yield AXES["warmth"]
+    finally:
+        remove_axis("warmth")
+    assert "warmth" not in AXES
+
+
+def test_a_throw_away_axis_is_one_registry_entry(throwaway_axis):
+    """Registered, an axis is in the registry's order, ids, match keys, implied params and skip reasons."""
+    from fer_bench.axes import implied_params
+
+    assert axis_names()[-1] == "warmth" and throwaway_axis in option_axes()
+    case = {"model": "m", "device": "cpu", "batch_size": 8, "warmth": "warm"}
+    assert case_id(case) == "m-cpu-bs8-warmth_warm"
+    assert case_id({**case, "warmth": "cold"}) == "m-cpu-bs8"  # at its original value: old ids stay
+    assert match_params({"model": "m", "warmth": "cold"}) == {"model": "m"}
+    assert implied_params()["warmth"] == "cold"
+    assert case_unavailable_reason(case) == "too warm here"
+    assert throwaway_axis.parse_list("WARM,cold") == ["warm", "cold"]
+    with pytest.raises(argparse.ArgumentTypeError, match="--fer-warmths: 'hot' is not a warmth; valid: cold, warm"):
+        throwaway_axis.parse_list("hot")
+
+
+def test_a_throw_away_axis_reaches_options_cases_and_run_config(pytester):
+    """End to end, in a fresh process where the axis is registered before the plugin and the engine load: its
+    option, its cases and ids, its skip reason, its RunConfig field with the registry's default."""
+    pytester.makepyfile(throwaway_axis_plugin=THROWAWAY_AXIS)
+    pytester.makepyfile(test_x="""
+        def test_x(run_config, batch_size, warmth):
+            assert run_config.warmth == warmth and run_config.batch_size == batch_size
+
+        def test_default():
+            from fer_bench.engine.config import RunConfig
+            assert RunConfig(model="m").warmth == "cold"
+    """)
+    args = ["-p", "throwaway_axis_plugin", "-p", "fer_bench.plugin", "-p", "no:cacheprovider", "--fer-devices",
+            "cpu", "--fer-batch-sizes", "8,16"]
+    result = pytester.runpytest_subprocess(*args, "--fer-warmths", "cold,warm", "-v", "-rs")
+    result.stdout.fnmatch_lines(["*test_x[[]bs8[]] PASSED*", "*test_x[[]bs8-warmth_warm[]] SKIPPED*",
+                                 "*test_x[[]bs16[]] PASSED*", "*test_x[[]bs16-warmth_warm[]] PASSED*",
+                                 "*test_default PASSED*", "*too warm here*"])
+    assert result.ret == 0
+    bad = pytester.runpytest_subprocess(*args, "--fer-warmths", "hot")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--fer-warmths: 'hot' is not a warmth; valid: cold, warm"])
+    assert "--fer-warmths=LIST" in pytester.runpytest_subprocess(*args, "--help").stdout.str()

@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from fer_bench.axes import split_case_name
 from fer_bench.plugin.budget import (
     case_key,
     guess_item_s,
@@ -544,7 +545,7 @@ def test_time_left_follows_the_cost_of_each_model_and_benchmark():
     total = sum(t for _, t in items)
     for i in range(start, len(items)):
         ran = items[:i + 1]
-        same = [t for n, t in ran if n.split("[")[0] == items[-1][0].split("[")[0]]
+        same = [t for n, t in ran if split_case_name(n)[0] == split_case_name(items[-1][0])[0]]
         guess = sum(same) / len(same) * (len(items) - i - 1)
         actual = sum(t for _, t in items[i + 1:])
         if actual > 0.1 * total:
@@ -576,7 +577,7 @@ def test_time_left_never_exceeds_what_is_left_of_the_budget():
 def _prior_session(tmp_path, mine):
     from types import SimpleNamespace
 
-    return SimpleNamespace(rootpath=tmp_path, preset_name="default",
+    return SimpleNamespace(options=SimpleNamespace(rootpath=tmp_path), preset_name="default",
                            get_fingerprint=lambda: {"slug": "box-2c__cpu", "identity_hash": mine["identity_hash"]})
 
 
@@ -636,17 +637,17 @@ def test_round_time_option_overrides_the_presets_round_target_only():
 
     from fer_bench.plugin.options import parse_round_time
     from fer_bench.plugin.presets import PRESETS
-    from fer_bench.plugin.session import FerSession
+    from fer_bench.plugin.session import FerOptions
 
     assert parse_round_time("2s") == parse_round_time("2") == 2.0
     options = {"fer_preset": "quick", "fer_round_time": 1.5}
     config = types.SimpleNamespace(getoption=lambda name: options.get(name), rootpath=".")
-    session = FerSession.from_config(config)
+    session = FerOptions.from_config(config)
     assert session.preset.target_round_s == 1.5
     assert session.preset.name == "quick" and session.budget_s == PRESETS["quick"].budget_s
     assert session.preset.per_benchmark == PRESETS["quick"].per_benchmark
     options["fer_round_time"] = None
-    assert FerSession.from_config(config).preset is PRESETS["quick"]
+    assert FerOptions.from_config(config).preset is PRESETS["quick"]
 
 
 # ------------------------------------------------------------------------------------------------ the first pass

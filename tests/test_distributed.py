@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import fer_bench.engine.availability  # noqa: F401  (the engine's checks, registered with the axes)
 from fer_bench.axes import case_unavailable_reason
 from fer_bench.engine.config import RunConfig
 from fer_bench.engine.distributed import DDPOptions, DDPWorkers, WorkerFailed, summarize_ranks, threads_per_rank

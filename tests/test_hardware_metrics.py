@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fer_bench.axes import split_case_name
 from fer_bench.results import gate
 from fer_bench.results.compare import create_view, format_view
 from fer_bench.results.runs import load_results
@@ -151,7 +152,7 @@ def test_every_step_result_carries_mfu_and_energy_with_reasons(tmp_path):
          "--fer-peak-tflops", "2", "--benchmark-json", str(out)], cwd=root, capture_output=True, text=True,
         timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    cases = {b["name"].split("[")[0]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
+    cases = {split_case_name(b["name"])[0]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
     assert set(cases) == {"test_train_step", "test_train_step_reference"}
     step = cases["test_train_step"]
     assert step["peak_tflops"] == 2.0 and step["peak_source"] == "--fer-peak-tflops"

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.axes import AXES, case_id, match_params
+from fer_bench.axes import AXES, case_id, match_params, split_case_name
 from fer_bench.plugin.presets import PRESETS, Preset
-from fer_bench.plugin.session import FerSession
+from fer_bench.plugin.session import FerOptions
 from fer_bench.workload import create_workload, workload_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 TTA_AXES = ["model", "device", "batch_size", "precision", "optimizer", "lr_scaling"]
 
 
-def _session(preset: str, **overrides) -> FerSession:
-    return FerSession(preset=PRESETS[preset], overrides=overrides, data_path=None, epoch_images=2048, save=False,
+def _session(preset: str, **overrides) -> FerOptions:
+    return FerOptions(preset=PRESETS[preset], overrides=overrides, data_path=None, epoch_images=2048, save=False,
                       rootpath=ROOT)
 
 
@@ -84,12 +84,12 @@ def test_presets_deselect_the_groups_they_leave_out():
     assert quick.returncode == 0, quick.stdout[-2000:]
     assert "test_time_to_accuracy" not in quick.stdout and "deselected" in quick.stdout
     studies = _collect("--fer-preset", "studies")
-    names = {line.split("::")[1].split("[")[0] for line in studies.stdout.splitlines() if "::" in line}
+    names = {split_case_name(line)[0] for line in studies.stdout.splitlines() if "::" in line}
     assert names == {"test_dataloader", "test_epoch", "test_time_to_accuracy"}, names
 
 
 def test_preset_costs_list_the_studies_preset():
-    from fer_bench.plugin.presets import list_preset_costs
+    from fer_bench.plugin.summary import list_preset_costs
 
     (line,) = list_preset_costs(str(ROOT / "benchmarks"), ["studies"])
     assert line.startswith("preset studies: ") and "time_to_accuracy" in line and "budget 30 min" in line

@@ -1,48 +1,33 @@
 """RunConfig: one benchmark case (its axes, declared in fer_bench.axes) plus the training settings, frozen and
-validated once."""
+validated once.
+
+RunConfig's axis fields and their defaults come from the registry (every axis with ``config_default``, and the
+required ``model``), built when this module is imported: an axis registered before then (fer_bench.axes.register_axis)
+is a field too. The training settings after them (lr, seed, tf32, cudnn_benchmark) are the engine's own.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, field, fields, make_dataclass
 
-from fer_bench.axes import AXES as AXIS_REGISTRY, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS, devices_needed
+from fer_bench.axes import AXES, MEMORY_FORMATS, OPTIMIZERS, PRECISIONS, devices_needed, list_axes
 from fer_bench.errors import FerBenchError
 
-__all__ = ["AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "RunConfig"]
+__all__ = ["CONFIG_AXES", "MEMORY_FORMATS", "OPTIMIZERS", "PRECISIONS", "RunConfig"]
+
+#: The settings after the axes: (name, type, default).
+SETTINGS = (("lr", float, 1e-3), ("seed", int, 0), ("tf32", bool, False), ("cudnn_benchmark", bool, True))
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """One benchmark case: every axis of the registry that shapes a training step, plus the settings.
-
-    ``tf32`` and ``cudnn_benchmark`` are explicit so that a result records them instead of inheriting whatever a
-    previous case left in ``torch.backends``.
-    """
-
-    model: str
-    device: str = "cpu"
-    batch_size: int = 64
-    num_workers: int = 0
-    precision: str = "fp32"
-    num_gpus: int = 1
-    optimizer: str = "adam"
-    lr_scaling: str = "none"
-    memory_format: str = "contiguous"
-    parallel: str = "none"
-    scaling: str = "weak"
-    pipeline: str = "batched"
-    compile: str = "eager"
-    lr: float = 1e-3
-    seed: int = 0
-    tf32: bool = False
-    cudnn_benchmark: bool = True
+class _RunConfigMethods:
+    """RunConfig's behaviour; its fields are made from the registry below."""
 
     def __post_init__(self) -> None:
-        for name in AXES:
+        for name in CONFIG_AXES:
             if name == "model":
                 continue  # a name the registry may not know yet (a user's model registered later)
             try:
-                object.__setattr__(self, name, AXIS_REGISTRY[name].parse(getattr(self, name)))
+                object.__setattr__(self, name, AXES[name].parse(getattr(self, name)))
             except ValueError as exc:
                 raise FerBenchError(f"{name}: {exc}") from None
         if not self.lr > 0:
@@ -87,11 +72,28 @@ class RunConfig:
 
     def axes(self) -> dict:
         """The axes, under the names used by fixtures, JSON params and extra_info."""
-        return {axis: getattr(self, axis) for axis in AXES}
+        return {axis: getattr(self, axis) for axis in CONFIG_AXES}
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def _fields() -> list:
+    out: list = [("model", str)]
+    for axis in list_axes():
+        if axis.in_config and axis.name != "model":
+            out.append((axis.name, type(axis.config_default), field(default=axis.config_default)))
+    out += [(name, kind, field(default=default)) for name, kind, default in SETTINGS]
+    return out
+
+
+RunConfig = make_dataclass("RunConfig", _fields(), bases=(_RunConfigMethods,), frozen=True)
+RunConfig.__module__ = __name__  # pickled by name (spawned DDP workers receive their case)
+RunConfig.__doc__ = """One benchmark case: every axis of the registry that shapes a training step, plus the settings.
+
+    ``tf32`` and ``cudnn_benchmark`` are explicit so that a result records them instead of inheriting whatever a
+    previous case left in ``torch.backends``.
+    """
+
 #: The registry's axes that are RunConfig fields, in registry order.
-AXES: tuple[str, ...] = tuple(name for name in AXIS_REGISTRY if name in {f.name for f in fields(RunConfig)})
+CONFIG_AXES: tuple[str, ...] = tuple(name for name in AXES if name in {f.name for f in fields(RunConfig)})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_bench.axes import OPTION_AXES, int_parser
+from fer_bench.axes import int_parser, option_axes
 from fer_bench.machine.allocator import MODES as MALLOC_MODES
 from fer_bench.plugin.budget import format_duration, parse_duration
 from fer_bench.plugin.progress import parse_progress
@@ -94,7 +94,7 @@ def parse_bucket_cap(text: str) -> float:
 
 #: Every --fer-* destination, for telling whether a session asked for fer_bench.
 def option_dests() -> list[str]:
-    return [axis.dest for axis in OPTION_AXES] + [
+    return [axis.dest for axis in option_axes()] + [
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
         "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_repeats",
@@ -103,7 +103,7 @@ def option_dests() -> list[str]:
 
 def add_fer_options(group) -> None:
     """Register the --fer-* options on a pytest option group (or anything with an argparse-like addoption)."""
-    for axis in OPTION_AXES:
+    for axis in option_axes():
         group.addoption(axis.option, dest=axis.dest, type=axis.parse_list, default=None, metavar="LIST",
                         help=f"{axis.help}; comma list, overrides the preset's values. Default: from --fer-preset")
     group.addoption("--fer-preset", dest="fer_preset", type=parse_preset, default=None, metavar="NAME",

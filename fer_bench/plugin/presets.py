@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from fer_bench.axes import OPTION_AXES, PRESET_NAMES
+from fer_bench.axes import PRESET_NAMES, option_axes, split_case_name
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Preset:
     @property
     def axes(self) -> dict[str, list]:
         """Every optioned axis's values in this preset, from the registry."""
-        return {axis.name: list(axis.presets[self.name]) for axis in OPTION_AXES}
+        return {axis.name: list(axis.presets[self.name]) for axis in option_axes()}
 
     def studies(self, benchmark: str) -> list[dict[str, list]]:
         """The parameter sets of ``benchmark``: each a dict of narrowed axes (one empty dict: no narrowing)."""
@@ -134,7 +134,7 @@ def count_cases(cases: Iterable[tuple[str, bool]]) -> dict[str, list[int]]:
     benchmark is the test function's name without ``test_``."""
     counts: dict[str, list[int]] = {}
     for name, runs in cases:
-        entry = counts.setdefault(name.split("[", 1)[0].removeprefix("test_"), [0, 0])
+        entry = counts.setdefault(split_case_name(name)[0].removeprefix("test_"), [0, 0])
         entry[0] += 1
         entry[1] += bool(runs)
     return counts
@@ -261,47 +261,3 @@ def describe_preset_cost(name: str, counts: dict[str, list[int]], budget_s: floa
     partial = "" if expected.found == expected.wanted else ", the rest not counted"
     return (text + f"; expected about {format_duration(seconds)}{capped} here ({expected.found} of "
             f"{expected.wanted} cases timed in {where}{partial})")
-
-
-def list_preset_costs(path: str, names: Sequence[str] = ()) -> list[str]:
-    """describe_preset_cost for each preset (all by default), from collecting ``path`` with pytest in this
-    process (``--collect-only``: nothing runs), so the counts are what this machine would run and skip.
-
-    Raises:
-        FerBenchError: no such path, or collecting it failed.
-    """
-    import contextlib
-    import io
-    from pathlib import Path
-
-    import pytest
-
-    from fer_bench.errors import FerBenchError
-
-    if not Path(path).exists():
-        raise FerBenchError(f"{path}: no such file or folder (name the folder of the benchmark modules)")
-    lines = []
-    for name in names or list(PRESETS):
-
-        class Grab:
-            line: str | None = None
-
-            @pytest.hookimpl(trylast=True)
-            def pytest_sessionfinish(self, session):
-                from fer_bench.plugin import describe_collected_cost, get_session
-
-                fer = get_session(session.config)
-                if fer.active and fer.budget is not None:
-                    Grab.line = describe_collected_cost(fer)
-
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            # --assert=plain: fer_bench is imported already, and its rewrite warning is an error under the
-            # project's filterwarnings
-            code = pytest.main([str(path), "--collect-only", "-q", "--assert=plain", "--fer-preset", name,
-                                "-p", "fer_bench.plugin", "-p", "no:cacheprovider"], plugins=[Grab()])
-        if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) or Grab.line is None:
-            tail = "\n".join(output.getvalue().strip().splitlines()[-5:])
-            raise FerBenchError(f"collecting {path} with --fer-preset {name} failed (exit {int(code)}):\n{tail}")
-        lines.append(Grab.line)
-    return lines

@@ -1,5 +1,5 @@
-"""FerSession: every --fer-* option read once, plus what a run shares (data, fingerprint, overheads, the time
-budget's ledger)."""
+"""The session's two halves: FerOptions, every --fer-* option read once at configure into a frozen object, and
+FerSession, what a run holds and accumulates (its recorder, the time budget's ledger, the files it wrote)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
-from fer_bench.axes import AXES, OPTION_AXES, order_axes
+from fer_bench.axes import AXES, option_axes, order_axes
+from fer_bench.measure.context import BenchOptions, Recorder
 from fer_bench.plugin.budget import NO_BUDGET, RunBudget, process_age_s
 from fer_bench.plugin.options import DEFAULT_MALLOC, DEFAULT_PRESET
 from fer_bench.plugin.presets import PRESETS, Preset
 
 
-@dataclass
-class FerSession:
-    """Built once in pytest_configure and kept in config.stash; the only reader of config.getoption."""
+@dataclass(frozen=True)
+class FerOptions:
+    """Every --fer-* option, read once in pytest_configure (the only reader of config.getoption); what configure
+    settles later (the results JSON, a launcher's rank) makes a new one with dataclasses.replace."""
 
     preset: Preset
-    overrides: dict[str, list]
+    overrides: Mapping[str, list]
     data_path: Path | None
     epoch_images: int
     save: bool
@@ -29,35 +32,10 @@ class FerSession:
     allow_other_machine: bool = False
     allow_other_workload: bool = False
     malloc: str = DEFAULT_MALLOC
-    _data: Any = None
-    _data_identity: dict | None = None
-    fingerprint: dict | None = None
-    overheads: dict[str, float] = field(default_factory=dict)
-    written: list[Path] = field(default_factory=list)
-    sidecars: list[Path] = field(default_factory=list)
-    release_pending: bool = False
-    baseline_path: Path | None = None
-    gate_problems: list[str] = field(default_factory=list)
-    telemetry: dict[str, dict] = field(default_factory=dict)
-    active: bool = False
-    undo: list = field(default_factory=list)
     budget_s: float | None = None
     progress: str = "auto"
-    budget: RunBudget | None = None
-    item_index: dict[str, int] = field(default_factory=dict)
-    total_items: int = 0
-    collected: list[tuple[str, str]] = field(default_factory=list)
-    emulated: dict[str, int] = field(default_factory=dict)
-    overhead_skipped: list[str] = field(default_factory=list)
-    case_benchmark: Any = None
-    progress_throttle: Any = None
     #: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields)
-    ddp_options: dict = field(default_factory=dict)
-    #: under torchrun or srun: this rank's place (fer_bench.engine.launch.LaunchInfo) and every rank's hardware
-    launch: Any = None
-    launch_nodes: dict | None = None
-    #: the benchmark groups this run's preset deselected
-    deselected_groups: list[str] = field(default_factory=list)
+    ddp_options: Mapping[str, Any] = field(default_factory=dict)
     #: time to accuracy: seeded runs per case, the epoch cap, the target (None: the data's default)
     repeats: int = 3
     max_epochs: int = 15
@@ -66,42 +44,20 @@ class FerSession:
     curve_tsv: bool = False
     profile_ops: bool = False
     json_path: Path | None = None
-    #: time-to-accuracy cases that missed their target, and launch-bound steps, for the terminal summary
-    missed_targets: list[str] = field(default_factory=list)
-    launch_bound: list[str] = field(default_factory=list)
     #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
     peak_tflops: float | None = None
-    #: precision -> [why it is emulated here, CPU cases the preset left out for it] (not asked for by name), and
-    #: precision -> why this CPU emulates it (None: native), asked once
-    left_out_emulated: dict[str, list] = field(default_factory=dict)
-    emulated_verdicts: dict[str, str | None] = field(default_factory=dict)
-    #: the time budget's stored times per item (nodeid -> seconds), whose runs they are, and each benchmark's
-    #: first item (fer_bench.plugin.budget.budget_order)
-    budget_prior: dict[str, float] = field(default_factory=dict)
-    prior_source: str | None = None
-    budget_firsts: list[str] = field(default_factory=list)
 
-    def artifact_dir(self, kind: str) -> Path:
-        """``<results JSON without .json>.<kind>/`` (``out.curves/``, ``out.ops/``), created on first use."""
-        if self.json_path is None:
-            raise RuntimeError(f"no results JSON to write {kind} beside")
-        folder = self.json_path.with_name(self.json_path.name.removesuffix(".json") + f".{kind}")
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def artifact_path(self, kind: str, case: str, suffix: str) -> Path:
-        """A case's file in ``artifact_dir(kind)``: its pytest name made safe for a file name."""
-        from fer_bench._atomic import safe_file_stem
-
-        return self.artifact_dir(kind) / (safe_file_stem(case) + suffix)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        object.__setattr__(self, "ddp_options", MappingProxyType(dict(self.ddp_options)))
 
     @classmethod
-    def from_config(cls, config) -> "FerSession":
+    def from_config(cls, config) -> "FerOptions":
         preset = PRESETS[config.getoption("fer_preset") or DEFAULT_PRESET]
         round_time = config.getoption("fer_round_time")
         if round_time is not None:  # the preset's matrix and budget, rounds filling another time
             preset = dataclasses.replace(preset, target_round_s=round_time)
-        overrides = {axis.name: config.getoption(axis.dest) for axis in OPTION_AXES}
+        overrides = {axis.name: config.getoption(axis.dest) for axis in option_axes()}
         return cls(
             preset=preset,
             overrides={k: v for k, v in overrides.items() if v is not None},
@@ -134,12 +90,133 @@ class FerSession:
             return preset.budget_s
         return None if option == NO_BUDGET else option
 
+    def checked(self) -> "FerOptions":
+        """The options with the checks that wait for configure done (a user's conftest registers its models
+        before it).
+
+        Raises:
+            pytest.UsageError: one line naming the option and the value.
+        """
+        import pytest
+
+        overrides = dict(self.overrides)
+        for name, values in overrides.items():
+            if AXES[name].check_at_configure:
+                try:
+                    overrides[name] = AXES[name].check(values)
+                except ValueError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+        return dataclasses.replace(self, overrides=overrides)
+
+    def bench_options(self) -> BenchOptions:
+        """What the benchmark bodies read (fer_bench.measure.context)."""
+        return BenchOptions(preset_name=self.preset.name, target_round_s=self.preset.target_round_s,
+                            eval_images=self.preset.eval_images, epoch_images=self.epoch_images,
+                            data_path=self.data_path, repeats=self.repeats, max_epochs=self.max_epochs,
+                            target_accuracy=self.target_accuracy, curve_tsv=self.curve_tsv,
+                            profile_ops=self.profile_ops, peak_tflops=self.peak_tflops,
+                            ddp_options=self.ddp_options, json_path=self.json_path)
+
+    @property
+    def data_description(self) -> str:
+        return "synthetic" if self.data_path is None else str(self.data_path)
+
+    def axis_values(self, benchmark: str, axis: str) -> list:
+        """Values of ``axis`` for ``benchmark``: an explicit option wins, then the preset's values (over all of the
+        benchmark's studies)."""
+        if axis in self.overrides:
+            return list(self.overrides[axis])
+        return self.preset.axis_values(benchmark, axis)
+
+    def cases(self, benchmark: str, axes: list[str]) -> list[dict]:
+        """Every case of the given axes, in registry order, as dicts: for each of the preset's studies of the
+        benchmark (one, unless the preset lists several parameter sets) the product of the optioned axes' values,
+        an explicit option replacing that axis in every study; repeats dropped, first seen first. Then each
+        derived axis (pin_memory) is expanded by the values that follow from the rest of the case."""
+        ordered = order_axes(axes)
+        optioned = [a for a in ordered if AXES[a].option]
+        seen: dict[tuple, dict] = {}
+        for study in self.preset.studies(benchmark):
+            values = [list(self.overrides[a]) if a in self.overrides
+                      else list(study[a]) if a in study else self.preset.axes[a] for a in optioned]
+            for combo in itertools.product(*values):
+                seen.setdefault(combo, dict(zip(optioned, combo)))
+        cases = list(seen.values())
+        for name in ordered:
+            derive = AXES[name].values_for
+            if derive is not None:
+                cases = [{**case, name: value} for case in cases for value in derive(case)]
+        return [{a: case[a] for a in ordered} for case in cases]
+
+
+@dataclass
+class FerSession:
+    """A run's state, built once in pytest_configure and kept in config.stash: its options (frozen), its recorder
+    (the data, the fingerprint, what the benchmark bodies collect) and what the plugin's hooks accumulate."""
+
+    options: FerOptions
+    recorder: Recorder | None = None
+    written: list[Path] = field(default_factory=list)
+    sidecars: list[Path] = field(default_factory=list)
+    release_pending: bool = False
+    baseline_path: Path | None = None
+    #: the hardware slug that names pytest-benchmark's storage folder (None: fer_bench does not key the storage)
+    storage_slug: str | None = None
+    gate_problems: list[str] = field(default_factory=list)
+    telemetry: dict[str, dict] = field(default_factory=dict)
+    active: bool = False
+    undo: list = field(default_factory=list)
+    budget: RunBudget | None = None
+    item_index: dict[str, int] = field(default_factory=dict)
+    total_items: int = 0
+    collected: list[tuple[str, str]] = field(default_factory=list)
+    case_benchmark: Any = None
+    progress_throttle: Any = None
+    #: under torchrun or srun: this rank's place (fer_bench.engine.launch.LaunchInfo) and every rank's hardware
+    launch: Any = None
+    launch_nodes: dict | None = None
+    #: the benchmark groups this run's preset deselected
+    deselected_groups: list[str] = field(default_factory=list)
+    #: precision -> [why it is emulated here, CPU cases the preset left out for it] (not asked for by name), and
+    #: precision -> why this CPU emulates it (None: native), asked once
+    left_out_emulated: dict[str, list] = field(default_factory=dict)
+    emulated_verdicts: dict[str, str | None] = field(default_factory=dict)
+    #: the time budget's stored times per item (nodeid -> seconds), whose runs they are, and each benchmark's
+    #: first item (fer_bench.plugin.budget.budget_order)
+    budget_prior: dict[str, float] = field(default_factory=dict)
+    prior_source: str | None = None
+    budget_firsts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.recorder is None:
+            from fer_bench.plugin import storage
+
+            self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner, fit_calls=self.fit_calls,
+                                     replace_rounds=storage.replace_rounds,
+                                     leave_unrecorded=storage.leave_unrecorded)
+
+    @classmethod
+    def from_config(cls, config) -> "FerSession":
+        return cls(FerOptions.from_config(config))
+
+    @property
+    def bench_options(self) -> BenchOptions:
+        return self.options.bench_options()
+
+    @property
+    def preset_name(self) -> str:
+        return self.options.preset.name
+
+    def set_options(self, **changes) -> None:
+        """What configure settles after reading the options (the results JSON, a launcher's rank)."""
+        self.options = dataclasses.replace(self.options, **changes)
+
     def start_budget(self, nodeids) -> None:
         """Open the ledger once the items are known: the clock started with the process (imports count)."""
         import time
 
         if self.budget is None:
-            self.budget = RunBudget(self.budget_s, started_at=time.monotonic() - process_age_s())
+            self.budget = RunBudget(self.options.budget_s, started_at=time.monotonic() - process_age_s())
         self.budget.expect(nodeids)
 
     def round_planner(self, extra_calls: int = 0, *, after_calls: int = 0, family=None, rank: int = 0,
@@ -170,26 +247,14 @@ class FerSession:
             return wanted
         return self.budget.fit_calls(per_call_s=per_call_s, minimum=minimum, wanted=wanted)
 
-    def note_precision(self, info: dict) -> None:
-        """Remember an emulated precision for the terminal summary."""
-        note = info.get("precision_note")
-        if info.get("precision_native") is False and note:
-            self.emulated[note] = self.emulated.get(note, 0) + 1
+    def get_fingerprint(self) -> dict:
+        """This machine's fingerprint, collected once per session."""
+        return self.recorder.get_fingerprint()
 
-    def check_options(self) -> None:
-        """The checks that wait for configure (a user's conftest registers its models before it).
-
-        Raises:
-            pytest.UsageError: one line naming the option and the value.
-        """
-        import pytest
-
-        for name, values in self.overrides.items():
-            if AXES[name].check_at_configure:
-                try:
-                    self.overrides[name] = AXES[name].check(values)
-                except ValueError as exc:
-                    raise pytest.UsageError(str(exc)) from None
+    @property
+    def fingerprint(self) -> dict | None:
+        """The fingerprint if it was collected."""
+        return self.recorder.fingerprint
 
     def run_record(self) -> dict:
         """The JSON's top-level ``fer_bench`` key: the software stack the run used and how it was made."""
@@ -197,74 +262,12 @@ class FerSession:
 
         return {
             **create_stack_record(self.get_fingerprint()),
-            "run": {"preset": self.preset_name, "data": self.data_description, "epoch_images": self.epoch_images,
-                    "budget_s": self.budget_s, "telemetry_start": self.telemetry.get("start"),
+            "run": {"preset": self.preset_name, "data": self.options.data_description,
+                    "epoch_images": self.options.epoch_images, "budget_s": self.options.budget_s,
+                    "telemetry_start": self.telemetry.get("start"),
                     "telemetry_end": self.telemetry.get("end"),
                     **({"launch": {**self.launch.as_dict(), **(self.launch_nodes or {})}} if self.launch else {})},
         }
-
-    @property
-    def preset_name(self) -> str:
-        return self.preset.name
-
-    def axis_values(self, benchmark: str, axis: str) -> list:
-        """Values of ``axis`` for ``benchmark``: an explicit option wins, then the preset's values (over all of the
-        benchmark's studies)."""
-        if axis in self.overrides:
-            return list(self.overrides[axis])
-        return self.preset.axis_values(benchmark, axis)
-
-    def cases(self, benchmark: str, axes: list[str]) -> list[dict]:
-        """Every case of the given axes, in registry order, as dicts: for each of the preset's studies of the
-        benchmark (one, unless the preset lists several parameter sets) the product of the optioned axes' values,
-        an explicit option replacing that axis in every study; repeats dropped, first seen first. Then each
-        derived axis (pin_memory) is expanded by the values that follow from the rest of the case."""
-        ordered = order_axes(axes)
-        optioned = [a for a in ordered if AXES[a].option]
-        seen: dict[tuple, dict] = {}
-        for study in self.preset.studies(benchmark):
-            values = [list(self.overrides[a]) if a in self.overrides
-                      else list(study[a]) if a in study else self.preset.axes[a] for a in optioned]
-            for combo in itertools.product(*values):
-                seen.setdefault(combo, dict(zip(optioned, combo)))
-        cases = list(seen.values())
-        for name in ordered:
-            derive = AXES[name].values_for
-            if derive is not None:
-                cases = [{**case, name: value} for case in cases for value in derive(case)]
-        return [{a: case[a] for a in ordered} for case in cases]
-
-    @property
-    def data(self):
-        """The FER data for this run (the synthetic set unless --fer-data), loaded once, through the cache."""
-        if self._data is None:
-            from fer_bench.data.dataset import load_run_data
-
-            self._data = load_run_data(self.data_path)
-        return self._data
-
-    @property
-    def data_identity(self) -> dict:
-        """What the data is, for the workload record: the synthetic set's size, seed and generator version, or a
-        real copy's format, content hash and image count."""
-        if self._data_identity is None:
-            data = self.data
-            if self.data_path is None:
-                meta = data.meta
-                self._data_identity = {"kind": "synthetic", "size": len(data), "seed": meta.get("seed"),
-                                       "generator_version": meta.get("generator_version")}
-            else:
-                self._data_identity = {"kind": "file", "format": data.format, "content": data.content_digest(),
-                                       "images": len(data)}
-        return self._data_identity
-
-    def get_fingerprint(self) -> dict:
-        """This machine's fingerprint, collected once per session."""
-        if self.fingerprint is None:
-            from fer_bench.machine.fingerprint import collect_fingerprint
-
-            self.fingerprint = collect_fingerprint()
-        return self.fingerprint
 
     def record_telemetry(self, when: str) -> None:
         """Volatile readings (clocks, temperatures, load) at the session's start or end, for the sidecar."""
@@ -272,7 +275,3 @@ class FerSession:
             from fer_bench.machine.fingerprint import collect_telemetry
 
             self.telemetry[when] = collect_telemetry()
-
-    @property
-    def data_description(self) -> str:
-        return "synthetic" if self.data_path is None else str(self.data_path)

@@ -1,24 +1,37 @@
 """Where fer_bench reaches into pytest-benchmark beyond its hooks: the one module that does.
 
-pytest-benchmark has hooks for machine_info and the JSON it writes (fer_bench.plugin uses those), but none for:
+pytest-benchmark has hooks for machine_info and the JSON it writes (fer_bench.plugin uses those), but none for
+what follows; each reach below names the pytest-benchmark versions it holds for (setup.cfg allows >= 5.1; each is
+tested against every allowed version, ``python3 dev.py compat``), why no hook serves, and how it is undone:
 
-* the storage folder's machine id (pytest-benchmark issue #185): its name comes from ``get_machine_id()`` (OS and
-  Python only), so two machines with different GPUs would share a folder. :func:`key_storage_by_hardware`
-  replaces the name its session module looks up at configure time, before its own (trylast) pytest_configure.
-* which files a save wrote: :func:`track_saved_files` wraps ``storage.save`` to learn the path, so the
-  fingerprint sidecar can go beside it.
+* the storage folder's machine id (pytest-benchmark issue #185), 5.1 to 5.3.1: its name comes from
+  ``get_machine_id()`` (OS and Python only), so two machines with different GPUs would share a folder.
+  :func:`key_storage_by_hardware` points the storage option at ``results/`` (configure, before pytest-benchmark's
+  trylast pytest_configure) and :func:`name_storage_folder` sets the built session's ``machine_id`` and its
+  storage's ``default_machine_id`` to the hardware slug at session start, before anything is saved. Attributes of
+  this session's own objects: nothing process-wide is patched, nothing outlives the session.
+* which files a save wrote, 5.1 to 5.3.1: :func:`track_saved_files` wraps this session's ``storage.save`` (an
+  attribute of the instance, once: a wrapped save is not wrapped again) to learn the path, so the fingerprint
+  sidecar can go beside it.
 * which file ``--benchmark-compare`` compares with: pytest-benchmark takes the newest file of the slug folder; the
   plugin replaces the option's value by the path of the run it chose (the newest of this hardware) before
-  pytest-benchmark loads it.
-* sidecars written by fer_bench before 0.2 were named ``NAME.fingerprint.json``, and pytest-benchmark loads every
-  ``*.json`` of a storage folder, warning (an error under ``filterwarnings = error``) on each one that is not a
-  run: :func:`skip_legacy_sidecars` leaves those out of its file queries.
+  pytest-benchmark loads it (an option's value, no patch).
+* sidecars written by fer_bench before 0.2 were named ``NAME.fingerprint.json``, and pytest-benchmark (5.1 to
+  5.3.1) loads every ``*.json`` of a storage folder, warning (an error under ``filterwarnings = error``) on each one
+  that is not a run: :func:`skip_legacy_sidecars` leaves those out of ``FileStorage.query``, the one class-level
+  patch: applied once (a patched query is not patched again) and undone at session end.
+* every pedantic round taking its turn under `fer-bench ab`, and the budget's guard of a benchmark's own pedantic
+  calls: :func:`wrap_pedantic` wraps one fixture instance's ``pedantic`` (it dies with the test).
 * ``--benchmark-json`` is an open file (argparse.FileType) before pytest-benchmark 5.3 and a path since:
   :func:`benchmark_json_path` reads both. (Before 5.3 argparse opens the file while pytest parses the command
   line, so its folder must exist; from 5.3 the plugin creates it.)
 * pytest 9.2 with pytest-benchmark before 5.3.1 fails in every benchmark: :func:`unsupported_pair` says so.
-
-Each is tested against every pytest-benchmark version setup.cfg allows (``python3 dev.py compat``).
+* a case's rounds replaced by times measured otherwise (time to accuracy's runs), 5.1 to 5.3.1: no hook sets
+  them, so :func:`replace_rounds` sets the fixture's ``stats.stats.data`` and drops the statistics cached from the
+  old rounds; a launch's follower ranks are kept out of the results by the fixture's ``disabled`` flag
+  (:func:`leave_unrecorded`). The benchmark bodies get both through their Recorder.
+* the run's benchmarks and compared runs (``config._benchmarksession``): :func:`benchmark_session` is the one
+  reader of that attribute.
 """
 
 from __future__ import annotations
@@ -64,14 +77,27 @@ def benchmark_json_path(config) -> Path | None:
     return Path(value) if isinstance(value, (str, os.PathLike)) else Path(value.name)
 
 
-def key_storage_by_hardware(config, results_root: Path, slug: str) -> None:
-    """Saved runs go to ``results/<slug>/`` instead of ``.benchmarks/<OS-Python>/``; an explicit
-    --benchmark-storage is respected (runs then go to ``URI/<slug>/``)."""
+def key_storage_by_hardware(config, results_root: Path) -> None:
+    """Saved runs go to ``results/`` instead of ``.benchmarks/`` (their folder, named by name_storage_folder, is the
+    hardware's slug); an explicit --benchmark-storage is respected (runs then go to ``URI/<slug>/``)."""
     if config.option.benchmark_storage == DEFAULT_STORAGE:
         config.option.benchmark_storage = "file://" + str(results_root)
-    import pytest_benchmark.session as pb_session
 
-    pb_session.get_machine_id = lambda: slug
+
+def name_storage_folder(config, slug: str) -> None:
+    """Name this session's storage folder by the hardware slug instead of pytest-benchmark's OS-and-Python id:
+    after pytest-benchmark built its session, before anything is saved."""
+    bs = benchmark_session(config)
+    if bs is None:
+        return
+    bs.machine_id = slug
+    if hasattr(bs.storage, "default_machine_id"):
+        bs.storage.default_machine_id = slug
+
+
+def benchmark_session(config):
+    """pytest-benchmark's session object (its benchmarks, storage, compared runs), or None without the plugin."""
+    return getattr(config, "_benchmarksession", None)
 
 
 def skip_legacy_sidecars() -> Callable[[], None]:
@@ -100,6 +126,8 @@ def track_saved_files(bs, on_saved: Callable[[Path], None]) -> None:
     if storage is None or not hasattr(storage, "save") or not hasattr(storage, "get"):
         return  # not file storage (elasticsearch): no file to put a sidecar beside
     original = storage.save
+    if getattr(original, "_fer_bench_tracked", False):
+        return
 
     def save(output_json, save_name):
         folder = Path(storage.get("x")).parent
@@ -108,6 +136,7 @@ def track_saved_files(bs, on_saved: Callable[[Path], None]) -> None:
         for path in sorted(set(folder.glob("*.json")) - before):
             on_saved(path)
 
+    save._fer_bench_tracked = True
     storage.save = save
 
 
@@ -134,3 +163,18 @@ def wrap_pedantic(fixture, change: Callable[[dict], dict]) -> None:
         return original(target, **change(call))
 
     fixture.pedantic = pedantic
+
+
+def replace_rounds(fixture, times: list[float]) -> None:
+    """Make ``times`` the rounds pytest-benchmark reports for this case (its statistics are computed lazily from
+    ``data`` and cached, so the cache goes with the old rounds)."""
+    stats = getattr(getattr(fixture, "stats", None), "stats", None)
+    if stats is None:
+        return
+    stats.__dict__.clear()
+    stats.data = list(times)
+
+
+def leave_unrecorded(fixture) -> None:
+    """The fixture's calls run, but pytest-benchmark records no result for the case."""
+    fixture.disabled = True

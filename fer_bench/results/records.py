@@ -19,7 +19,7 @@ import json
 import math
 from typing import Any, Iterable, Sequence
 
-from fer_bench.axes import AXES
+from fer_bench.axes import AXES, implied_params
 from fer_bench.errors import FerBenchError
 from fer_bench.results.format import float_or_nan, is_number
 from fer_bench.results.runs import CaseKey, CaseResult, RunResult, format_case, label_machines, parse_params_key
@@ -27,10 +27,9 @@ from fer_bench.workload import COUNT_FIELDS, describe_workload, workload_differe
 
 
 HOST_DEVICE = "cpu"
-#: Axes at the value runs made before the axis existed ran (as fer_bench.axes' since_default, here too so that a
-#: run naming the value is the same case as one that does not whatever the registry holds).
-IMPLIED_PARAMS: dict[str, Any] = {"optimizer": "adam", "pipeline": "batched", "lr_scaling": "none",
-                                   "compile": "eager"}
+#: Axes at the value runs made before the axis existed ran (the registry's implied axes, fer_bench.axes), so that
+#: a run naming the value is the same case as one that does not.
+IMPLIED_PARAMS: dict[str, Any] = implied_params()
 #: The value an absent axis stands for (fer_bench.axes' since_default, and IMPLIED_PARAMS).
 AXIS_DEFAULTS: dict[str, Any] = {**{a.name: a.since_default for a in AXES.values() if a.has_since_default},
                                  **IMPLIED_PARAMS}

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fer_bench.axes import SCALING_MODES, match_params, order_axes
+from fer_bench.axes import SCALING_MODES, match_params, order_axes, split_case_name
 from fer_bench.errors import FerBenchError
 from fer_bench.results.format import is_number
 from fer_bench.workload import workload_of
@@ -363,7 +363,7 @@ def _parse_case(path: Path, index: int, bench: Any) -> CaseResult:
         if not isinstance(data, list) or not all(is_number(v) and v >= 0 for v in data):
             raise FerBenchError(f"{where} ({name}): stats.data must be a list of non-negative seconds")
         array = np.asarray(data, dtype=float)
-    key = CaseKey(name.split("[", 1)[0],
+    key = CaseKey(split_case_name(name)[0],
                   tuple(sorted((str(k), _canonical(v)) for k, v in match_params(params).items())))
     workload, inferred = workload_of(extra)
     group, fullname = bench.get("group"), bench.get("fullname")

@@ -1,0 +1,127 @@
+"""What fer_bench changes in a session that asks for it, done once: its options checked, a launcher's world
+joined, the run ledger registered, the malloc set, the results JSON's folder made, storage keyed by hardware and
+the baseline chosen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fer_bench.plugin import storage
+from fer_bench.plugin.baseline import select_same_hardware_baseline
+from fer_bench.plugin.ledger import RunLedger
+from fer_bench.plugin.session import FerSession
+from fer_bench.plugin.state import PLUGIN_NAME
+
+
+def named_explicitly(config) -> bool:
+    """``-p fer_bench.plugin``, or a conftest loaded before configure that lists it in ``pytest_plugins``."""
+    if PLUGIN_NAME in (getattr(config.known_args_namespace, "plugins", None) or []):
+        return True
+    for plugin in config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", "").endswith("conftest.py"):
+            declared = getattr(plugin, "pytest_plugins", ())
+            if PLUGIN_NAME in ([declared] if isinstance(declared, str) else list(declared)):
+                return True
+    return False
+
+
+def activate(config, session: FerSession, *, at_configure: bool) -> None:
+    """Everything fer_bench changes in a session, done once: its malloc, and (before pytest-benchmark opens its
+    storage) the folder of --benchmark-json and the storage keyed by hardware."""
+    if session.active:
+        return
+    session.active = True
+    problem = storage.unsupported_pair() if config.pluginmanager.hasplugin("benchmark") else None
+    if problem:
+        raise pytest.UsageError(f"fer_bench: {problem}")
+    from fer_bench.engine import availability  # noqa: F401  (registers the model names the options are checked by)
+
+    session.options = session.options.checked()
+    check_artifact_options(config, session)
+    join_launch(config, session)
+    ledger = RunLedger(config)
+    config.pluginmanager.register(ledger, "fer_bench-run-ledger")
+    session.undo.append(lambda: config.pluginmanager.unregister(ledger))
+    configure_malloc(session.options.malloc)
+    if not config.pluginmanager.hasplugin("benchmark") or not at_configure:
+        return
+    make_json_folder(storage.benchmark_json_path(config))
+    session.undo.append(storage.skip_legacy_sidecars())
+    if session.options.save:
+        config.option.benchmark_autosave = config.option.benchmark_autosave or autosave_tag()
+        config.option.benchmark_save_data = True  # the statistical gate needs every round
+    if storage.storage_in_use(config):
+        storage.key_storage_by_hardware(config, session.options.rootpath / "results")
+        session.storage_slug = session.get_fingerprint()["slug"]  # the folder's name, set at session start
+    root = storage.file_storage_root(config)
+    if config.option.benchmark_compare and root is not None:
+        select_same_hardware_baseline(config, session, root)
+
+
+def check_artifact_options(config, session: FerSession) -> None:
+    """--fer-curve-tsv and --fer-profile-ops write files beside the results JSON, so they need one."""
+    asked = [name for name, on in (("--fer-curve-tsv", session.options.curve_tsv),
+                                   ("--fer-profile-ops", session.options.profile_ops)) if on]
+    json_path = storage.benchmark_json_path(config) if config.pluginmanager.hasplugin("benchmark") else None
+    if asked and json_path is None:
+        raise pytest.UsageError(f"fer_bench: {' and '.join(asked)} write{'s' if len(asked) == 1 else ''} beside the "
+                                f"results JSON: add --benchmark-json PATH")
+    session.set_options(json_path=json_path)
+
+
+def join_launch(config, session: FerSession) -> None:
+    """Under torchrun or srun (fer_bench.engine.launch): join the world, let rank 0 alone write, turn the time
+    budget off (a case one rank skipped and another ran would leave the other waiting in a collective), and learn
+    every rank's host and hardware."""
+    from fer_bench.engine import launch
+    from fer_bench.errors import FerBenchError
+
+    try:
+        info = launch.detect_launch()
+    except FerBenchError as exc:
+        raise pytest.UsageError(f"fer_bench: {exc}") from None
+    if info is None:
+        return
+    launch.join_group(info)
+    session.undo.append(launch.leave_group)
+    session.launch = session.recorder.launch = info
+    session.set_options(budget_s=None)
+    if info.rank != 0:
+        config.option.benchmark_json = None
+        config.option.benchmark_autosave = False
+        config.option.benchmark_save = None
+        session.set_options(save=False)
+    fp = session.get_fingerprint()
+    session.launch_nodes = session.recorder.launch_nodes = launch.describe_nodes(launch.gather(
+        {"host": launch.this_host(), "identity_hash": fp.get("identity_hash"), "slug": fp.get("slug")}))
+
+
+def make_json_folder(json_path: Path | None) -> None:
+    """Create the folder of --benchmark-json now, as pytest does for --junitxml: pytest-benchmark writes the file
+    only after every benchmark has run, and a missing folder would lose the run to a traceback at the end."""
+    if json_path is None:
+        return
+    folder = json_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        raise pytest.UsageError(f"--benchmark-json {json_path}: cannot create its folder {folder}: {why}") from None
+
+
+def configure_malloc(mode: str) -> None:
+    """Before anything is timed or fingerprinted: the fingerprint records the malloc this run used."""
+    from fer_bench.machine.allocator import configure_malloc
+
+    try:
+        configure_malloc(mode)
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"--fer-malloc {mode}: {exc}; pass --fer-malloc system") from None
+
+
+def autosave_tag() -> str:
+    from pytest_benchmark.utils import get_tag
+
+    return get_tag()
