@@ -258,7 +258,7 @@ def render_options_table() -> str:
     ``pytest_addoption`` hook (the pytest11 entry point, wherever its modules move) and, for the axes, from the
     axis registry (fer_bench.axes), which holds each preset's values."""
     import fer_bench.plugin
-    from fer_bench.axes import OPTION_AXES
+    from fer_bench.axes import option_axes
 
     recorder = _Recorder()
 
@@ -275,7 +275,7 @@ def render_options_table() -> str:
     fer_bench.plugin.pytest_addoption(Parser())
     if not recorder.options:
         raise DocsError("fer_bench.plugin.pytest_addoption registered no option in the fer_bench group")
-    axes = {axis.option: axis for axis in OPTION_AXES}
+    axes = {axis.option: axis for axis in option_axes()}
     rows = ["| option | what it sets | default |", "| --- | --- | --- |"]
     for names, kwargs in sorted(recorder.options, key=lambda o: (o[0][0] not in axes, o[0][0])):
         option = names[0]
