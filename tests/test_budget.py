@@ -779,3 +779,28 @@ def test_time_left_from_another_machines_run_scales_each_benchmark_by_its_own_fi
     assert max(map(abs, errors[3:])) < 0.15, errors
     per, overall = ledger.scales()
     assert per["test_dataloader"] == pytest.approx(1.0) and per["test_train_step"] == pytest.approx(3.0)
+
+
+def test_the_runs_shared_setup_is_left_out_of_what_an_item_tells():
+    """Whichever item comes first pays the run's shared setup (the data set, a session fixture); the ratio to the
+    prior and the guesses leave it out, so the first item does not scale every estimate by its setup."""
+    clock = Clock()
+    ledger = RunBudget(None, clock=clock, started_at=clock.now)
+    names = ["m::test_step[a]", "m::test_step[b]", "m::test_epoch[a]"]
+    ledger.expect(names)
+    ledger.prior = {"m::test_step[a]": 1.0, "m::test_step[b]": 2.0, "m::test_epoch[a]": 10.0}
+    ledger.start(names[0])
+    clock.now += 6.0
+    ledger.add_shared(5.0)  # the data set loaded inside the first item
+    ledger.finish(names[0])
+    assert ledger.took[names[0]] == 6.0 and ledger.shared == {names[0]: 5.0}
+    per, overall = ledger.scales()
+    assert per["test_step"] == pytest.approx(1.0) and overall == pytest.approx(1.0)
+    assert ledger.estimate_left() == pytest.approx(12.0)
+    ledger.add_shared(1.0)  # between items: nobody pays
+    assert ledger.shared == {names[0]: 5.0}
+
+
+def test_a_stored_case_leaves_out_the_shared_setup_it_paid():
+    assert stored_case_seconds({"case_wall_s": 7.0, "case_shared_s": 5.0}, {}) == pytest.approx(2.0)
+    assert stored_case_seconds({"case_wall_s": 7.0}, {}) == pytest.approx(7.0)

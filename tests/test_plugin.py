@@ -498,6 +498,30 @@ def test_own(benchmark, run_config, device, precision):
     assert "leaves out" not in own.stdout.str()
 
 
+def test_the_item_that_builds_a_session_fixture_records_it_as_shared_setup(pytester, run):
+    """case_wall_s is the item's whole wall time; case_shared_s the part of it that built a fixture wider than the
+    test (here 0.5 s), which the next item that uses it does not pay."""
+    pytester.makepyfile(test_x="""
+import time
+
+import pytest
+
+@pytest.fixture(scope="session")
+def slow_shared():
+    time.sleep(0.5)
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a(benchmark, fer_session, slow_shared, n):
+    benchmark.pedantic(lambda: None, rounds=1)
+""")
+    result = run("--fer-budget", "5m", "--benchmark-json", "out.json")
+    assert result.ret == 0, result.stdout.str()
+    extra = {b["name"]: b["extra_info"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
+    first, second = extra["test_a[1]"], extra["test_a[2]"]
+    assert 0.5 <= first["case_shared_s"] <= first["case_wall_s"]
+    assert "case_shared_s" not in second and second["case_wall_s"] < first["case_wall_s"]
+
+
 def test_each_benchmark_runs_its_first_case_before_any_runs_a_second(pytester, run):
     """Under a budget the first case of each benchmark runs first (by the stored times where they cover it), the
     rest after them in their own order; without a budget the order is pytest's."""

@@ -80,6 +80,8 @@ class Recorder:
         fingerprint: collects this machine's fingerprint (default fer_bench.machine.fingerprint's), called once.
         launch, launch_nodes: under torchrun or srun, this rank's place (fer_bench.engine.launch.LaunchInfo) and
             every rank's hardware.
+        shared_setup: told the seconds of each one-off setup the run shares (loading the data), which whichever
+            case comes first pays; None: not told.
         replace_rounds: makes given times a case's rounds in pytest-benchmark's result (time to accuracy's runs);
             leave_unrecorded: keeps a case out of pytest-benchmark's results (a launch's follower ranks). Both
             reach into pytest-benchmark, so the plugin supplies them (fer_bench.plugin.storage); None: not done.
@@ -89,8 +91,10 @@ class Recorder:
                  fit_calls: Callable[..., int] | None = None, fingerprint: Callable[[], dict] | None = None,
                  launch: Any = None, launch_nodes: dict | None = None,
                  replace_rounds: Callable[[Any, list], None] | None = None,
-                 leave_unrecorded: Callable[[Any], None] | None = None) -> None:
+                 leave_unrecorded: Callable[[Any], None] | None = None,
+                 shared_setup: Callable[[float], None] | None = None) -> None:
         self.data_path = data_path
+        self._shared_setup = shared_setup
         self.launch = launch
         self.launch_nodes = launch_nodes
         self._plan_rounds = plan_rounds
@@ -114,9 +118,14 @@ class Recorder:
     def data(self):
         """The FER data for this run (the synthetic set unless a path), loaded once, through the cache."""
         if self._data is None:
+            import time
+
             from fer_bench.data.dataset import load_run_data
 
+            start = time.monotonic()
             self._data = load_run_data(self.data_path)
+            if self._shared_setup is not None:
+                self._shared_setup(time.monotonic() - start)
         return self._data
 
     @property

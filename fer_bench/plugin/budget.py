@@ -178,6 +178,8 @@ class RunBudget:
     #: the first item of each benchmark (budget_order's first pass): each may fill the time left less the other
     #: first items' estimates
     firsts: set[str] = field(default_factory=set)
+    #: per item, the seconds of the run's shared setup it paid (add_shared)
+    shared: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.started_at is None:
@@ -236,8 +238,16 @@ class RunBudget:
         return fit_calls(self.current_allowance, spent_s=self.spent(), **kwargs)
 
     def _ran(self) -> dict[str, float]:
-        """What each item that ran took (skipped ones excluded: their time was a probe)."""
-        return {n: t for n, t in self.took.items() if n not in self.skipped}
+        """What each item that ran took, less the run's shared setup it happened to pay (skipped ones excluded:
+        their time was a probe)."""
+        return {n: max(0.0, t - self.shared.get(n, 0.0)) for n, t in self.took.items() if n not in self.skipped}
+
+    def add_shared(self, seconds: float) -> None:
+        """Charge the current item with ``seconds`` of setup the whole run shares (the data set loaded, a
+        session-scoped fixture built): whichever item comes first pays it, in this run and in the stored one, so it
+        is left out of what the item tells of its own cost."""
+        if self.current is not None and seconds > 0:
+            self.shared[self.current] = self.shared.get(self.current, 0.0) + seconds
 
     def scales(self) -> tuple[dict[str, float], float]:
         """How this run compares with the prior: per benchmark, the geometric mean of this run's time over the

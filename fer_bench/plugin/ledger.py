@@ -33,6 +33,19 @@ class RunLedger:
 
                 skip_case(reason)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        """A fixture wider than one test (session, module) is built by whichever item needs it first: the budget
+        leaves its time out of what that item tells of its own cost."""
+        budget = get_session(self.config).budget
+        if budget is None or fixturedef.scope == "function":
+            return (yield)
+        start = budget.clock()
+        try:
+            return (yield)
+        finally:
+            budget.add_shared(budget.clock() - start)
+
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid, location):
         """Close the item in the ledger, record its wall time, and print the progress line."""
@@ -44,6 +57,8 @@ class RunLedger:
         fixture, fer.case_benchmark = fer.case_benchmark, None
         if fixture is not None and isinstance(getattr(fixture, "extra_info", None), dict):
             fixture.extra_info["case_wall_s"] = round(wall, 3)  # setup, build and teardown included
+            if budget.shared.get(nodeid):  # of which the run's shared setup (the data set, a session fixture)
+                fixture.extra_info["case_shared_s"] = round(budget.shared[nodeid], 3)
         print_progress(self.config, fer, nodeid, wall)
 
 

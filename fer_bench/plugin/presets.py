@@ -141,11 +141,13 @@ def count_cases(cases: Iterable[tuple[str, bool]]) -> dict[str, list[int]]:
 
 
 def stored_case_seconds(extra_info: dict, stats: dict) -> float | None:
-    """What one stored case took: its whole wall time where the run recorded it (``case_wall_s``), else its
-    rounds at the median plus its cold start and warm-up, roughly (build and extras not counted)."""
+    """What one stored case took: its whole wall time where the run recorded it (``case_wall_s``) less the run's
+    shared setup it paid (``case_shared_s``), else its rounds at the median plus its cold start and warm-up,
+    roughly (build and extras not counted)."""
     wall = extra_info.get("case_wall_s")
     if isinstance(wall, (int, float)) and wall >= 0:
-        return float(wall)
+        shared = extra_info.get("case_shared_s")
+        return max(0.0, float(wall) - (shared if isinstance(shared, (int, float)) and shared > 0 else 0.0))
     median, rounds = stats.get("median"), stats.get("rounds")
     if not isinstance(median, (int, float)) or not isinstance(rounds, (int, float)):
         return None

@@ -193,7 +193,7 @@ class FerSession:
 
             self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner, fit_calls=self.fit_calls,
                                      replace_rounds=storage.replace_rounds,
-                                     leave_unrecorded=storage.leave_unrecorded)
+                                     leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup)
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
@@ -240,6 +240,11 @@ class FerSession:
         if min_rounds is not None:
             planner.start(min_rounds=min_rounds, calls_before=calls_before)
         return planner
+
+    def shared_setup(self, seconds: float) -> None:
+        """The recorder's one-off setup (the data set loaded) goes to the budget as setup the run shares."""
+        if self.budget is not None:
+            self.budget.add_shared(seconds)
 
     def fit_calls(self, *, per_call_s: float, minimum: int, wanted: int) -> int:
         """Calls of a pass after the rounds that fit the current case's allowance (0: not even ``minimum``)."""
