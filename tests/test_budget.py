@@ -804,3 +804,19 @@ def test_the_runs_shared_setup_is_left_out_of_what_an_item_tells():
 def test_a_stored_case_leaves_out_the_shared_setup_it_paid():
     assert stored_case_seconds({"case_wall_s": 7.0, "case_shared_s": 5.0}, {}) == pytest.approx(2.0)
     assert stored_case_seconds({"case_wall_s": 7.0}, {}) == pytest.approx(7.0)
+
+
+def test_the_first_items_warm_up_does_not_scale_the_benchmarks_not_yet_timed():
+    """The run's first item pays the process's warm-up (here 1.5 s on a 1 s item): its own benchmark's scale keeps
+    it, the overall one, which guesses the benchmarks not yet timed, leaves it out."""
+    clock = Clock()
+    ledger = RunBudget(None, clock=clock, started_at=clock.now)
+    names = ["m::test_forward[a]", "m::test_forward[b]", "m::test_epoch[a]", "m::test_epoch[b]", "m::test_epoch[c]"]
+    ledger.expect(names)
+    ledger.prior = {"m::test_forward[a]": 1.0, "m::test_forward[b]": 1.0, **{n: 20.0 for n in names[2:]}}
+    ledger.start(names[0])
+    clock.now += 2.5
+    ledger.finish(names[0])
+    per, overall = ledger.scales()
+    assert per["test_forward"] == pytest.approx(2.5) and overall == 1.0
+    assert ledger.estimate_left() == pytest.approx(2.5 + 60.0)  # the run left takes 61 s

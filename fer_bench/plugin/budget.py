@@ -251,12 +251,21 @@ class RunBudget:
 
     def scales(self) -> tuple[dict[str, float], float]:
         """How this run compares with the prior: per benchmark, the geometric mean of this run's time over the
-        prior's for its items that ran; overall, the same over every such item (1.0 before any)."""
+        prior's for its items that ran; overall, the same over every such item (1.0 before any).
+
+        The run's first item is left out of the overall ratio (its own benchmark's keeps it): besides the shared
+        setup (add_shared) it pays the process's own warm-up (torch's first kernels, oneDNN's code generation), a
+        second or two that an item of a second's cost would turn into a factor of two on the estimate of every
+        benchmark not yet timed (measured: the first line of a new machine's run said 8 to 10 minutes for a run
+        of 5).
+        """
+        first = next(iter(self.took), None)
         ratios: dict[str, list[float]] = {}
         for nodeid, seconds in self._ran().items():
             if self.prior.get(nodeid):
                 ratios.setdefault(benchmark_name(nodeid), []).append(seconds / self.prior[nodeid])
-        overall = _geomean([r for rs in ratios.values() for r in rs]) if ratios else 1.0
+        others = [seconds / self.prior[n] for n, seconds in self._ran().items() if n != first and self.prior.get(n)]
+        overall = _geomean(others) if others else 1.0
         return {bench: _geomean(rs) for bench, rs in ratios.items()}, overall
 
     def guess(self, nodeid: str, *, table=None, scales=None) -> float | None:
