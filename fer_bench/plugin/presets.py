@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from fer_bench.axes import PRESET_NAMES, option_axes, split_case_name
+from fer_bench.axes import OPTIMIZERS, PRESET_NAMES, option_axes, split_case_name
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ _TTA = {"model": ["fer_cnn_2block"], "precision": ["fp32", "amp_fp16"], "optimiz
 _STUDY_MODEL = {"model": ["fer_cnn_2block"], "precision": ["fp32", "amp_fp16"]}
 _STUDIES = {
     "time_to_accuracy": [
-        {**_STUDY_MODEL, "optimizer": ["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"], "batch_size": [64],
+        {**_STUDY_MODEL, "optimizer": list(OPTIMIZERS), "batch_size": [64],
          "lr_scaling": ["none"]},
         {**_STUDY_MODEL, "optimizer": ["adam"], "batch_size": [32, 64, 128, 256], "lr_scaling": ["none", "sqrt"]},
     ],
@@ -115,8 +115,7 @@ PRESETS: dict[str, Preset] = {
                            # the paper's four CNNs of different depth, for `fer-bench compare --view paper`
                            {"model": list(PAPER_CNNS), "optimizer": ["adam"], "batch_size": [64],
                             "lr_scaling": ["none"]},
-                           {"model": ["fer_cnn_3block"], "optimizer": ["sgd", "sgd_momentum", "adam", "adamw",
-                                                                       "rmsprop"],
+                           {"model": ["fer_cnn_3block"], "optimizer": list(OPTIMIZERS),
                             "batch_size": [64], "lr_scaling": ["none"]},
                            {"model": ["fer_cnn_3block"], "optimizer": ["adam"], "batch_size": [32, 64, 128, 256],
                             "lr_scaling": ["none", "linear", "sqrt"]}]},
