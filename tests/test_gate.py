@@ -726,6 +726,8 @@ def test_improvement_judged_by_the_threshold_alone(tmp_path, capsys):
     (100 << 20, 102 << 20, 0, "1.02x more memory, within the 5% threshold or under 1 MiB"),
     (1 << 20, 3 << 19, 0, "1.50x more memory, within the 5% threshold or under 1 MiB"),  # +50% but 0.5 MiB
     (0, 0, 0, "same memory, within"),
+    (100 << 20, 0, 0, f"0 from {100 << 20}, improvement"),  # a run that recorded no peak: no ratio to word
+    (0, 2 << 20, 1, f"{2 << 20} from 0, above the 5% threshold"),
 ])
 def test_peak_memory_branches(tmp_path, capsys, base_mem, cur_mem, status, words):
     base, cur = _memory_run(tmp_path, "base.json", base_mem), _memory_run(tmp_path, "cur.json", cur_mem)

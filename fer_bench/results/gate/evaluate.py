@@ -178,7 +178,8 @@ def _compare_run_values(key: CaseKey, base: _Pooled, cur: _Pooled, threshold: fl
     row.n_baseline, row.n_current = len(base.values), len(cur.values)
     row.ratio = c / b if b > 0 else (1.0 if c == 0 else math.inf)
     worse, better = _beyond(row.ratio, threshold, metric)
-    words = describe_ratio(row.ratio, metric) if math.isfinite(row.ratio) else f"{c:.0f} from 0"
+    words = (describe_ratio(row.ratio, metric) if 0 < row.ratio < math.inf
+             else f"{c:.0f} from 0" if row.ratio == math.inf else f"0 from {b:.0f}")
     note = "one value per run: threshold only, no significance test"
     # memory: a change under 1 MiB is allocator noise, whatever its ratio
     big = metric != "peak_memory_bytes" or abs(c - b) >= MIN_MEMORY_DELTA_BYTES
