@@ -541,6 +541,7 @@ def test_b(benchmark, fer_session, n):
     order = [line.split("::")[1].split(" ")[0] for line in budgeted.stdout.lines if "::test_" in line
              and ("PASSED" in line or "SKIPPED" in line)]
     assert order == ["test_a[1]", "test_b[1]", "test_a[2]", "test_a[3]", "test_b[2]"]
+    assert "time left first guessed from" not in budgeted.stdout.str()  # nothing stored here
     free = run("--fer-budget", "none", "-v")
     order = [line.split("::")[1].split(" ")[0] for line in free.stdout.lines if "::test_" in line
              and "PASSED" in line]

@@ -112,6 +112,7 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize(axes, params)
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --benchmark-skip have chosen the items: the budget plans those
 def pytest_collection_modifyitems(session, config, items):
     """A session that did not ask for fer_bench becomes active once it collects a benchmark that uses it; an
     active session deselects the benchmark groups its preset leaves out (the quick preset has no time-to-accuracy

@@ -198,7 +198,7 @@ class Prior:
 
     def describe(self) -> str:
         whose = "this machine's" if self.same_machine else f"{self.slug}'s (another machine)"
-        return f"{len(self.times)} cases timed in {whose} stored runs"
+        return f"{len(self.times)} case{'' if len(self.times) == 1 else 's'} timed in {whose} stored runs"
 
 
 def select_prior(runs: Sequence, identity_hash: str, names: Sequence[str], preset: str | None = None) -> Prior | None:

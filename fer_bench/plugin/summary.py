@@ -64,6 +64,8 @@ def summarize_budget(reporter, config, session: FerSession) -> None:
         parts.append(f"{len(budget.skipped)} skipped for the budget (reasons with -rs)")
     if session.recorder.overhead_skipped:
         parts.append(f"the harness-overhead pass left out of {len(session.recorder.overhead_skipped)}")
+    if session.prior_source:
+        parts.append(f"time left first guessed from {session.prior_source}")
     reporter.write_line(", ".join(parts), yellow=bool(budget.skipped))
     for nodeid, reason in budget.skipped.items():  # -rs groups skips by location: name each case here
         need = reason.removeprefix("over the time budget: ").split(", over the ")[0]
