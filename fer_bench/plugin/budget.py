@@ -134,7 +134,11 @@ def budget_order(nodeids: Sequence[str], runnable: Iterable[str] | None = None,
         runnable: the items that will run (the rest are marked skip: they keep their place); all by default.
     """
     prior = prior or {}
-    runnable = list(nodeids) if runnable is None else [n for n in nodeids if n in set(runnable)]
+    if runnable is None:
+        runnable = list(nodeids)
+    else:
+        wanted = set(runnable)
+        runnable = [n for n in nodeids if n in wanted]
     kinds: dict[str, list[str]] = {}
     for nodeid in runnable:
         kinds.setdefault(benchmark_name(nodeid), []).append(nodeid)

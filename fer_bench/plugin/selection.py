@@ -72,7 +72,8 @@ def order_for_budget(fer: FerSession, items) -> None:
     from fer_bench.plugin.budget import budget_order
 
     runnable = [item.nodeid for item in items if will_run_benchmark(item)]
-    prior = load_budget_prior(fer, [(item.nodeid, item.name) for item in items if item.nodeid in set(runnable)])
+    planned = set(runnable)
+    prior = load_budget_prior(fer, [(item.nodeid, item.name) for item in items if item.nodeid in planned])
     fer.budget_prior = {} if prior is None else {nodeid: prior.times[name] for nodeid, name in
                                                   ((item.nodeid, item.name) for item in items) if name in prior.times}
     fer.prior_source = None if prior is None else prior.describe()
