@@ -265,10 +265,13 @@ class RunBudget:
         """
         first = next(iter(self.took), None)
         ratios: dict[str, list[float]] = {}
+        others: list[float] = []
         for nodeid, seconds in self._ran().items():
             if self.prior.get(nodeid):
-                ratios.setdefault(benchmark_name(nodeid), []).append(seconds / self.prior[nodeid])
-        others = [seconds / self.prior[n] for n, seconds in self._ran().items() if n != first and self.prior.get(n)]
+                ratio = seconds / self.prior[nodeid]
+                ratios.setdefault(benchmark_name(nodeid), []).append(ratio)
+                if nodeid != first:
+                    others.append(ratio)
         overall = _geomean(others) if others else 1.0
         return {bench: _geomean(rs) for bench, rs in ratios.items()}, overall
 
