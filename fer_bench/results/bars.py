@@ -20,6 +20,7 @@ from fer_bench.results.charts import (
     axes_rect,
     compact_params,
     finite_values,
+    has_values,
     set_log_scale,
     stack_panels,
     style_of,
@@ -210,11 +211,21 @@ def draw_bar_figure(fig, panels: list[BarPanel], scales: Mapping[str, BarScale],
         _draw_bar_panel(ax, panel, styles, scales[panel.scale])
 
 
+def _ratio_rows(frame: pd.DataFrame, axis: str, reference: str) -> pd.Series:
+    """The rows of a ratio view that have a speedup over the reference value of ``axis``."""
+    return (frame[axis] != reference) & frame["speedup"].notna()
+
+
+def has_ratios(frame: pd.DataFrame, axis: str, reference: str) -> bool:
+    """Whether a ratio view (precision over fp32, compile over eager) has a speedup to chart."""
+    return has_values(frame, "speedup") and bool(_ratio_rows(frame, axis, reference).any())
+
+
 def plot_ratio_bars(fig, frame: pd.DataFrame, params: Sequence[str], styles: Mapping[str, SeriesStyle], *,
                     axis: str, reference: str, what: str, note: Callable[[pd.Series], str] | None = None) -> None:
     """Speedups over a reference value of ``axis`` (fp32, eager): a facet per group and value, a row per case, a bar
     per platform."""
-    data = frame[(frame[axis] != reference) & frame["speedup"].notna()].copy()
+    data = frame[_ratio_rows(frame, axis, reference)].copy()
     order = sorted(styles)
     order += [p for p in sorted(data["platform"].unique()) if p not in order]
     panels: list[BarPanel] = []

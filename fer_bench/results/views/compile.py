@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from fer_bench.axes import COMPILE_MODES
-from fer_bench.results.bars import plot_ratio_bars
-from fer_bench.results.charts import SeriesStyle, has_values, is_missing
+from fer_bench.results.bars import has_ratios, plot_ratio_bars
+from fer_bench.results.charts import SeriesStyle, is_missing
 from fer_bench.results.format import format_number
 from fer_bench.results.tables import (
     ViewTable,
@@ -81,7 +81,7 @@ def _rows(inputs: ViewInputs) -> ViewTable:
 
 
 def _chartable(frame: pd.DataFrame, meta: Mapping[str, Any]) -> bool:
-    return has_values(frame, "speedup") and bool(((frame["compile"] != "eager") & frame["speedup"].notna()).any())
+    return has_ratios(frame, "compile", "eager")
 
 
 register_view(View("compile", _rows, order=80, title="torch.compile", plot=plot_compile, chartable=_chartable,

@@ -8,8 +8,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from fer_bench.axes import PRECISIONS
-from fer_bench.results.bars import plot_ratio_bars
-from fer_bench.results.charts import SeriesStyle, has_values
+from fer_bench.results.bars import has_ratios, plot_ratio_bars
+from fer_bench.results.charts import SeriesStyle
 from fer_bench.results.format import format_number
 from fer_bench.results.tables import (
     ViewTable,
@@ -65,7 +65,7 @@ def _rows(inputs: ViewInputs) -> ViewTable:
 
 
 def _chartable(frame: pd.DataFrame, meta: Mapping[str, Any]) -> bool:
-    return has_values(frame, "speedup") and bool(((frame["precision"] != "fp32") & frame["speedup"].notna()).any())
+    return has_ratios(frame, "precision", "fp32")
 
 
 register_view(View("precision", _rows, order=20, title="Precision", plot=plot_precision, chartable=_chartable,
