@@ -10,8 +10,10 @@ communication the backward pass did not hide.
 
 A rank that dies (killed, out of memory, a crash) fails the case, not the session: the round raises
 ``WorkerFailed`` naming the rank and how it ended, the other ranks (stuck in a collective with the dead one) are
-terminated, and the store folder is removed. The process group's timeout bounds a collective that never
-completes.
+stopped at once, and the store folder is removed. A rank that hangs fails the round after ``timeout_s`` (the
+leader's wait for its answer, and the process group's collective timeout); ``FER_BENCH_INJECT_DDP_HANG=RANK``
+makes that rank hang in its first round, for tests. An interruption (Ctrl-C, SIGTERM) while the ranks work stops
+them at once too: SIGINT, then SIGTERM, then SIGKILL, a few seconds apart.
 
 Under a launcher (torchrun, srun) the processes already exist: fer_bench.engine.launch joins its group instead,
 and the same one-device step is wrapped in the same way (``wrap_ddp``).
@@ -35,6 +37,8 @@ from fer_bench.errors import FerBenchError
 DEFAULT_TIMEOUT_S = 300.0
 #: How long the workers may take to start (spawn, import torch, join the group, build the model).
 START_TIMEOUT_S = 300.0
+#: A test-only fault: the rank named by this variable hangs in its first round (``FER_BENCH_INJECT_DDP_HANG=1``).
+HANG_VARIABLE = "FER_BENCH_INJECT_DDP_HANG"
 
 
 class WorkerFailed(FerBenchError):
@@ -201,6 +205,7 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
             loader, ready["train_images"] = _epoch_loader(epoch_spec, training, rank, world_size)
             ready.update(epoch_steps=len(loader), epoch_samples=loader.samples_per_epoch)
         conn.send(("ready", ready))
+        hang = os.environ.get(HANG_VARIABLE, "").strip() == str(rank)
         while True:
             command = conn.recv()
             if command[0] == "stop":
@@ -208,6 +213,9 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
             if command[0] == "epoch":
                 conn.send(("done", _run_epoch(training, loader, command[1])))
                 continue
+            if hang:  # the injected fault: never answer, never join the collective
+                while True:
+                    time.sleep(3600)
             _, steps, no_sync = command
             conn.send(("done", timed_steps(training.step, x, y, training.step.device, steps, no_sync)))
     except (EOFError, KeyboardInterrupt):
@@ -249,8 +257,9 @@ class DDPWorkers:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # an error or an interruption: the ranks' work is of no use any more, stop them now
+        self.close(force=exc_type is not None)
 
     def start(self) -> None:
         import torch.multiprocessing as mp
@@ -265,13 +274,19 @@ class DDPWorkers:
                 proc = ctx.Process(target=_worker, name=f"fer-bench-ddp-rank{rank}",
                                    args=(rank, self.world_size, store, config, self.options.as_dict(), child,
                                          self.threads, self.timeout_s, self.epoch_spec), daemon=True)
-                proc.start()
+                try:
+                    proc.start()
+                except OSError as exc:  # it died while its arguments were still being sent
+                    self.procs.append(proc)
+                    self.conns.append(parent)
+                    self._fail(f"rank {rank} of {self.world_size} died during starting ({self._ending(rank)}; "
+                               f"{type(exc).__name__})")
                 child.close()
                 self.procs.append(proc)
                 self.conns.append(parent)
             self.ranks = self._collect("ready", START_TIMEOUT_S, "starting")
         except BaseException:
-            self.close()
+            self.close(force=True)
             raise
 
     def describe(self) -> dict:
@@ -280,23 +295,36 @@ class DDPWorkers:
                 "procs_per_node": self.world_size, "launcher": "torch.multiprocessing (spawn)",
                 **self.options.as_dict()}
 
-    def close(self) -> None:
-        """Stop the ranks: politely, then by force; remove the store. Safe to call twice."""
-        for conn in self.conns:
-            try:
-                conn.send(("stop",))
-            except (OSError, ValueError):
-                pass
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
+    def close(self, force: bool = False) -> None:
+        """Stop the ranks and remove the store; safe to call twice. Politely (a stop message, 10 s to finish a
+        round) unless ``force``: after a failure or an interruption every rank gets SIGINT (it leaves its loop and
+        its DataLoader workers), then SIGTERM, then SIGKILL, 2 s apart, whatever it was doing."""
+        import signal
+
+        if not force:
+            for conn in self.conns:
+                try:
+                    conn.send(("stop",))
+                except (OSError, ValueError):
+                    pass
+            deadline = time.monotonic() + 10
+            for proc in self.procs:
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for stop in ((lambda p: os.kill(p.pid, signal.SIGINT)) if force else None, lambda p: p.terminate(),
+                     lambda p: p.kill()):
+            alive = [p for p in self.procs if p.is_alive()]
+            if not alive:
+                break
+            if stop is None:
+                continue
+            for proc in alive:
+                try:
+                    stop(proc)
+                except (OSError, ValueError):
+                    pass
+            deadline = time.monotonic() + 2
+            for proc in alive:
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
         for conn in self.conns:
             conn.close()
         self.procs, self.conns = [], []
@@ -394,7 +422,7 @@ class DDPWorkers:
         return f"exit code {code}"
 
     def _fail(self, message: str) -> None:
-        self.close()
+        self.close(force=True)
         raise WorkerFailed(message)
 
 

@@ -30,6 +30,7 @@ class BenchOptions:
         peak_tflops: the peak MFU is computed against where no datasheet figure applies.
         ddp_options: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields).
         json_path: --benchmark-json, where per-case files go beside.
+        ddp_timeout_s: how long a DDP rank may take to start or answer a round (the process group's timeout).
     """
 
     preset_name: str = "default"
@@ -45,6 +46,7 @@ class BenchOptions:
     peak_tflops: float | None = None
     ddp_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     json_path: Path | None = None
+    ddp_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ddp_options", MappingProxyType(dict(self.ddp_options)))

@@ -33,7 +33,7 @@ def bench_scaling_step(benchmark, options: BenchOptions, recorder: Recorder, con
     if recorder.launch is not None:
         return _bench_ddp_launched(benchmark, options, recorder, config)
     planner = recorder.round_planner(after_calls=2 * NO_SYNC_BLOCK_STEPS * NO_SYNC_BLOCKS)
-    with DDPWorkers(config, options=DDPOptions(**options.ddp_options)) as workers:
+    with DDPWorkers(config, options=DDPOptions(**options.ddp_options), timeout_s=options.ddp_timeout_s) as workers:
         extra = _ddp_info(options, recorder, config, threads=workers.threads)
         per_round: list[list[float]] = []
 
@@ -153,7 +153,8 @@ def bench_ddp_epoch(benchmark, options: BenchOptions, recorder: Recorder, config
     spec = {"data_path": str(options.data_path) if options.data_path else None,
             "epoch_images": options.epoch_images, "num_workers": config.num_workers, "pipeline": config.pipeline}
     planner = recorder.round_planner()
-    with DDPWorkers(config, options=DDPOptions(**options.ddp_options), epoch=spec) as workers:
+    with DDPWorkers(config, options=DDPOptions(**options.ddp_options), epoch=spec,
+                    timeout_s=options.ddp_timeout_s) as workers:
         first = workers.ranks[0]
         samples = sum(r["epoch_samples"] for r in workers.ranks)
         extra = _ddp_info(options, recorder, config, threads=workers.threads, train_images=first["train_images"],

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from fer_bench.axes import AXES, case_id, case_unavailable_reason, order_axes
+from fer_bench.errors import FerBenchError
 from fer_bench.measure.context import BenchOptions, Recorder
 from fer_bench.plugin import storage
 from fer_bench.plugin.activate import activate, named_explicitly
@@ -65,6 +66,8 @@ def pytest_configure(config):
                                        "emulates; fer_bench deselects it (--fer-precisions runs it)")
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
+    _CONFIGS.append(config)
+    session.undo.append(lambda: _CONFIGS.remove(config) if config in _CONFIGS else None)
     asked = any(config.getoption(dest) is not None for dest in option_dests())
     if asked or named_explicitly(config):
         activate(config, session, at_configure=True)
@@ -136,6 +139,8 @@ def pytest_collection_modifyitems(session, config, items):
             fer.deselected_groups = sorted({item_group(item, suite) for item in dropped})
             config.hook.pytest_deselected(items=dropped)
             items[:] = kept
+    if fer.keeper is not None:
+        fer.keeper.leave_out_done(items)  # --fer-resume: the resumed run's finished cases
     leave_out_emulated(config, fer, items)
     if fer.options.budget_s is not None and fer.launch is None and not config.option.collectonly:
         order_for_budget(fer, items)
@@ -179,9 +184,17 @@ def pytest_runtest_call(item):
     _take_turns_per_round(item)
     try:
         return (yield)
+    except FerBenchError as exc:  # the case's own failure, said in one line (a dead DDP rank, a timeout)
+        storage.mark_failed((getattr(item, "funcargs", None) or {}).get("benchmark"))
+        _stop_a_broken_world(item, exc)
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
     except Exception as exc:
         from fer_bench.measure.timing import is_out_of_memory
 
+        if _stop_a_broken_world(item, exc):
+            storage.mark_failed((getattr(item, "funcargs", None) or {}).get("benchmark"))
+            raise pytest.fail.Exception(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                                        pytrace=False) from None
         if not is_out_of_memory(exc):
             raise
         # the traceback's frames hold the case's model and batches, and pytest keeps the exception in
@@ -196,6 +209,20 @@ def pytest_runtest_call(item):
     get_session(item.config).release_pending = True
     _release_memory()
     pytest.skip(f"out of memory at batch size {batch}" + (f" on {device}" if device else ""))
+
+
+def _stop_a_broken_world(item, exc: BaseException) -> bool:
+    """Under torchrun or srun, a collective that timed out or lost a peer leaves the ranks out of step: the session
+    stops after this case (the journal and the results keep what finished) rather than hang in the next one."""
+    session = get_session(item.config)
+    if session.launch is None:
+        return False
+    text = str(exc)
+    if not any(sign in text for sign in ("Timed out", "timed out", "Connection closed by peer", "Connection reset")):
+        return False
+    item.session.shouldstop = (f"fer_bench: a collective failed under the launcher ({text.splitlines()[0][:200]}): "
+                               f"the ranks are out of step, the run stops after this case")
+    return True
 
 
 def _guard_budget(item) -> None:
@@ -276,10 +303,41 @@ def stable_fingerprint(fp: dict) -> dict:
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """The software stack and how the run was made, beside machine_info (they are not the machine)."""
+    """The software stack and how the run was made, beside machine_info (they are not the machine); a resumed run's
+    cases join this run's."""
     if not is_active(config):
         return
-    output_json["fer_bench"] = get_session(config).run_record()
+    fer = get_session(config)
+    output_json["fer_bench"] = fer.run_record()
+    if fer.keeper is not None:
+        fer.keeper.merge_results(output_json)
+
+
+def pytest_keyboard_interrupt(excinfo):
+    """Ctrl-C, SIGTERM or SIGUSR1 (fer_bench.plugin.interrupt), or pytest.exit: keep what finished."""
+    config = _current_config()
+    fer = get_session(config) if config is not None else None
+    if fer is not None and fer.active and fer.keeper is not None:
+        fer.keeper.interrupted(excinfo)
+
+
+_CONFIGS: list = []  # pytest_keyboard_interrupt gets no config: the active session's, kept from configure
+
+
+def _current_config():
+    return _CONFIGS[-1] if _CONFIGS else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    """Once the cases are over, a first signal no longer interrupts: the run is complete, its files are being
+    written."""
+    try:
+        return (yield)
+    finally:
+        fer = get_session(session.config)
+        if fer.keeper is not None:
+            fer.keeper.guard.finishing = True
 
 
 def pytest_collection_finish(session):
@@ -290,8 +348,11 @@ def pytest_collection_finish(session):
         check_same_cases(fer, session.items)
     if fer.active:
         start_budget(fer, session.items)
+        if fer.keeper is not None:
+            fer.keeper.planned = [item.nodeid for item in session.items]
     if bs is not None and fer.active:
         storage.track_saved_files(bs, fer.written.append)
+        storage.write_json_atomically(bs)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -299,9 +360,12 @@ def pytest_sessionfinish(session, exitstatus):
     the baseline lacks or measured other work, and add the sidecars."""
     fer = get_session(session.config)
     bs = storage.benchmark_session(session.config)
-    if bs is None or not fer.active or not getattr(bs, "benchmarks", None):
+    if fer.active and fer.keeper is not None:
+        fer.keeper.finish(session, exitstatus)
+    resumed = fer.keeper is not None and fer.keeper.source is not None
+    if bs is None or not fer.active or not (getattr(bs, "benchmarks", None) or resumed):
         return
-    if fer.baseline_path is not None:
+    if fer.baseline_path is not None and bs.benchmarks:
         check_baseline_cases(session, bs, fer)
     targets = list(fer.written)
     json_path = storage.benchmark_json_path(session.config)

@@ -56,8 +56,49 @@ def activate(config, session: FerSession, *, at_configure: bool) -> None:
         storage.key_storage_by_hardware(config, session.options.rootpath / "results")
         session.storage_slug = session.get_fingerprint()["slug"]  # the folder's name, set at session start
     root = storage.file_storage_root(config)
+    check_outputs(config, session, root)
+    keep_run(config, session, root)
     if config.option.benchmark_compare and root is not None:
         select_same_hardware_baseline(config, session, root)
+
+
+def keep_run(config, session: FerSession, root: Path | None) -> None:
+    """The journal, the signal handlers and --fer-resume (fer_bench.plugin.keeper)."""
+    from fer_bench.plugin.keeper import RunKeeper
+
+    saving = bool(config.option.benchmark_save or config.option.benchmark_autosave)
+    folder = root / session.storage_slug if saving and root is not None and session.storage_slug else None
+    session.keeper = RunKeeper(config, session)
+    session.keeper.setup(json_path=storage.benchmark_json_path(config), storage_folder=folder)
+
+
+def check_outputs(config, session: FerSession, root: Path | None) -> None:
+    """Refuse at start, in one line, an output the run could not write at its end: the --benchmark-json file,
+    the storage folder, the journal."""
+    json_path = storage.benchmark_json_path(config)
+    if json_path is not None:
+        if json_path.is_dir():
+            raise pytest.UsageError(f"--benchmark-json {json_path}: is a folder, not a file")
+        _check_writable(json_path.parent, f"--benchmark-json {json_path}")
+    if root is not None and (config.option.benchmark_save or config.option.benchmark_autosave):
+        _check_writable(root / (session.storage_slug or ""), f"--benchmark-storage {root}")
+    if session.options.journal is not None:
+        _check_writable(session.options.journal.parent, f"--fer-journal {session.options.journal}")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and a file in it (a permission bit says nothing for root, a read-only mount or a full
+    disk; trying does)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".fer-bench-write-check-"):
+            pass
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else (
+            exc.strerror or str(exc))
+        raise pytest.UsageError(f"{what}: cannot write into {folder}: {why}") from None
 
 
 def check_artifact_options(config, session: FerSession) -> None:
@@ -84,7 +125,8 @@ def join_launch(config, session: FerSession) -> None:
         raise pytest.UsageError(f"fer_bench: {exc}") from None
     if info is None:
         return
-    launch.join_group(info)
+    timeout_s = session.options.ddp_timeout_s  # None: the launcher's longer default (nodes start at their pace)
+    launch.join_group(info, **({"timeout_s": timeout_s} if timeout_s else {}))
     session.undo.append(launch.leave_group)
     session.launch = session.recorder.launch = info
     session.set_options(budget_s=None)

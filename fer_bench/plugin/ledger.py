@@ -18,9 +18,16 @@ class RunLedger:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid, location):
-        budget = get_session(self.config).budget
-        if budget is not None:
-            budget.start(nodeid)
+        fer = get_session(self.config)
+        if fer.budget is not None:
+            fer.budget.start(nodeid)
+        if fer.keeper is not None:
+            fer.keeper.case_started(nodeid)
+
+    def pytest_runtest_logreport(self, report):
+        keeper = get_session(self.config).keeper
+        if keeper is not None:
+            keeper.case_report(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -52,6 +59,8 @@ class RunLedger:
         fer = get_session(self.config)
         budget = fer.budget
         if budget is None or nodeid not in budget.left:
+            if fer.keeper is not None:
+                fer.keeper.case_finished(nodeid)
             return
         wall = budget.finish(nodeid)
         fixture, fer.case_benchmark = fer.case_benchmark, None
@@ -59,6 +68,8 @@ class RunLedger:
             fixture.extra_info["case_wall_s"] = round(wall, 3)  # setup, build and teardown included
             if budget.shared.get(nodeid):  # of which the run's shared setup (the data set, a session fixture)
                 fixture.extra_info["case_shared_s"] = round(budget.shared[nodeid], 3)
+        if fer.keeper is not None:  # with its wall time: on disk before the next case starts
+            fer.keeper.case_finished(nodeid)
         print_progress(self.config, fer, nodeid, wall)
 
 

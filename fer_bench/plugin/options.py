@@ -18,6 +18,8 @@ from fer_bench.plugin.presets import PRESETS
 
 DEFAULT_PRESET = "default"
 DEFAULT_MALLOC = "steady"
+#: --fer-ddp-timeout's default (fer_bench.engine.distributed.DEFAULT_TIMEOUT_S; the engine is not imported here)
+DEFAULT_DDP_TIMEOUT_S = 300.0
 
 
 def parse_preset(text: str) -> str:
@@ -98,7 +100,8 @@ def option_dests() -> list[str]:
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
         "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_repeats",
-        "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops"]
+        "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops",
+        "fer_resume", "fer_journal", "fer_ddp_timeout"]
 
 
 def add_fer_options(group) -> None:
@@ -181,9 +184,41 @@ def add_fer_options(group) -> None:
                     help="the peak TFLOP/s that MFU is computed against, for the dtype the steps run in: needed on "
                          "a CPU (no datasheet table), and overrides the table on a GPU. Default: the GPU's datasheet "
                          "peak (fer_bench.machine.peaks); none on a CPU")
+    group.addoption("--fer-resume", dest="fer_resume", type=parse_existing_path("--fer-resume"), default=None,
+                    metavar="PATH",
+                    help="go on with an interrupted run: PATH is its results JSON or its journal "
+                         "(*.journal.jsonl); only the cases it lacks run, and this run's JSON holds every case once. "
+                         "Refused, naming the difference, on other hardware, software, workload or options. "
+                         "Default: off")
+    group.addoption("--fer-journal", dest="fer_journal", type=Path, default=None, metavar="PATH",
+                    help="where each finished case is appended as it completes (JSON lines, fsynced). Default: "
+                         "beside --benchmark-json (run.json: run.journal.jsonl), else in the storage folder with "
+                         "--fer-save/--benchmark-autosave; none without either")
+    group.addoption("--fer-ddp-timeout", dest="fer_ddp_timeout", type=parse_ddp_timeout, default=None,
+                    metavar="SECONDS",
+                    help="how long the DDP ranks may take to answer a round (every rank's steps) and the process "
+                         "group's collective timeout: a rank that hangs fails its case within it and the run goes on "
+                         "(under torchrun or srun the run stops after that case: its world is broken). "
+                         f"Default: {DEFAULT_DDP_TIMEOUT_S:g}")
     group.addoption("--fer-progress", dest="fer_progress", type=parse_progress, default=None, metavar="MODE",
                     help="a progress line per case with the time left: every, sparse (every 30 s or 10 cases, "
                          "and the last), off; auto is every on a terminal, sparse in a log. Default: 'auto'")
+
+
+def parse_ddp_timeout(text: str) -> float:
+    return _bounded_float("--fer-ddp-timeout", text, 86400.0, "seconds a DDP rank may take", "60 or 300", " s")
+
+
+def parse_existing_path(option: str):
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{option} {text}: no such file")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{option} {text}: is a folder, not a results JSON or journal")
+        return path
+
+    return parse
 
 
 def _budget_text(seconds: float | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from fer_bench.axes import AXES, option_axes, order_axes
 from fer_bench.measure.context import BenchOptions, Recorder
 from fer_bench.plugin.budget import NO_BUDGET, RunBudget, process_age_s
-from fer_bench.plugin.options import DEFAULT_MALLOC, DEFAULT_PRESET
+from fer_bench.plugin.options import DEFAULT_DDP_TIMEOUT_S, DEFAULT_MALLOC, DEFAULT_PRESET
 from fer_bench.plugin.presets import PRESETS, Preset
 
 
@@ -46,6 +46,10 @@ class FerOptions:
     json_path: Path | None = None
     #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
     peak_tflops: float | None = None
+    #: --fer-resume (the interrupted run's JSON or journal), --fer-journal, --fer-ddp-timeout
+    resume: Path | None = None
+    journal: Path | None = None
+    ddp_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
@@ -77,6 +81,9 @@ class FerOptions:
             curve_tsv=bool(config.getoption("fer_curve_tsv")),
             profile_ops=bool(config.getoption("fer_profile_ops")),
             peak_tflops=config.getoption("fer_peak_tflops"),
+            resume=config.getoption("fer_resume"),
+            journal=config.getoption("fer_journal"),
+            ddp_timeout_s=config.getoption("fer_ddp_timeout"),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -115,7 +122,8 @@ class FerOptions:
                             data_path=self.data_path, repeats=self.repeats, max_epochs=self.max_epochs,
                             target_accuracy=self.target_accuracy, curve_tsv=self.curve_tsv,
                             profile_ops=self.profile_ops, peak_tflops=self.peak_tflops,
-                            ddp_options=self.ddp_options, json_path=self.json_path)
+                            ddp_options=self.ddp_options, json_path=self.json_path,
+                            ddp_timeout_s=self.ddp_timeout_s or DEFAULT_DDP_TIMEOUT_S)
 
     @property
     def data_description(self) -> str:
@@ -186,6 +194,8 @@ class FerSession:
     budget_prior: dict[str, float] = field(default_factory=dict)
     prior_source: str | None = None
     budget_firsts: list[str] = field(default_factory=list)
+    #: the journal, the resumed run and the signals (fer_bench.plugin.keeper.RunKeeper), once active
+    keeper: Any = None
 
     def __post_init__(self) -> None:
         if self.recorder is None:
@@ -271,7 +281,8 @@ class FerSession:
                     "epoch_images": self.options.epoch_images, "budget_s": self.options.budget_s,
                     "telemetry_start": self.telemetry.get("start"),
                     "telemetry_end": self.telemetry.get("end"),
-                    **({"launch": {**self.launch.as_dict(), **(self.launch_nodes or {})}} if self.launch else {})},
+                    **({"launch": {**self.launch.as_dict(), **(self.launch_nodes or {})}} if self.launch else {}),
+                    **(self.keeper.run_facts() if self.keeper is not None else {})},
         }
 
     def record_telemetry(self, when: str) -> None:

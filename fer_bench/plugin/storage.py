@@ -10,9 +10,14 @@ tested against every allowed version, ``python3 dev.py compat``), why no hook se
   trylast pytest_configure) and :func:`name_storage_folder` sets the built session's ``machine_id`` and its
   storage's ``default_machine_id`` to the hardware slug at session start, before anything is saved. Attributes of
   this session's own objects: nothing process-wide is patched, nothing outlives the session.
-* which files a save wrote, 5.1 to 5.3.1: :func:`track_saved_files` wraps this session's ``storage.save`` (an
-  attribute of the instance, once: a wrapped save is not wrapped again) to learn the path, so the fingerprint
-  sidecar can go beside it.
+* how a run is saved, 5.1 to 5.3.1: pytest-benchmark's ``FileStorage.save`` numbers the file after the newest one
+  and writes it in place, so two runs saving into one folder at once (an autosave per job of an array on a shared
+  file system) can pick the same name and one overwrites the other, and a kill mid-write leaves half a file.
+  :func:`track_saved_files` replaces this session's ``storage.save`` (an attribute of the instance, once) by
+  :func:`save_exclusively`: the number is taken under a lock on the folder, the file is written beside and
+  hard-linked into place, which fails rather than overwrite (then the next number is taken); and it learns the path,
+  so the fingerprint sidecar can go beside it. :func:`write_json_atomically` does the same for ``--benchmark-json``
+  (``save_json`` of this session, 5.3 and later, where the option is a path): temporary file, fsync, rename.
 * which file ``--benchmark-compare`` compares with: pytest-benchmark takes the newest file of the slug folder; the
   plugin replaces the option's value by the path of the run it chose (the newest of this hardware) before
   pytest-benchmark loads it (an option's value, no patch).
@@ -121,23 +126,116 @@ def skip_legacy_sidecars() -> Callable[[], None]:
 
 
 def track_saved_files(bs, on_saved: Callable[[Path], None]) -> None:
-    """Call ``on_saved(path)`` for each run file pytest-benchmark's storage writes."""
+    """Save runs with :func:`save_exclusively` and call ``on_saved(path)`` for each run file it writes."""
     storage = getattr(bs, "storage", None)
     if storage is None or not hasattr(storage, "save") or not hasattr(storage, "get"):
         return  # not file storage (elasticsearch): no file to put a sidecar beside
-    original = storage.save
-    if getattr(original, "_fer_bench_tracked", False):
+    if getattr(storage.save, "_fer_bench_tracked", False):
         return
 
     def save(output_json, save_name):
-        folder = Path(storage.get("x")).parent
-        before = set(folder.glob("*.json"))
-        original(output_json, save_name)
-        for path in sorted(set(folder.glob("*.json")) - before):
-            on_saved(path)
+        path = save_exclusively(Path(storage.get("x")).parent, output_json, save_name)
+        logger = getattr(storage, "logger", None)
+        if logger is not None:
+            logger.info(f"Saved benchmark data in: {path}")
+        on_saved(path)
 
     save._fer_bench_tracked = True
     storage.save = save
+
+
+RUN_NAME = re.compile(r"^(\d{4})_")
+
+
+def save_exclusively(folder: Path, output_json: dict, save_name: str) -> Path:
+    """Write a run as ``NNNN_<save_name>.json`` in ``folder``, NNNN one above the highest number there, without
+    ever overwriting: the numbering runs under an exclusive lock on ``folder/.save.lock`` (flock: local file systems,
+    NFSv4, Lustre and GPFS with locking on), and the file, written and fsynced beside, is hard-linked into place,
+    which fails on an existing name (then the next number is tried)."""
+    import fcntl
+
+    from pytest_benchmark.utils import safe_dumps
+
+    from fer_bench._atomic import write_bytes_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = safe_dumps(output_json, ensure_ascii=True, indent=4).encode()
+    staged = write_bytes_atomic(folder / f".saving-{os.getpid()}-{save_name}.tmp", data)
+    try:
+        with open(folder / ".save.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            taken = [int(m.group(1)) for p in folder.iterdir() if (m := RUN_NAME.match(p.name))]
+            number = max(taken, default=0) + 1
+            while True:
+                target = folder / f"{number:04d}_{save_name}.json"
+                try:
+                    os.link(staged, target)
+                    return target
+                except FileExistsError:
+                    number += 1
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def write_json_atomically(bs) -> None:
+    """Make this session's ``--benchmark-json`` write atomic (pytest-benchmark 5.3 and later; before, argparse has
+    the file open already)."""
+    target = getattr(bs, "json", None)
+    if not isinstance(target, (str, os.PathLike)) or getattr(bs.save_json, "_fer_bench_atomic", False):
+        return
+
+    def save_json(output_json):
+        from pytest_benchmark.utils import safe_dumps
+
+        from fer_bench._atomic import write_bytes_atomic
+
+        write_bytes_atomic(target, safe_dumps(output_json, ensure_ascii=True, indent=4).encode())
+        bs.logger.info(f"Wrote benchmark data in: {target}", purple=True)
+
+    save_json._fer_bench_atomic = True
+    bs.save_json = save_json
+
+
+def save_without_new_cases(config, bs) -> None:
+    """Write the results JSON (and the storage save) of a resumed run that measured no case of its own:
+    pytest-benchmark writes nothing then, so this does what its ``handle_saving`` does, with no benchmarks of this
+    session (``pytest_benchmark_update_json`` adds the resumed ones)."""
+    save = bs.save or bs.autosave
+    if not (save or bs.json):
+        return
+    machine_info = bs.get_machine_info()
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    for include_data, write in ((True, bs.save_json if bs.json else None),
+                                (bs.save_data, (lambda out: bs.storage.save(out, save)) if save else None)):
+        if write is None:
+            continue
+        output_json = config.hook.pytest_benchmark_generate_json(config=config, benchmarks=[], include_data=include_data,
+                                                                 machine_info=machine_info, commit_info=commit_info)
+        config.hook.pytest_benchmark_update_json(config=config, benchmarks=[], output_json=output_json)
+        write(output_json)
+
+
+def drop_results_since(bs, count: int) -> None:
+    """Forget the results recorded after the first ``count``: a case interrupted half-way leaves partial rounds."""
+    held = getattr(bs, "benchmarks", None)
+    if held is not None:
+        del held[count:]
+
+
+def stop_saving(bs) -> None:
+    """No run file in the storage folder for this session (an interrupted run: stored runs are complete runs)."""
+    bs.save = None
+    bs.autosave = None
+
+
+def mark_failed(fixture) -> None:
+    """A case that failed before its fixture timed anything: pytest-benchmark would warn at teardown that the
+    fixture was not used (an error under ``-W error``: a second report for the same failure). Its ``skipped`` flag
+    is read only by that warning (5.1 to 5.3.1)."""
+    if fixture is not None and hasattr(fixture, "skipped"):
+        fixture.has_error = True
+        fixture.skipped = True
 
 
 def file_storage_root(config) -> Path | None:

@@ -37,6 +37,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(f"fer_bench: preset {session.preset_name} leaves out "
                                     f"{', '.join(session.deselected_groups)} (deselected; another preset runs them)")
     summarize_budget(terminalreporter, config, session)
+    if session.keeper is not None:
+        interrupted = session.keeper.incomplete is not None
+        for line in session.keeper.summary_lines():
+            terminalreporter.write_line(line, yellow=interrupted)
     for path in session.sidecars:
         terminalreporter.write_line(f"fer_bench: fingerprint written to {path}")
     if session.fingerprint is not None and (session.recorder.overheads or session.sidecars):
