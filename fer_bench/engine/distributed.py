@@ -13,7 +13,7 @@ A rank that dies (killed, out of memory, a crash) fails the case, not the sessio
 stopped at once, and the store folder is removed. A rank that hangs fails the round after ``timeout_s`` (the
 leader's wait for its answer, and the process group's collective timeout); ``FER_BENCH_INJECT_DDP_HANG=RANK``
 makes that rank hang in its first round, for tests. An interruption (Ctrl-C, SIGTERM) while the ranks work stops
-them at once too: SIGINT, then SIGTERM, then SIGKILL, a few seconds apart.
+them at once too: SIGTERM, then SIGKILL 3 s later.
 
 Under a launcher (torchrun, srun) the processes already exist: fer_bench.engine.launch joins its group instead,
 and the same one-device step is wrapped in the same way (``wrap_ddp``).
@@ -37,8 +37,17 @@ from fer_bench.errors import FerBenchError
 DEFAULT_TIMEOUT_S = 300.0
 #: How long the workers may take to start (spawn, import torch, join the group, build the model).
 START_TIMEOUT_S = 300.0
-#: A test-only fault: the rank named by this variable hangs in its first round (``FER_BENCH_INJECT_DDP_HANG=1``).
+#: A test-only fault: the rank named by this variable hangs in its first round: ``FER_BENCH_INJECT_DDP_HANG=1``, or
+#: ``1@8`` for the cases whose per-device batch is 8 only.
 HANG_VARIABLE = "FER_BENCH_INJECT_DDP_HANG"
+
+
+def _injected_hang(rank: int, per_device_batch: int) -> bool:
+    value = os.environ.get(HANG_VARIABLE, "").strip()
+    if not value:
+        return False
+    who, _, batch = value.partition("@")
+    return who == str(rank) and (not batch or batch == str(per_device_batch))
 
 
 class WorkerFailed(FerBenchError):
@@ -188,9 +197,15 @@ def _run_epoch(training, loader, epoch: int) -> dict:
 def _worker(rank: int, world_size: int, store: str, config: dict, options: dict, conn, threads: int,
             timeout_s: float, epoch_spec: dict | None = None) -> None:
     """One rank: join the group, build the one-device step, wrap it, then serve rounds until told to stop."""
+    import signal
+
     import torch
     import torch.distributed as dist
 
+    def leave(signum, frame):  # the parent stops this rank: unwind, so its DataLoader workers are stopped too
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
     try:
         torch.set_num_threads(threads)
         backend = ddp_backend(config["device"].split(":")[0])
@@ -205,7 +220,7 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
             loader, ready["train_images"] = _epoch_loader(epoch_spec, training, rank, world_size)
             ready.update(epoch_steps=len(loader), epoch_samples=loader.samples_per_epoch)
         conn.send(("ready", ready))
-        hang = os.environ.get(HANG_VARIABLE, "").strip() == str(rank)
+        hang = _injected_hang(rank, config["batch_size"])
         while True:
             command = conn.recv()
             if command[0] == "stop":
@@ -218,8 +233,8 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
                     time.sleep(3600)
             _, steps, no_sync = command
             conn.send(("done", timed_steps(training.step, x, y, training.step.device, steps, no_sync)))
-    except (EOFError, KeyboardInterrupt):
-        pass  # the parent went away: nothing to report to
+    except (EOFError, KeyboardInterrupt, SystemExit):
+        pass  # the parent went away or stops this rank: nothing to report to
     except BaseException as exc:  # the parent names the rank and the error
         try:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -273,7 +288,9 @@ class DDPWorkers:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, name=f"fer-bench-ddp-rank{rank}",
                                    args=(rank, self.world_size, store, config, self.options.as_dict(), child,
-                                         self.threads, self.timeout_s, self.epoch_spec), daemon=True)
+                                         self.threads, self.timeout_s, self.epoch_spec))
+                # not daemonic: a rank's DataLoader starts worker processes of its own, which a daemonic process
+                # may not; close() ends the ranks, and a rank whose parent dies reads EOF and ends
                 try:
                     proc.start()
                 except OSError as exc:  # it died while its arguments were still being sent
@@ -297,10 +314,9 @@ class DDPWorkers:
 
     def close(self, force: bool = False) -> None:
         """Stop the ranks and remove the store; safe to call twice. Politely (a stop message, 10 s to finish a
-        round) unless ``force``: after a failure or an interruption every rank gets SIGINT (it leaves its loop and
-        its DataLoader workers), then SIGTERM, then SIGKILL, 2 s apart, whatever it was doing."""
-        import signal
-
+        round) unless ``force``: after a failure or an interruption every rank gets SIGTERM (a started rank
+        unwinds, stopping its DataLoader workers; one still starting Python ends quietly), then SIGKILL 3 s later,
+        whatever it was doing."""
         if not force:
             for conn in self.conns:
                 try:
@@ -310,19 +326,16 @@ class DDPWorkers:
             deadline = time.monotonic() + 10
             for proc in self.procs:
                 proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        for stop in ((lambda p: os.kill(p.pid, signal.SIGINT)) if force else None, lambda p: p.terminate(),
-                     lambda p: p.kill()):
+        for stop in (lambda p: p.terminate(), lambda p: p.kill()):
             alive = [p for p in self.procs if p.is_alive()]
             if not alive:
                 break
-            if stop is None:
-                continue
             for proc in alive:
                 try:
                     stop(proc)
                 except (OSError, ValueError):
                     pass
-            deadline = time.monotonic() + 2
+            deadline = time.monotonic() + 3
             for proc in alive:
                 proc.join(timeout=max(0.0, deadline - time.monotonic()))
         for conn in self.conns:

@@ -184,6 +184,9 @@ def pytest_runtest_call(item):
     _take_turns_per_round(item)
     try:
         return (yield)
+    except pytest.fail.Exception:  # a body's own one-line failure: no second report at teardown
+        storage.mark_failed((getattr(item, "funcargs", None) or {}).get("benchmark"))
+        raise
     except FerBenchError as exc:  # the case's own failure, said in one line (a dead DDP rank, a timeout)
         storage.mark_failed((getattr(item, "funcargs", None) or {}).get("benchmark"))
         _stop_a_broken_world(item, exc)
