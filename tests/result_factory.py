@@ -108,10 +108,10 @@ def create_benchmark(
 
 
 def create_run(benchmarks: list[dict], fingerprint: dict | None = None, *, when: str = "2026-01-01T12:00:00+00:00",
-               node: str = "testnode", cpu_brand: str = "Test CPU") -> dict:
+               node: str = "testnode", cpu_brand: str = "Test CPU", run: dict | None = None) -> dict:
     """A whole pytest-benchmark JSON document, as the plugin writes it: the fingerprint's identity goes into
     machine_info["fer_bench"] (a schema 1 fingerprint whole, as fer_bench wrote it then) and its stack into the
-    top-level "fer_bench" key."""
+    top-level "fer_bench" key, with ``run`` as its run record (``{"node": "n1"}``: the node a run was made on)."""
     machine_info = {
         "node": node, "processor": "", "machine": "x86_64", "python_implementation": "CPython",
         "python_version": "3.11.7", "release": "6.1", "system": "Linux",
@@ -127,6 +127,8 @@ def create_run(benchmarks: list[dict], fingerprint: dict | None = None, *, when:
     if fingerprint is not None and "stack" in fingerprint:
         machine_info["fer_bench"] = {k: fingerprint[k] for k in MACHINE_INFO_KEYS if k in fingerprint}
         doc["fer_bench"] = create_stack_record(fingerprint)
+        if run is not None:
+            doc["fer_bench"]["run"] = dict(run)
     elif fingerprint is not None:
         machine_info["fer_bench"] = fingerprint
     return doc
@@ -409,3 +411,32 @@ def create_profiled_step(model: str, device: str, shares: dict[str, float], *, f
                                        "precision": precision},
                             [median_s] * 10, group=function.removeprefix("test_"),
                             extra_info={"op_category_shares": shares, "top_ops": top_ops})
+
+
+# ----------------------------------------------------------------------------------------- a fleet of nodes
+
+FLEET_NODES = ("node-1", "node-2", "node-3", "node-4")
+
+
+def create_fleet_cases(factor: float, seed: int) -> list[dict]:
+    """Six cases: four train steps and two forward passes, each ``factor`` times its fleet-wide time."""
+    cases = create_train_cases(0.010, factor=factor, seed=seed, sigma=0.02)
+    for i, bs in enumerate((16, 32)):
+        cases.append(create_benchmark("test_forward", {"model": "resnet18", "device": "cpu", "batch_size": bs,
+                                                       "precision": "fp32"},
+                                      create_rounds(0.004 * factor * (i + 1), n=30, sigma=0.02, seed=seed * 7 + i),
+                                      group="forward"))
+    return cases
+
+
+def write_fleet(folder: Path, fingerprint: dict, *, slow: dict[str, float] | None = None, seed: int = 0,
+                runs_per_node: dict[str, int] | None = None, nodes=FLEET_NODES) -> Path:
+    """One run per node of ``nodes`` (``runs_per_node`` more) into ``folder``, each node's name in its run record;
+    ``slow``: node -> its slowdown (0.15: 15% slower on every case)."""
+    for n, node in enumerate(nodes):
+        for k in range((runs_per_node or {}).get(node, 1)):
+            factor = 1.0 + (slow or {}).get(node, 0.0)
+            run = create_run(create_fleet_cases(factor, seed=seed * 100 + n * 10 + k + 1), fingerprint,
+                             when=f"2026-01-0{k + 1}T12:00:00+00:00", run={"node": node, "preset": "quick"})
+            write_run(folder / f"{node}-{k}.json", run)
+    return folder

@@ -361,7 +361,7 @@ def test_new_views_without_matching_results(tmp_path, capsys):
 
 
 def test_views_listed_for_the_cli():
-    assert list_views()[-4:] == ("convergence", "ops", "paper", "compile")
+    assert list_views()[-5:] == ("convergence", "ops", "paper", "compile", "nodes")
     from fer_bench.cli import create_parser
 
     text = create_parser().parse_args(["compare", "x", "--view", "paper"]).view

@@ -16,6 +16,8 @@ import pytest
 
 from fer_bench.engine.launch import describe_nodes, detect_launch
 from fer_bench.errors import FerBenchError
+from fer_bench.results.compare import create_view
+from fer_bench.results.runs import load_results
 
 REPO = Path(__file__).resolve().parent.parent
 TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
@@ -71,6 +73,7 @@ def _check_ddp_json(path: Path, launcher: str) -> None:
     assert extra["world_size"] == 2 and extra["global_batch_size"] == 2 * extra["per_device_batch_size"]
     assert extra["ddp"]["backend"] == "gloo" and extra["ddp"]["launcher"] == launcher
     assert [r["rank"] for r in extra["per_rank"]] == [0, 1]
+    assert [r["host"] for r in extra["per_rank"]] == [launch["nodes"][0]["host"]] * 2  # for the straggler table
     assert all(r["rounds"] == bench["stats"]["rounds"] for r in extra["per_rank"])
     assert extra["samples_per_s"] == pytest.approx(extra["global_batch_size"] / bench["stats"]["median"], rel=1e-6)
     assert "comm_exposed_ms" in extra and extra["rank_skew"] >= 1.0
@@ -86,6 +89,8 @@ def test_torchrun_writes_one_json_of_world_size_2(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     _check_ddp_json(out, "torchrun")
     assert not list(tmp_path.glob("*.json.tmp*"))
+    table = create_view("stragglers", load_results([out]))  # the straggler table: both ranks, the slowest named
+    assert table.records["rank"].tolist() == [0, 1] and int(table.records["slowest"].sum()) == 1
 
 
 def test_torchrun_with_every_case_skipped_exits_0(tmp_path):

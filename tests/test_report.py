@@ -21,8 +21,10 @@ from result_factory import (
     create_fingerprint,
     create_precision_cases,
     create_run,
+    create_scaling_step,
     create_train_cases,
     create_workers_cases,
+    write_fleet,
     write_run,
 )
 
@@ -397,3 +399,29 @@ def test_report_of_the_committed_runs_in_a_browser(tmp_path, capsys, system_inst
         assert image.size == (1280, 2400)
         colours = image.convert("RGB").resize((64, 120)).getcolors(64 * 120)
         assert colours is not None and len(colours) > 50  # charts and tables drawn, not a blank page
+
+
+@pytest.mark.slow
+def test_report_of_a_fleet_in_a_browser(tmp_path, capsys, system_install):
+    """Four nodes of one machine, one 15% slow, and a DDP run over two hosts: the nodes section (its chart with the
+    slow node marked, its table, the verdicts) and the stragglers section render in Chromium."""
+    browser = _browser() or _install_browser(system_install)
+    fleet = write_fleet(tmp_path / "runs" / "fleet", FAST, slow={"node-3": 0.15})
+    ddp = create_scaling_step(2, 0.050, rank_skew=1.1)
+    for entry, host in zip(ddp["extra_info"]["per_rank"], ("node-1", "node-2")):
+        entry["host"] = host
+    write_run(fleet / "ddp.json", create_run([ddp], FAST, run={"node": "node-1"}))
+    out = tmp_path / "report.html"
+    status, _, err = _report(capsys, tmp_path / "runs", "-o", out)
+    assert status == 0, err
+    dom = _chromium(browser, tmp_path / "profile", "--dump-dom", out.as_uri())
+    assert dom.returncode == 0 and not _console_errors(dom.stderr), dom.stderr[-2000:]
+    page = _parse(dom.stdout)
+    for name in ("view-nodes", "view-stragglers"):
+        section = page.sections[name]
+        assert section["svg"] == int(section["attrs"]["data-charts"]) == 1 and section["table"] == 1, name
+    nodes = "".join(page.sections["view-nodes"]["text"])
+    assert "slow, outside the noise" in nodes and re.search(r"node-3: slow: 6 of 6 cases \+1\d\.\d%", nodes)
+    assert "node-1: ok" in nodes and "node-2: ok" in nodes and "node-4: ok" in nodes
+    stragglers = "".join(page.sections["view-stragglers"]["text"])
+    assert "slowest rank 1 on node-2" in stragglers

@@ -146,3 +146,31 @@ def test_native_gate_rule_and_table():
     table = cal.format_native_table(jobs).splitlines()
     assert len(table) == 4
     assert "| unchanged | 2 | 1/2 = 50%" in table[2] and "| 10% slower | 1 | 1/1 = 100%" in table[3]
+
+
+def test_fleet_check_judges_its_trials(tmp_path):
+    """scripts/fleet_check.py --analyze over two trials of four nodes (fabricated, as its runs would be): one with
+    node-3 15% slower, one with no slowdown; the last line is the summary of outcomes."""
+    from result_factory import create_fingerprint, write_fleet
+
+    fp = create_fingerprint("epyc-2c", {"cpu": {"brand": "AMD EPYC", "cores": 2}, "gpus": []})
+    write_fleet(tmp_path / "fleet" / "slow-r1", fp, slow={"node-3": 0.15}, seed=1)
+    write_fleet(tmp_path / "fleet" / "none-r1", fp, seed=2)
+    summary = tmp_path / "summary.json"
+    proc = _run("fleet_check.py", "--analyze", str(tmp_path / "fleet"), "--summary", str(summary), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last == {"slow_node": "node-3", "slowdown": "0.15",
+                    "outcomes": {"none": {"none_flagged": 1}, "slow": {"only_slow_node_flagged": 1}}}
+    trials = {t["trial"]: t for t in json.loads(summary.read_text())["trials"]}
+    assert len(trials["slow-r1"]["flagged"]["node-3"]) == trials["slow-r1"]["cases"] == 6
+    assert "slow-r1: only_slow_node_flagged (flagged node-3: 6 case(s)" in proc.stdout
+
+
+def test_fleet_check_dry_run_slows_one_node_a_slow_trial(tmp_path):
+    proc = _run("fleet_check.py", "--dry-run", "--repeats", "1", "--out", str(tmp_path / "fleet"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("fleet_check: ")]
+    assert len(lines) == 8 and all("--fer-preset quick --fer-budget none --benchmark-json" in line for line in lines)
+    slowed = [line for line in lines if "FER_BENCH_INJECT_SLOWDOWN=0.15" in line]
+    assert len(slowed) == 1 and "slow-r1/node-3.json" in slowed[0]

@@ -67,8 +67,8 @@ def runs(tmp_path) -> Path:
 
 
 def test_the_real_views_in_their_order():
-    assert list_views() == ("platforms", "workers", "precision", "batch", "scaling", "convergence", "ops", "paper",
-                            "compile")
+    assert list_views() == ("platforms", "workers", "precision", "batch", "scaling", "stragglers", "convergence",
+                            "ops", "paper", "compile", "nodes")
 
 
 def test_a_new_view_is_one_new_module(rounds_view, runs, tmp_path, capsys):
@@ -85,7 +85,7 @@ def test_a_new_view_is_one_new_module(rounds_view, runs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "compile,rounds}" in help_text
+    assert "nodes,rounds}" in help_text
     assert "rounds: timed rounds per case and platform (100% of them). Default:" in help_text  # a % needs no escape
 
     assert main(["compare", str(runs), "--view", "rounds", "--plots", str(tmp_path / "png")]) == 0

@@ -119,13 +119,15 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
 
         recorder.leave_unrecorded(benchmark)  # this rank's calls follow rank 0's rounds: rank 0 alone records it
         benchmark.pedantic(serve, rounds=1, iterations=1)
-    every = launch.gather({"steps": steps, "blocks": blocks})
+    every = launch.gather({"steps": steps, "blocks": blocks, "host": launch.this_host()})
     if group is not None:
         dist.destroy_process_group(group)
     if me.rank != 0:
         return {}
     rounds = info.get("rounds", len(steps))
     summary = summarize_ranks([r["steps"][-rounds:] for r in every])
+    for entry, rank in zip(summary["per_rank"], every):  # the straggler table names each rank's host
+        entry["host"] = rank["host"]
 
     def slowest(no_sync: bool) -> list[float]:
         per_block = zip(*(r["blocks"][no_sync] for r in every))  # block i of every rank

@@ -41,7 +41,8 @@ def create_view(view: str, runs: Sequence[RunResult], *, metric: str = "time", b
         raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(COMPARE_METRICS)}")
     spec = get_view(view)
     per_image = spec.counts == "per_image" or (metric == "samples_per_s" and spec.counts != "separate")
-    records, notes = collect_records(runs, groups, per_image=per_image, platform_names=platform_names)
+    records, notes = collect_records(runs, groups, per_image=per_image, platform_names=platform_names,
+                                     note_superseded=not spec.every_run)
     table = spec.rows(ViewInputs(records, runs, metric, baseline))
     table.notes = notes + table.notes
     return table

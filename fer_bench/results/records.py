@@ -169,7 +169,8 @@ def _rename_platforms(labels: dict[tuple, str], runs: Sequence[RunResult],
 
 def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = None, *,
                     per_image: bool = False,
-                    platform_names: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
+                    platform_names: dict[str, str] | None = None,
+                    note_superseded: bool = True) -> tuple[list[dict], list[str]]:
     """One record per (platform, case), from the latest run that holds it.
 
     ``per_image``: cases that differ only in their image counts are one case (the view compares throughput);
@@ -180,6 +181,7 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
         device), case (a stable label), median_ms, samples_per_s and the extra_info figures the views use.
 
     ``platform_names``: ``--platform-name`` (parse_platform_names): shown names for machines or platforms.
+    ``note_superseded``: say how many older entries the latest run replaced (not for a view of every run).
 
     Raises:
         FerBenchError: --group names no group present; --platform-name names no machine or platform.
@@ -238,7 +240,7 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
             slot = (record["platform"], machine.identity_hash, machine.stack_hash, key)
             superseded += slot in latest
             latest[slot] = record
-    if superseded:
+    if superseded and note_superseded:
         notes.append(f"{superseded} older entr{'y' if superseded == 1 else 'ies'} of the same platform and case "
                      f"left out: the latest run by datetime wins.")
     return list(latest.values()), notes

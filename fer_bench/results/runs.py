@@ -199,6 +199,11 @@ class RunResult:
     machine: Machine
     datetime: datetime | None
     cases: tuple[CaseResult, ...]
+    #: the JSON's ``fer_bench.run`` record (preset, data, launch, node ...); {} for a run without one
+    run_info: dict = field(default_factory=dict, hash=False, compare=False)
+    #: the node the run was made on (see :func:`resolve_node`), and where that name came from
+    node: str = ""
+    node_source: str = ""
 
     @property
     def sort_key(self) -> tuple:
@@ -404,7 +409,32 @@ def load_result(path: str | Path, *, named: bool = True) -> RunResult | None:
     machine = _resolve_machine(path, machine_info, doc)
     cases = [_parse_case(path, i, b) for i, b in enumerate(benchmarks)]
     cases = _disambiguate(cases)
-    return RunResult(path=path, machine=machine, datetime=_parse_datetime(doc.get("datetime")), cases=tuple(cases))
+    record = doc.get("fer_bench") if isinstance(doc.get("fer_bench"), dict) else {}
+    run_info = record.get("run") if isinstance(record.get("run"), dict) else {}
+    node, source = resolve_node(path, run_info, machine_info)
+    return RunResult(path=path, machine=machine, datetime=_parse_datetime(doc.get("datetime")), cases=tuple(cases),
+                     run_info=run_info, node=node, node_source=source)
+
+
+def resolve_node(path: Path, run_info: dict, machine_info: dict) -> tuple[str, str]:
+    """The name of the node a run was made on, and where it came from: the run record's ``node`` (SLURM's node
+    name or --fer-node), else the sidecar's hostname, else pytest-benchmark's ``machine_info.node`` (the
+    hostname too), else the file's name."""
+    node = run_info.get("node")
+    if isinstance(node, str) and node.strip():
+        return node.strip(), "run record"
+    sidecar = find_sidecar(path)
+    if sidecar is not None:
+        try:
+            host = json.loads(sidecar.read_text(encoding="utf-8")).get("hostname")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            host = None
+        if isinstance(host, str) and host.strip():
+            return host.strip(), "sidecar hostname"
+    host = machine_info.get("node")
+    if isinstance(host, str) and host.strip():
+        return host.strip(), "machine_info hostname"
+    return path.stem, "file name"
 
 
 def _disambiguate(cases: list[CaseResult]) -> list[CaseResult]:

@@ -52,6 +52,8 @@ class View:
         chartable: whether a non-empty frame has something to chart: ``chartable(frame, meta)``; None: always.
         report: its report sections, ``report(context) -> list[Section]``; None: the usual one (chart, table and
             notes, or a line under "Views without data").
+        every_run: the view reads every run (ViewInputs.runs), not only the records' latest run of each platform
+            and case, so the records' note on the older entries left out is not shown with it.
     """
 
     name: str
@@ -63,6 +65,7 @@ class View:
     plot: Callable[..., None] | None = None
     chartable: Callable[[pd.DataFrame, Mapping[str, Any]], bool] | None = None
     report: Callable[[ReportContext], list[Section]] | None = None
+    every_run: bool = False
 
     def __post_init__(self) -> None:
         if self.counts not in COUNTS:
