@@ -228,6 +228,11 @@ def _worker(rank: int, world_size: int, store: str, config: dict, options: dict,
             if command[0] == "epoch":
                 conn.send(("done", _run_epoch(training, loader, command[1])))
                 continue
+            if command[0] == "check":
+                from fer_bench.engine.ddp_check import rank_check_step
+
+                conn.send(("done", rank_check_step(training, rank, world_size, command[1])))
+                continue
             if hang:  # the injected fault: never answer, never join the collective
                 while True:
                     time.sleep(3600)
@@ -360,6 +365,12 @@ class DDPWorkers:
         if self.epoch_spec is None:
             raise FerBenchError("DDPWorkers.epoch needs the workers started with epoch=")
         return self._command(("epoch", number), "an epoch")
+
+    def check(self, fault: str | None = None) -> dict:
+        """Every rank runs one DDP step of the correctness check (fer_bench.engine.ddp_check), before any other
+        step; returns rank 0's comparison with one process's step (``CheckResult.as_dict()``). ``fault`` (a test's)
+        None: each rank reads FER_BENCH_INJECT_DDP_FAULT."""
+        return self._command(("check", fault), "the DDP check")[0]
 
     def _command(self, command: tuple, during: str) -> list:
         for rank, conn in enumerate(self.conns):

@@ -29,6 +29,7 @@ class BenchOptions:
         curve_tsv, profile_ops: per-case files beside the results JSON (``json_path``).
         peak_tflops: the peak MFU is computed against where no datasheet figure applies.
         ddp_options: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields).
+        ddp_verify: check a DDP case's step against one process's before timing it (fer_bench.engine.ddp_check).
         json_path: --benchmark-json, where per-case files go beside.
         ddp_timeout_s: how long a DDP rank may take to start or answer a round (the process group's timeout).
     """
@@ -45,6 +46,7 @@ class BenchOptions:
     profile_ops: bool = False
     peak_tflops: float | None = None
     ddp_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    ddp_verify: bool = False
     json_path: Path | None = None
     ddp_timeout_s: float = 300.0
 

@@ -24,7 +24,8 @@ def bench_scaling_step(benchmark, options: BenchOptions, recorder: Recorder, con
     case (fer_bench.engine.distributed.DDPWorkers); each timed round tells every rank to run one step and waits for
     all, so a round is the slowest rank's step plus the round trip to the ranks (``dispatch_ms`` records it).
     After the rounds, each rank's statistics, their skew, and the communication the backward pass did not hide
-    (the DDP step minus the same step under ``no_sync()``, alternated in blocks) are recorded.
+    (the DDP step minus the same step under ``no_sync()``, alternated in blocks) are recorded. With
+    ``options.ddp_verify`` the ranks first check one step against one process's (``verify_ddp``).
     """
     if config.parallel_mode != "ddp":
         return bench_step(benchmark, options, recorder, config, "train_step")
@@ -35,6 +36,7 @@ def bench_scaling_step(benchmark, options: BenchOptions, recorder: Recorder, con
     planner = recorder.round_planner(after_calls=2 * NO_SYNC_BLOCK_STEPS * NO_SYNC_BLOCKS)
     with DDPWorkers(config, options=DDPOptions(**options.ddp_options), timeout_s=options.ddp_timeout_s) as workers:
         extra = _ddp_info(options, recorder, config, threads=workers.threads)
+        verify_ddp(options, workers.check, extra)
         per_round: list[list[float]] = []
 
         def one_round() -> None:
@@ -45,6 +47,22 @@ def bench_scaling_step(benchmark, options: BenchOptions, recorder: Recorder, con
         summary = summarize_ranks([list(r)[-info["rounds"]:] for r in zip(*per_round)])
         comm = _exposed_communication(lambda steps, no_sync: workers.run(steps, no_sync=no_sync))
     return _record_ddp(benchmark, info, summary, comm, workers.describe())
+
+
+def verify_ddp(options: BenchOptions, check, extra: dict) -> None:
+    """--fer-ddp-verify: ``check()`` makes every rank take the DDP correctness check's step
+    (fer_bench.engine.ddp_check) and returns rank 0's comparison; a mismatch fails the case with one line naming
+    the largest difference, a match goes into ``extra`` as ``ddp_verified``. Nothing without the option."""
+    if not options.ddp_verify:
+        return
+    from fer_bench.engine.ddp_check import CheckResult
+
+    result = CheckResult(**check())
+    if not result.ok:
+        import pytest
+
+        pytest.fail(result.message(), pytrace=False)
+    extra["ddp_verified"] = result.record()
 
 
 def _ddp_info(options: BenchOptions, recorder: Recorder, config: RunConfig, *, threads: int, **counts) -> dict:
@@ -87,6 +105,11 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
                                ddp_options, process_group=group)
     step, device = training.step, training.step.device
     x, y = training.example_batch()
+    verdict = None
+    if options.ddp_verify:  # every rank takes the check's step, then every rank knows rank 0's verdict
+        from fer_bench.engine.ddp_check import rank_check_step
+
+        verdict = launch.gather(rank_check_step(training, me.rank, me.world_size))[0]
     steps: list[float] = []
     blocks: dict[bool, list[list[float]]] = {False: [], True: []}
 
@@ -99,6 +122,7 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
             steps.extend(timed_steps(step, x, y, device, 1))
 
         extra = _ddp_info(options, recorder, config, threads=torch.get_num_threads())
+        verify_ddp(options, lambda: verdict, extra)
         info = measure(benchmark, one_step, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
                        phase="train_step", target_s=options.target_round_s, extra=extra)
 
@@ -117,6 +141,7 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
                 else:
                     run_block(n, code == launch.NO_SYNC_BLOCK)
 
+        verify_ddp(options, lambda: verdict, {})  # a mismatch fails the case on every rank, in step
         recorder.leave_unrecorded(benchmark)  # this rank's calls follow rank 0's rounds: rank 0 alone records it
         benchmark.pedantic(serve, rounds=1, iterations=1)
     every = launch.gather({"steps": steps, "blocks": blocks, "host": launch.this_host()})
@@ -163,6 +188,7 @@ def bench_ddp_epoch(benchmark, options: BenchOptions, recorder: Recorder, config
                           eval_images=0)
         extra.update(train_images=first["train_images"], eval_images=0, epoch_steps=first["epoch_steps"],
                      eval_split=None, sampler="DistributedSampler-style shards (same order, every N-th row)")
+        verify_ddp(options, workers.check, extra)
         epochs: list[list[dict]] = []
 
         def one_epoch() -> None:

@@ -99,8 +99,8 @@ def option_dests() -> list[str]:
     return [axis.dest for axis in option_axes()] + [
         "fer_preset", "fer_data", "fer_epoch_images", "fer_allow_missing_baseline", "fer_allow_other_machine",
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
-        "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_repeats",
-        "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops",
+        "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_ddp_verify",
+        "fer_repeats", "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops",
         "fer_resume", "fer_journal", "fer_ddp_timeout"]
 
 
@@ -158,6 +158,11 @@ def add_fer_options(group) -> None:
     group.addoption("--fer-ddp-static-graph", dest="fer_ddp_static_graph", action="store_true", default=None,
                     help="DDP's static_graph (the graph never changes: skips re-deriving which parameters get "
                          "gradients). Default: off")
+    group.addoption("--fer-ddp-verify", dest="fer_ddp_verify", action="store_true", default=None,
+                    help="before timing a DDP case, run one DDP step on each rank's DistributedSampler share of a "
+                         "seeded global batch and compare it with one process's step on the whole batch: a "
+                         "mismatch fails the case naming the largest parameter difference, a match is recorded "
+                         "as extra_info['ddp_verified']. Default: off")
     group.addoption("--fer-repeats", dest="fer_repeats", type=parse_repeats, default=None, metavar="N",
                     help="time to accuracy: seeded runs per case (seeds 0..N-1); the score drops the fastest and "
                          "the slowest of 3 or more and averages the rest, and at most one run may miss. Default: "

@@ -36,6 +36,8 @@ class FerOptions:
     progress: str = "auto"
     #: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields)
     ddp_options: Mapping[str, Any] = field(default_factory=dict)
+    #: --fer-ddp-verify: check each DDP case's step against one process's before timing it
+    ddp_verify: bool = False
     #: time to accuracy: seeded runs per case, the epoch cap, the target (None: the data's default)
     repeats: int = 3
     max_epochs: int = 15
@@ -88,6 +90,7 @@ class FerOptions:
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
                 ("static_graph", config.getoption("fer_ddp_static_graph"))) if value is not None},
+            ddp_verify=bool(config.getoption("fer_ddp_verify")),
         )
 
     @staticmethod
@@ -122,7 +125,7 @@ class FerOptions:
                             data_path=self.data_path, repeats=self.repeats, max_epochs=self.max_epochs,
                             target_accuracy=self.target_accuracy, curve_tsv=self.curve_tsv,
                             profile_ops=self.profile_ops, peak_tflops=self.peak_tflops,
-                            ddp_options=self.ddp_options, json_path=self.json_path,
+                            ddp_options=self.ddp_options, ddp_verify=self.ddp_verify, json_path=self.json_path,
                             ddp_timeout_s=self.ddp_timeout_s or DEFAULT_DDP_TIMEOUT_S)
 
     @property
