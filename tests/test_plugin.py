@@ -369,7 +369,7 @@ def test_help_section_is_pinned(pytester):
         "--fer-num-gpus", "--fer-optimizers", "--fer-lr-scaling", "--fer-memory-formats", "--fer-parallel",
         "--fer-scaling", "--fer-pipelines", "--fer-compile", "--fer-preset", "--fer-data", "--fer-epoch-images",
         "--fer-allow-missing-baseline", "--fer-allow-other-machine", "--fer-allow-other-workload", "--fer-malloc",
-        "--fer-save", "--fer-budget", "--fer-round-time", "--fer-ddp-bucket-cap-mb",
+        "--fer-save", "--fer-node", "--fer-budget", "--fer-round-time", "--fer-ddp-bucket-cap-mb",
         "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph", "--fer-ddp-verify", "--fer-repeats",
         "--fer-target-accuracy", "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-peak-tflops",
         "--fer-resume", "--fer-journal", "--fer-ddp-timeout", "--fer-progress"]

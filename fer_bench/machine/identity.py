@@ -13,7 +13,9 @@ one implementation.
   in use. A baseline of the same hardware with another stack is compared, and the report says what changed
   (:func:`stack_changes`), so an upgrade that slows training shows as a regression instead of "no baseline".
 * ``slug``: ``<cpu>-<N>c__<gpus or cpu>`` (``epyc-7763-16c__h100-80gb-x1``), the storage folder's readable name.
-  Not unique: the identity hash is the arbiter.
+  Not unique: the identity hash is the arbiter. Where two identities share a slug (cloud VMs say "AMD EPYC" for
+  several CPU generations), :func:`distinguish_identities` finds what tells them apart, and folders and tables name
+  them ``<slug>~<that>`` (``epyc-2c__cpu~f25m17``, ``epyc-2c__cpu~f26m2``).
 
 Schema 1 fingerprints (before the split) held one identity of both; :func:`split_legacy_identity` takes it apart
 and :func:`normalize_fingerprint` recomputes its hash and slug from the hardware part, so an old run matches a new
@@ -235,6 +237,56 @@ def make_slug(fp_or_identity: dict) -> str:
     counts = Counter(shorten_gpu_name(g.get("name"), g.get("memory_total_gib")) for g in ident.get("gpus") or [])
     gpu_part = "_".join(f"{name}-x{n}" for name, n in counts.items()) or "cpu"
     return "__".join(re.sub(r"[^a-z0-9._-]+", "-", p).strip("-.") or "unknown" for p in (cpu_part, gpu_part))
+
+
+# ------------------------------------------------------------------------------- identities sharing a slug
+#: The instruction-set levels a distinguished slug names, highest first, by the flag that marks each.
+ISA_LEVELS = (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sse4", "sse4_2"))
+#: Between a slug and what tells apart identities that share it: ``epyc-2c__cpu~f25m17``.
+DISTINGUISH_SEPARATOR = "~"
+
+
+def cpu_model_label(identity: dict) -> str | None:
+    """``f25m17``: the CPU's family and model numbers (cloud VMs say "AMD EPYC" for every generation); None when
+    either is unknown."""
+    cpu = identity.get("cpu") if isinstance(identity.get("cpu"), dict) else {}
+    family, model = cpu.get("family"), cpu.get("model")
+    if family is None or model is None:
+        return None
+    return _slugify(f"f{family}m{model}") or None
+
+
+def isa_level_label(identity: dict) -> str | None:
+    """The highest instruction-set level the CPU's flags show (``avx512``, ``avx2``); None when none is known."""
+    cpu = identity.get("cpu") if isinstance(identity.get("cpu"), dict) else {}
+    flags = cpu.get("flags") if isinstance(cpu.get("flags"), list) else []
+    return next((label for label, flag in ISA_LEVELS if flag in flags), None)
+
+
+def _cpu_model_and_isa(identity: dict) -> str | None:
+    parts = (cpu_model_label(identity), isa_level_label(identity))
+    return None if None in parts else "-".join(parts)
+
+
+def short_hash(identity_hash: str) -> str:
+    """The first 6 digits of an identity hash (an unknown machine's ``unknown:`` prefix dropped)."""
+    return identity_hash.split(":")[-1][:6]
+
+
+def distinguish_identities(identities: dict[str, dict]) -> dict[str, str]:
+    """What tells apart hardware identities that share a slug, per identity hash: the CPU family and model numbers
+    (``f25m17``), else the instruction-set level (``avx512``, ``avx2``), else both, else the hash's first 6 digits;
+    the first of these that differs for every one of them."""
+    for describe in (cpu_model_label, isa_level_label, _cpu_model_and_isa):
+        parts = {h: describe(identity if isinstance(identity, dict) else {}) for h, identity in identities.items()}
+        if None not in parts.values() and len(set(parts.values())) == len(parts):
+            return parts
+    return {h: short_hash(h) for h in identities}
+
+
+def distinguished_slug(slug: str, part: str) -> str:
+    """``epyc-2c__cpu~f25m17``: a slug with what tells its identity from another of the same slug."""
+    return f"{slug}{DISTINGUISH_SEPARATOR}{part}"
 
 
 # ---------------------------------------------------------------------------------------------------- sidecar

@@ -51,10 +51,14 @@ def activate(config, session: FerSession, *, at_configure: bool) -> None:
     session.undo.append(storage.skip_legacy_sidecars())
     if session.options.save:
         config.option.benchmark_autosave = config.option.benchmark_autosave or autosave_tag()
+        # pytest-benchmark names a saved run NNNN_<commit>_<date to the second>: sibling nodes saving one commit
+        # into one shared folder would make the same name, so the node goes into it (--benchmark-save NAME)
+        config.option.benchmark_save = config.option.benchmark_save or save_name(config.option.benchmark_autosave,
+                                                                                 session.options.node)
         config.option.benchmark_save_data = True  # the statistical gate needs every round
     if storage.storage_in_use(config):
         storage.key_storage_by_hardware(config, session.options.rootpath / "results")
-        session.storage_slug = session.get_fingerprint()["slug"]  # the folder's name, set at session start
+        session.storage_slug = choose_storage_slug(storage.file_storage_root(config), session.get_fingerprint())
     root = storage.file_storage_root(config)
     check_outputs(config, session, root)
     keep_run(config, session, root)
@@ -167,3 +171,20 @@ def autosave_tag() -> str:
     from pytest_benchmark.utils import get_tag
 
     return get_tag()
+
+
+def save_name(tag: str, node: str | None) -> str:
+    """``<commit>_<date>_<node>``: the name --fer-save saves under (pytest-benchmark prefixes a counter)."""
+    from fer_bench.machine.node import node_file_part
+
+    return f"{tag}_{node_file_part(node)}" if node else tag
+
+
+def choose_storage_slug(root: Path | None, fingerprint: dict) -> str:
+    """The storage folder's name: the hardware's slug, or where that folder already holds other hardware of the
+    same slug, the slug with what tells them apart (fer_bench.results.folders)."""
+    if root is None:  # not file storage: nothing to look into
+        return fingerprint["slug"]
+    from fer_bench.results.folders import choose_storage_folder
+
+    return choose_storage_folder(root, fingerprint)

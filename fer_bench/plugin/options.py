@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fer_bench.axes import int_parser, option_axes
 from fer_bench.machine.allocator import MODES as MALLOC_MODES
+from fer_bench.machine.node import parse_node_name
 from fer_bench.plugin.budget import format_duration, parse_duration
 from fer_bench.plugin.progress import parse_progress
 from fer_bench.plugin.presets import PRESETS
@@ -90,6 +91,13 @@ def parse_peak_tflops(text: str) -> float:
     return _bounded_float("--fer-peak-tflops", text, 1e6, "a peak in TFLOP/s", "3.2, 989")
 
 
+def parse_node(text: str) -> str:
+    try:
+        return parse_node_name(text, "--fer-node")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_bucket_cap(text: str) -> float:
     return _bounded_float("--fer-ddp-bucket-cap-mb", text, 4096, "a size in MiB", "25, 1, 0.5")
 
@@ -101,7 +109,7 @@ def option_dests() -> list[str]:
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
         "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_ddp_verify",
         "fer_repeats", "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops",
-        "fer_resume", "fer_journal", "fer_ddp_timeout"]
+        "fer_resume", "fer_journal", "fer_ddp_timeout", "fer_node"]
 
 
 def add_fer_options(group) -> None:
@@ -135,6 +143,10 @@ def add_fer_options(group) -> None:
     group.addoption("--fer-save", dest="fer_save", action="store_true", default=None,
                     help="save this run under results/<machine slug>/ with its fingerprint (the README's bench "
                          "command). Default: off")
+    group.addoption("--fer-node", dest="fer_node", type=parse_node, default=None, metavar="NAME",
+                    help="the node this run is recorded as (fer_bench.run.node in the JSON, and in the saved "
+                         "file's name), telling a fleet's runs apart. Default: $FER_BENCH_NODE, else SLURM's "
+                         "$SLURMD_NODENAME, else the hostname")
     group.addoption("--fer-budget", dest="fer_budget", type=parse_duration, default=None, metavar="DURATION",
                     help="time the whole run may take (90s, 2m, 1h, 10m30s, or none): each case's rounds are "
                          "planned to fit, and a case whose minimum rounds do not is skipped with the time it "

@@ -52,6 +52,10 @@ class FerOptions:
     resume: Path | None = None
     journal: Path | None = None
     ddp_timeout_s: float | None = None
+    #: the node the run is recorded as, and where the name came from (fer_bench.machine.node): --fer-node here,
+    #: the rest settled by checked()
+    node: str | None = None
+    node_source: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
@@ -86,6 +90,8 @@ class FerOptions:
             resume=config.getoption("fer_resume"),
             journal=config.getoption("fer_journal"),
             ddp_timeout_s=config.getoption("fer_ddp_timeout"),
+            node=config.getoption("fer_node"),
+            node_source="option" if config.getoption("fer_node") else None,
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -116,7 +122,13 @@ class FerOptions:
                     overrides[name] = AXES[name].check(values)
                 except ValueError as exc:
                     raise pytest.UsageError(str(exc)) from None
-        return dataclasses.replace(self, overrides=overrides)
+        from fer_bench.machine.node import resolve_node
+
+        try:
+            node, node_source = resolve_node(self.node)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        return dataclasses.replace(self, overrides=overrides, node=node, node_source=node_source)
 
     def bench_options(self) -> BenchOptions:
         """What the benchmark bodies read (fer_bench.measure.context)."""
@@ -282,6 +294,7 @@ class FerSession:
             **create_stack_record(self.get_fingerprint()),
             "run": {"preset": self.preset_name, "data": self.options.data_description,
                     "epoch_images": self.options.epoch_images, "budget_s": self.options.budget_s,
+                    "node": self.options.node, "node_source": self.options.node_source,
                     "telemetry_start": self.telemetry.get("start"),
                     "telemetry_end": self.telemetry.get("end"),
                     **({"launch": {**self.launch.as_dict(), **(self.launch_nodes or {})}} if self.launch else {}),

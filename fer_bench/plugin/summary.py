@@ -84,15 +84,18 @@ def summarize_budget(reporter, config, session: FerSession) -> None:
 
 
 def stored_runs(session: FerSession) -> list:
-    """This machine's stored runs (results/<slug>/, oldest first); [] where there are none or they cannot be read."""
-    folder = session.options.rootpath / "results" / session.get_fingerprint()["slug"]
-    if not folder.is_dir():
+    """The stored runs of this machine's slug (results/<slug>/ and results/<slug>~.../, oldest first); [] where
+    there are none or they cannot be read."""
+    from fer_bench.results.folders import list_slug_folders
+
+    folders = list_slug_folders(session.options.rootpath / "results", session.get_fingerprint()["slug"])
+    if not folders:
         return []
     from fer_bench.errors import FerBenchError
     from fer_bench.results.runs import load_results
 
     try:
-        return load_results([folder])
+        return load_results(folders)
     except FerBenchError:
         return []
 

@@ -32,6 +32,7 @@ class StoredRun:
     slug: str | None
     stack: dict = field(default_factory=dict, compare=False)
     stack_hash: str | None = None
+    identity: dict = field(default_factory=dict, compare=False)
 
 
 def _read_fingerprint(path: Path | None) -> dict:
@@ -80,7 +81,7 @@ def list_stored_runs(root: Path, name_filter: str | None = None) -> list[StoredR
             continue
         found = _identity(path, data)
         runs.append(StoredRun(path, str(data.get("datetime", "")), found.get("identity_hash"), found.get("slug"),
-                              found.get("stack") or {}, found.get("stack_hash")))
+                              found.get("stack") or {}, found.get("stack_hash"), found.get("identity") or {}))
     return sorted(runs, key=lambda r: (r.datetime, str(r.path)))
 
 

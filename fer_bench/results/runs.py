@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,8 @@ from fer_bench.results.format import is_number
 from fer_bench.workload import workload_of
 from fer_bench.machine.identity import (
     _slugify,
+    distinguish_identities,
+    distinguished_slug,
     find_sidecar,
     hash_identity,
     is_sidecar,
@@ -506,19 +507,33 @@ def flatten_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
-def label_machines(machines: Sequence[Machine]) -> dict[tuple[str, str | None], str]:
-    """A label per (identity_hash, stack_hash): the slug; ``slug~<first 6 hash digits>`` where hardware identities
-    share a slug; then ``@<first 6 stack hash digits>`` where one hardware ran several software stacks."""
+def label_hardware(machines: Sequence[Machine]) -> dict[str, str]:
+    """A label per hardware identity hash: the slug; where identities share a slug, the slug with what tells them
+    apart (``epyc-2c__cpu~f25m17``: the CPU family and model, else the instruction-set level, else the hash's first
+    6 digits; fer_bench.machine.identity.distinguish_identities), the name their storage folders get too."""
     hardware: dict[str, Machine] = {}
-    stacks: dict[str, list[str | None]] = {}
     for m in machines:
         hardware.setdefault(m.identity_hash, m)
+    by_slug: dict[str, dict[str, dict]] = {}
+    for h, m in hardware.items():
+        by_slug.setdefault(m.slug, {})[h] = m.identity
+    labels = {}
+    for slug, identities in by_slug.items():
+        parts = distinguish_identities(identities) if len(identities) > 1 else {}
+        labels.update({h: distinguished_slug(slug, parts[h]) if parts else slug for h in identities})
+    return labels
+
+
+def label_machines(machines: Sequence[Machine]) -> dict[tuple[str, str | None], str]:
+    """A label per (identity_hash, stack_hash): the hardware's (:func:`label_hardware`), then ``@<first 6 stack
+    hash digits>`` where one hardware ran several software stacks."""
+    stacks: dict[str, list[str | None]] = {}
+    for m in machines:
         if m.stack_hash not in stacks.setdefault(m.identity_hash, []):
             stacks[m.identity_hash].append(m.stack_hash)
-    slug_count = Counter(m.slug for m in hardware.values())
+    hardware = label_hardware(machines)
     labels = {}
-    for h, m in hardware.items():
-        base = m.slug if slug_count[m.slug] == 1 else f"{m.slug}~{h.split(':')[-1][:6]}"
+    for h, base in hardware.items():
         for stack_hash in stacks[h]:
             several = len(stacks[h]) > 1
             labels[(h, stack_hash)] = f"{base}@{(stack_hash or 'unknown')[:6]}" if several else base
@@ -548,16 +563,14 @@ def list_identity_differences(machines: Sequence[Machine]) -> list[tuple[str, di
     """Dotted hardware identity paths whose values differ between machines, with each machine's value
     (label -> value).
 
-    The label is the slug, or ``slug~<first 6 hash digits>`` where identities share a slug (as in compare's
-    columns). A path one machine lacks shows as None for it.
+    The label is :func:`label_hardware`'s (as in compare's columns). A path one machine lacks shows as None for it.
     """
     unique: dict[str, Machine] = {}
     for m in machines:
         unique.setdefault(m.identity_hash, m)
     if len(unique) < 2:
         return []
-    slug_count = Counter(m.slug for m in unique.values())
-    labels = {h: m.slug if slug_count[m.slug] == 1 else f"{m.slug}~{h.split(':')[-1][:6]}" for h, m in unique.items()}
+    labels = label_hardware(list(unique.values()))
     flat = {h: flatten_dict(m.identity) for h, m in unique.items()}
     paths = sorted(set().union(*(f.keys() for f in flat.values())))
     diffs = []
