@@ -316,6 +316,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         fer.keeper.merge_results(output_json)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_keyboard_interrupt(excinfo):
     """Ctrl-C, SIGTERM or SIGUSR1 (fer_bench.plugin.interrupt), or pytest.exit: keep what finished."""
     config = _current_config()
@@ -335,10 +336,12 @@ def _current_config():
 def pytest_runtestloop(session):
     """Once the cases are over, a first signal no longer interrupts: the run is complete, its files are being
     written."""
+    fer = get_session(session.config)
+    if fer.keeper is not None:
+        fer.keeper.guard.start_loop()
     try:
         return (yield)
     finally:
-        fer = get_session(session.config)
         if fer.keeper is not None:
             fer.keeper.guard.finishing = True
 

@@ -10,8 +10,9 @@ operation under way (Python runs a handler between operations), then at most 6 s
 A second signal exits at once (status 128 + the signal), after killing the run's child processes: the journal,
 fsynced case by case, is intact, and every results file is written atomically, so nothing is half-written.
 
-Once the session is writing its results (the test loop is over), a first signal is noted and does not interrupt:
-the run is complete, and cutting its writing short would lose it.
+A signal during start-up or collection is noted and stops the run where its test loop starts (raising in the
+middle of an import helps no one). Once the session is writing its results (the test loop is over), a first
+signal is noted and does not interrupt: the run is complete, and cutting its writing short would lose it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class SignalGuard:
     def __init__(self, on_exit_now: Callable[[str], None] | None = None):
         self.received: dict | None = None
         self.finishing = False
+        #: the test loop is running: a signal interrupts at once (before it, the loop's start raises it)
+        self.looping = False
         self._previous: dict[int, object] = {}
         self._on_exit_now = on_exit_now
 
@@ -62,11 +65,22 @@ class SignalGuard:
         if self.received is not None:
             self.exit_now(signum, name)
         self.received = {"signal": name, "at": now(), "monotonic": time.monotonic()}
-        if self.finishing:
-            return
-        if signum == signal.SIGINT:
+        if self.finishing or not self.looping:
+            return  # writing a complete run's files, or still collecting (the loop's start raises it)
+        self.raise_it()
+
+    def raise_it(self) -> None:
+        """Stop the run the way Ctrl-C does."""
+        name = (self.received or {}).get("signal", "SIGINT")
+        if name == "SIGINT":
             raise KeyboardInterrupt
         raise RunInterrupted(f"{name}: fer_bench stops the run (the finished cases are kept)")
+
+    def start_loop(self) -> None:
+        """The test loop starts: a signal that came during collection stops the run here."""
+        self.looping = True
+        if self.received is not None:
+            self.raise_it()
 
     def exit_now(self, signum: int, name: str) -> None:
         """The second signal: end the child processes (DDP ranks, DataLoader workers) and this process now."""
@@ -76,6 +90,19 @@ class SignalGuard:
         finally:
             kill_children()
             os._exit(128 + signum)
+
+
+def drop_unnumbered_frames(excinfo) -> None:
+    """A signal handler raises at whatever instruction runs, and Python 3.11+ has instructions without a line
+    number: pytest (up to 9.2 at least) fails with a TypeError while it words such a frame of the interruption's
+    traceback, and the run ends with exit 1 instead of its own report. Leave those frames out of what it words."""
+    try:
+        entries = list(excinfo.traceback)
+        kept = [e for e in entries if getattr(getattr(e, "_rawentry", None), "tb_lineno", 0) is not None]
+        if len(kept) != len(entries):
+            excinfo.traceback = type(excinfo.traceback)(kept)
+    except (AttributeError, TypeError):
+        pass
 
 
 def kill_children() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from fer_bench.errors import FerBenchError
 from fer_bench.plugin import storage
-from fer_bench.plugin.interrupt import RunInterrupted, SignalGuard, say
+from fer_bench.plugin.interrupt import RunInterrupted, SignalGuard, drop_unnumbered_frames, say
 from fer_bench.plugin.journal import Journal, choose_path, now
 from fer_bench.plugin.resume import ResumeSource, identity_differences, load_source, run_identity
 
@@ -121,6 +121,7 @@ class RunKeeper:
     # ------------------------------------------------------------------------------------------------ the end
     def interrupted(self, excinfo) -> None:
         """pytest caught the interruption: keep what finished, drop the partial case, record what is missing."""
+        drop_unnumbered_frames(excinfo)
         if self.incomplete is not None:
             return
         signal_record = self.guard.received or {}

@@ -278,3 +278,4 @@ def replace_rounds(fixture, times: list[float]) -> None:
 def leave_unrecorded(fixture) -> None:
     """The fixture's calls run, but pytest-benchmark records no result for the case."""
     fixture.disabled = True
+
