@@ -46,6 +46,8 @@ class FerOptions:
     json_path: Path | None = None
     #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
     peak_tflops: float | None = None
+    #: --fer-remeasure-contended: a contended case's rounds are timed once more when the machine is quiet again
+    remeasure_contended: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
@@ -77,6 +79,7 @@ class FerOptions:
             curve_tsv=bool(config.getoption("fer_curve_tsv")),
             profile_ops=bool(config.getoption("fer_profile_ops")),
             peak_tflops=config.getoption("fer_peak_tflops"),
+            remeasure_contended=bool(config.getoption("fer_remeasure_contended")),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -193,7 +196,8 @@ class FerSession:
 
             self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner, fit_calls=self.fit_calls,
                                      replace_rounds=storage.replace_rounds,
-                                     leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup)
+                                     leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup,
+                                     remeasure_contended=self.options.remeasure_contended)
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
