@@ -371,7 +371,8 @@ def test_help_section_is_pinned(pytester):
         "--fer-allow-missing-baseline", "--fer-allow-other-machine", "--fer-allow-other-workload", "--fer-malloc",
         "--fer-save", "--fer-budget", "--fer-round-time", "--fer-ddp-bucket-cap-mb",
         "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph", "--fer-repeats", "--fer-target-accuracy",
-        "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-peak-tflops", "--fer-progress"]
+        "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-peak-tflops", "--fer-remeasure-contended",
+        "--fer-progress"]
 
 
 # ---------------------------------------------------------------- the time budget and progress (issue 9)
