@@ -372,7 +372,7 @@ def test_help_section_is_pinned(pytester):
         "--fer-save", "--fer-node", "--fer-budget", "--fer-round-time", "--fer-ddp-bucket-cap-mb",
         "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph", "--fer-ddp-verify", "--fer-repeats",
         "--fer-target-accuracy", "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-peak-tflops",
-        "--fer-resume", "--fer-journal", "--fer-ddp-timeout", "--fer-progress"]
+        "--fer-resume", "--fer-journal", "--fer-ddp-timeout", "--fer-remeasure-contended", "--fer-progress"]
 
 
 # ---------------------------------------------------------------- the time budget and progress (issue 9)

@@ -67,6 +67,21 @@ def test_malloc_noise_reports_each_mode(tmp_path):
     assert "page faults per call" in proc.stdout
 
 
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="contention is read from Linux's /proc")
+def test_contention_threshold_measures_a_neighbour(tmp_path):
+    """A neighbour busy all the time on one CPU beside a 1-thread step: both levels measured, with their records,
+    and the table printed. No figure is asserted: the machine may be shared."""
+    out = tmp_path / "threshold.json"
+    proc = _run("contention_threshold.py", "--levels", "0,1", "--threads", "1", "--repeats", "1", "--round-time",
+                "0.05", "--idle", "2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert len(report["idle"]) == 2 and all(0 <= w["share"] <= 1.01 for w in report["idle"])
+    assert sorted(r["level"] for r in report["rows"]) == [0.0, 1.0]
+    assert all(r["contention"]["measured"] and r["step_ms"] > 0 for r in report["rows"])
+    assert "idle machine, 2 windows of 1 s" in proc.stdout and "| 1 | 100% |" in proc.stdout
+
+
 def test_malloc_noise_needs_two_processes(tmp_path):
     proc = _run("malloc_noise.py", "--processes", "1", cwd=tmp_path)
     assert proc.returncode == 2

@@ -86,6 +86,8 @@ class Recorder:
             every rank's hardware.
         shared_setup: told the seconds of each one-off setup the run shares (loading the data), which whichever
             case comes first pays; None: not told.
+        remeasure_contended: time a contended case's rounds once more when the machine is quiet again
+            (--fer-remeasure-contended; measure() gets it as ``contention=recorder.contention``).
         replace_rounds: makes given times a case's rounds in pytest-benchmark's result (time to accuracy's runs);
             leave_unrecorded: keeps a case out of pytest-benchmark's results (a launch's follower ranks). Both
             reach into pytest-benchmark, so the plugin supplies them (fer_bench.plugin.storage); None: not done.
@@ -96,8 +98,9 @@ class Recorder:
                  launch: Any = None, launch_nodes: dict | None = None,
                  replace_rounds: Callable[[Any, list], None] | None = None,
                  leave_unrecorded: Callable[[Any], None] | None = None,
-                 shared_setup: Callable[[float], None] | None = None) -> None:
+                 shared_setup: Callable[[float], None] | None = None, remeasure_contended: bool = False) -> None:
         self.data_path = data_path
+        self.remeasure_contended = remeasure_contended
         self._shared_setup = shared_setup
         self.launch = launch
         self.launch_nodes = launch_nodes
@@ -161,6 +164,13 @@ class Recorder:
     def round_planner(self, extra_calls: int = 0, **kwargs):
         """The budget's planner of the current case (measure()'s ``planner``), or None without a budget."""
         return None if self._plan_rounds is None else self._plan_rounds(extra_calls, **kwargs)
+
+    @property
+    def contention(self):
+        """What measure() does with a contended case (fer_bench.measure.contention.ContentionPolicy)."""
+        from fer_bench.measure.contention import ContentionPolicy
+
+        return ContentionPolicy(remeasure=self.remeasure_contended, replace_rounds=self._replace_rounds)
 
     def fit_calls(self, *, per_call_s: float, minimum: int, wanted: int) -> int:
         """Calls of a pass after the rounds that fit the current case's allowance (0: not even ``minimum``)."""

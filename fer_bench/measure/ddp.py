@@ -43,7 +43,8 @@ def bench_scaling_step(benchmark, options: BenchOptions, recorder: Recorder, con
             per_round.append([times[0] for times in workers.run(1)])
 
         info = measure(benchmark, one_round, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
-                       phase="train_step", target_s=options.target_round_s, extra=extra, planner=planner)
+                       phase="train_step", target_s=options.target_round_s, extra=extra, planner=planner,
+                       contention=recorder.contention)
         summary = summarize_ranks([list(r)[-info["rounds"]:] for r in zip(*per_round)])
         comm = _exposed_communication(lambda steps, no_sync: workers.run(steps, no_sync=no_sync))
     return _record_ddp(benchmark, info, summary, comm, workers.describe())
@@ -124,7 +125,8 @@ def _bench_ddp_launched(benchmark, options: BenchOptions, recorder: Recorder, co
         extra = _ddp_info(options, recorder, config, threads=torch.get_num_threads())
         verify_ddp(options, lambda: verdict, extra)
         info = measure(benchmark, one_step, device=torch.device("cpu"), samples_per_call=config.global_batch_size,
-                       phase="train_step", target_s=options.target_round_s, extra=extra)
+                       phase="train_step", target_s=options.target_round_s, extra=extra,
+                       contention=recorder.contention)
 
         for no_sync in no_sync_schedule():  # every rank's block times are gathered at the end
             launch.lead(launch.NO_SYNC_BLOCK if no_sync else launch.SYNCED_BLOCK, NO_SYNC_BLOCK_STEPS)
@@ -196,8 +198,9 @@ def bench_ddp_epoch(benchmark, options: BenchOptions, recorder: Recorder, config
 
         info = measure(benchmark, one_epoch, device=torch.device("cpu"), samples_per_call=samples, phase="epoch",
                        target_s=options.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
-                       warmup_rounds=0, extra=extra, planner=planner)
-    timed = epochs[1:] or epochs  # the first is the cold-start epoch
+                       warmup_rounds=0, extra=extra, planner=planner, contention=recorder.contention)
+    # the first is the cold-start epoch; a contended case re-measured ran its rounds twice: the last ones count
+    timed = epochs[1:][-info["rounds"]:] or epochs
     summary = summarize_ranks([[e[rank]["epoch_time_s"] for e in timed] for rank in range(config.world_size)])
     slowest = [max(e[rank]["epoch_time_s"] for rank in range(config.world_size)) for e in timed]
     figures = {

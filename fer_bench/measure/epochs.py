@@ -54,7 +54,8 @@ def bench_dataloader(benchmark, options: BenchOptions, recorder: Recorder, *, de
     extra.update(pin_memory=pin_memory, loader=loader.settings(), images_per_round=n_batches * batch_size)
     return measure(benchmark, one_pass, device=torch_device, samples_per_call=n_batches * batch_size,
                    phase="dataloader", target_s=options.target_round_s * 2, min_rounds=5,
-                   warmup_rounds=1, extra=extra, planner=recorder.round_planner())
+                   warmup_rounds=1, extra=extra, planner=recorder.round_planner(),
+                   contention=recorder.contention)
 
 
 def bench_epoch(benchmark, options: BenchOptions, recorder: Recorder, config: RunConfig) -> dict:
@@ -109,8 +110,9 @@ def bench_epoch(benchmark, options: BenchOptions, recorder: Recorder, config: Ru
     with no_compiling_in_rounds(step):
         info = measure(benchmark, one_epoch, device=device, samples_per_call=len(train), phase="epoch",
                        target_s=options.target_round_s * 4, min_rounds=EPOCH_MIN_ROUNDS, max_rounds=20,
-                       warmup_rounds=0, extra=extra, planner=planner)
-    timed = records[1:] or records  # the first record is the cold-start epoch
+                       warmup_rounds=0, extra=extra, planner=planner, contention=recorder.contention)
+    # the first record is the cold-start epoch; a contended case re-measured ran its rounds twice: the last count
+    timed = records[1:][-info["rounds"]:] or records
     stats_list = [r[0] for r in timed]
     last_stats, last_report, _ = records[-1]
 

@@ -60,7 +60,8 @@ def bench_step(benchmark, options: BenchOptions, recorder: Recorder, config: Run
     # the FLOP count runs a step's worth of work after the rounds: part of the case's need in the budget's plan
     with no_compiling_in_rounds(step):
         info = measure(benchmark, fn, device=step.device, samples_per_call=config.global_batch_size, phase=phase,
-                       target_s=options.target_round_s, flops_per_call=flops, extra=extra, planner=planner)
+                       target_s=options.target_round_s, flops_per_call=flops, extra=extra, planner=planner,
+                       contention=recorder.contention)
     _step_figures(benchmark, options, recorder, config, step.device, fn, info)
     if options.profile_ops and phase == "train_step" and "step_time_ms" in info:
         _profile_ops(benchmark, options, recorder, training, x, y, info)

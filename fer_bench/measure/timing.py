@@ -8,7 +8,10 @@ What this module guarantees (see ../shared/design/METHOD.md):
   host time;
 - the number of rounds fills a round-time target, bounded below so the median and IQR mean something, and, under
   a run's time budget, bounded above by the case's share of it (fer_bench.plugin.budget); the relative IQR is
-  recorded so a noisy result says so.
+  recorded so a noisy result says so;
+- how busy the machine was with other work over the timed rounds is recorded beside them
+  (``extra_info["contention"]``, fer_bench.measure.contention): a contended case says so, and with
+  ``ContentionPolicy.remeasure`` its rounds are timed once more when the machine is quiet again.
 
 For calibrating the regression gate, FER_BENCH_INJECT_SLOWDOWN (a fraction, 0.10 or 10%) makes every call this
 module times do real extra CPU work worth that fraction of the call's own duration, inside the timed region: a
@@ -29,6 +32,8 @@ import torch
 
 from fer_bench.machine.allocator import release_free_heap
 from fer_bench.engine.device import synchronize
+from fer_bench.measure import turns
+from fer_bench.measure.contention import ContentionPolicy, ContentionWindow, resolve_own_pid, wait_for_quiet
 from fer_bench.measure.turns import take_turn
 from fer_bench.measure.slowdown import (  # noqa: F401 (the knob's parser lives torch-free, for fer-bench ab)
     INJECT_ENV,
@@ -141,7 +146,7 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
             target_s: float = 1.0, min_rounds: int = MIN_ROUNDS, max_rounds: int = 500,
             warmup_rounds: int = WARMUP_ROUNDS,
             flops_per_call: int | Callable[[], int | None] | None = None, extra: dict | None = None,
-            planner: Any = None) -> dict:
+            planner: Any = None, contention: ContentionPolicy | None = None) -> dict:
     """Time ``fn`` (one step, one epoch...) with ``benchmark.pedantic`` and fill ``benchmark.extra_info``.
 
     Args:
@@ -154,6 +159,7 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
             (None: no cap) and ``info`` (recorded in extra_info), or skips when the minimum rounds do not fit;
             ``replan(estimate_s=, min_rounds=)`` caps the rounds again with the warm-up's median. The rounds fill
             ``target_s``, at most ``max_rounds``.
+        contention: what to do with a contended case (Recorder.contention); None: record it, nothing more.
 
     Returns the figures it recorded (also when pytest-benchmark is disabled, with the timing keys left out).
     """
@@ -207,11 +213,24 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
             fn()
             synchronize(device)
 
-    meter = _open_energy_meter(device)
-    if meter is not None:
-        meter.start()
-    benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
-    info.update(_energy_fields(meter, rounds=rounds, samples=samples_per_call * rounds))
+    own_pid, own = resolve_own_pid(turns.active())
+
+    def timed_block(run_rounds: Callable[[], Any]) -> tuple[dict, dict]:
+        """Run the rounds inside the energy meter's and the contention window's span: (contention, energy)."""
+        events.clear()
+        meter = _open_energy_meter(device)
+        if meter is not None:
+            meter.start()
+        window = ContentionWindow(own_pid=own_pid, own=own).start()
+        run_rounds()
+        busy = window.stop()
+        return busy, _energy_fields(meter, rounds=rounds, samples=samples_per_call * rounds)
+
+    busy, energy = timed_block(lambda: benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0))
+    if busy.get("contended") and contention is not None and contention.remeasure:
+        busy, energy = _remeasure(benchmark, target, rounds, busy, energy, contention, timed_block, own_pid)
+    info.update(energy)
+    info["contention"] = busy
     info["peak_memory_bytes"] = memory.peak_bytes()
     if callable(flops_per_call):  # counted after the rounds: a case the budget skips never pays for it
         flops_per_call = flops_per_call()
@@ -235,6 +254,38 @@ def measure(benchmark, fn: Callable[[], Any], *, device: torch.device, samples_p
         info["flops_per_step"] = int(flops_per_call)
     benchmark.extra_info.update(info)
     return info
+
+
+def _remeasure(benchmark, target: Callable[[], None], rounds: int, first: dict, first_energy: dict,
+               policy: ContentionPolicy, timed_block: Callable, own_pid: int) -> tuple[dict, dict]:
+    """A contended case's rounds timed once more once the machine is quiet (a short sample below the threshold,
+    waited for at most ``policy.max_wait_s``); their times replace the contended ones. Returns the contention
+    record and energy fields of the rounds the result keeps; the record's ``remeasure`` says what happened."""
+    shown = {k: first[k] for k in ("other_cpu_share", "steal_share", "runnable_mean") if k in first}
+    if policy.replace_rounds is None or getattr(getattr(benchmark, "stats", None), "stats", None) is None:
+        first["remeasure"] = {"done": False, "why": "no pytest-benchmark result whose rounds can be replaced"}
+        return first, first_energy
+    wait = wait_for_quiet(own_pid=own_pid, threshold=first["threshold"], max_wait_s=policy.max_wait_s)
+    if not wait["quiet"]:
+        last = wait["last"]
+        seen = (f"other processes {last['other_cpu_share']:.0%}, steal {last['steal_share']:.0%} in the last sample"
+                if last.get("measured") else last.get("why", "no sample"))
+        first["remeasure"] = {"done": False, "waited_s": wait["waited_s"],
+                              "why": f"the machine stayed busy for {wait['waited_s']:.0f} s ({seen})"}
+        return first, first_energy
+    times: list[float] = []
+
+    def run_rounds() -> None:
+        for _ in range(rounds):
+            take_turn()  # as the plugin does before each pedantic round under `fer-bench ab`
+            t0 = time.perf_counter()
+            target()
+            times.append(time.perf_counter() - t0)
+
+    second, energy = timed_block(run_rounds)
+    policy.replace_rounds(benchmark, times)
+    second["remeasure"] = {"done": True, "waited_s": wait["waited_s"], "first": shown}
+    return second, energy
 
 
 def _open_energy_meter(device: torch.device):

@@ -13,6 +13,7 @@ from pathlib import Path
 from fer_bench.axes import int_parser, option_axes
 from fer_bench.machine.allocator import MODES as MALLOC_MODES
 from fer_bench.machine.node import parse_node_name
+from fer_bench.measure.contention import CONTENTION_THRESHOLD, MAX_QUIET_WAIT_S, QUIET_SAMPLE_S
 from fer_bench.plugin.budget import format_duration, parse_duration
 from fer_bench.plugin.progress import parse_progress
 from fer_bench.plugin.presets import PRESETS
@@ -109,7 +110,8 @@ def option_dests() -> list[str]:
         "fer_allow_other_workload", "fer_malloc", "fer_save", "fer_budget", "fer_progress", "fer_round_time",
         "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_ddp_verify",
         "fer_repeats", "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops",
-        "fer_resume", "fer_journal", "fer_ddp_timeout", "fer_node"]
+        "fer_resume", "fer_journal", "fer_ddp_timeout", "fer_node",
+        "fer_remeasure_contended"]
 
 
 def add_fer_options(group) -> None:
@@ -217,6 +219,13 @@ def add_fer_options(group) -> None:
                          "group's collective timeout: a rank that hangs fails its case within it and the run goes on "
                          "(under torchrun or srun the run stops after that case: its world is broken). "
                          f"Default: {DEFAULT_DDP_TIMEOUT_S:g}")
+    group.addoption("--fer-remeasure-contended", dest="fer_remeasure_contended", action="store_true",
+                    default=None,
+                    help=f"a case measured while other processes took more than {_pct(CONTENTION_THRESHOLD)} of the "
+                         f"machine's CPU time (contended: recorded in every result) has its rounds timed once more "
+                         f"as soon as a {QUIET_SAMPLE_S:g} s sample is below that, waiting at most "
+                         f"{MAX_QUIET_WAIT_S:g} s; the new rounds replace the old. Default: off (the case stays "
+                         f"contended, and the gate gives it no verdict)")
     group.addoption("--fer-progress", dest="fer_progress", type=parse_progress, default=None, metavar="MODE",
                     help="a progress line per case with the time left: every, sparse (every 30 s or 10 cases, "
                          "and the last), off; auto is every on a terminal, sparse in a log. Default: 'auto'")
@@ -236,6 +245,8 @@ def parse_existing_path(option: str):
         return path
 
     return parse
+def _pct(fraction: float) -> str:
+    return f"{fraction:.0%}".replace("%", "%%")  # argparse formats help with %
 
 
 def _budget_text(seconds: float | None) -> str:

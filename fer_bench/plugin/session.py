@@ -56,6 +56,8 @@ class FerOptions:
     #: the rest settled by checked()
     node: str | None = None
     node_source: str | None = None
+    #: --fer-remeasure-contended: a contended case's rounds are timed once more when the machine is quiet again
+    remeasure_contended: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
@@ -92,6 +94,7 @@ class FerOptions:
             ddp_timeout_s=config.getoption("fer_ddp_timeout"),
             node=config.getoption("fer_node"),
             node_source="option" if config.getoption("fer_node") else None,
+            remeasure_contended=bool(config.getoption("fer_remeasure_contended")),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -218,7 +221,8 @@ class FerSession:
 
             self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner, fit_calls=self.fit_calls,
                                      replace_rounds=storage.replace_rounds,
-                                     leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup)
+                                     leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup,
+                                     remeasure_contended=self.options.remeasure_contended)
 
     @classmethod
     def from_config(cls, config) -> "FerSession":

@@ -29,6 +29,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(f"fer_bench: {line}", yellow=True)
     for line in session.recorder.missed_targets:
         terminalreporter.write_line(f"fer_bench: {line}", yellow=True)
+    summarize_contention(terminalreporter, config)
     if session.recorder.launch_bound:
         terminalreporter.write_sep("-", "fer_bench: launch-bound steps (the GPU waits for kernel launches)")
         for line in session.recorder.launch_bound:
@@ -46,6 +47,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if session.fingerprint is not None and (session.recorder.overheads or session.sidecars):
         fp = session.fingerprint
         terminalreporter.write_line(f"fer_bench: machine {fp['slug']} (identity {fp['identity_hash']})")
+
+
+def summarize_contention(reporter, config) -> None:
+    """The cases timed while other processes took the machine (their results say contended, and the gate gives
+    them no verdict), and once, where the machine could not be read, that contention was not measured."""
+    from fer_bench.plugin import storage
+    from fer_bench.results.contention import contention_record, describe_contention, is_contended
+
+    benches = getattr(storage.benchmark_session(config), "benchmarks", None) or []
+    records = [(b.name, contention_record(getattr(b, "extra_info", None) or {})) for b in benches]
+    contended = [(name, r) for name, r in records if r is not None and is_contended({"contention": r})]
+    if contended:
+        reporter.write_sep("-", f"fer_bench: contended cases ({len(contended)} of {len(records)}: unreliable, "
+                                f"no gate verdict)", yellow=True)
+        for name, record in contended:
+            reporter.write_line(f"{name}: {describe_contention(record)}", yellow=True)
+    unmeasured = [r for _, r in records if r is not None and r.get("measured") is False]
+    if unmeasured:
+        reporter.write_line(f"fer_bench: contention not measured for {len(unmeasured)} case(s): "
+                            f"{unmeasured[0].get('why', 'no reason recorded')}", yellow=True)
 
 
 def summarize_budget(reporter, config, session: FerSession) -> None:

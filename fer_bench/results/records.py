@@ -20,6 +20,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from fer_bench.axes import AXES, implied_params
+from fer_bench.results.contention import contention_record, describe_contention, is_contended
 from fer_bench.errors import FerBenchError
 from fer_bench.results.format import float_or_nan, is_number
 from fer_bench.results.runs import CaseKey, CaseResult, RunResult, format_case, label_machines, parse_params_key
@@ -234,16 +235,30 @@ def collect_records(runs: Sequence[RunResult], groups: Sequence[str] | None = No
                 **_scaling_fields(case),
                 "_precision_native": case.extra_info.get("precision_native"),
                 "_extra": case.extra_info,
+                "contended": is_contended(case.extra_info),
                 "run": str(run.path),
                 "datetime": run.datetime.isoformat() if run.datetime else "",
             }
             slot = (record["platform"], machine.identity_hash, machine.stack_hash, key)
             superseded += slot in latest
             latest[slot] = record
+    notes.extend(_contended_notes(latest.values()))
     if superseded and note_superseded:
         notes.append(f"{superseded} older entr{'y' if superseded == 1 else 'ies'} of the same platform and case "
                      f"left out: the latest run by datetime wins.")
     return list(latest.values()), notes
+
+
+def _contended_notes(records: Iterable[dict]) -> list[str]:
+    """One note naming the records measured on a contended machine (their ``contended`` column is true): their
+    times are no evidence of speed."""
+    contended = [r for r in records if r["contended"]]
+    if not contended:
+        return []
+    named = "; ".join(f"`{r['case']}` on `{r['platform']}` ({describe_contention(contention_record(r['_extra']))})"
+                      for r in contended[:3]) + (f"; and {len(contended) - 3} more" if len(contended) > 3 else "")
+    return [f"Contended: {len(contended)} result(s) were measured while other processes took the machine, so their "
+            f"times are unreliable (the `contended` column; the gate gives them no verdict): {named}."]
 
 
 def _scaling_fields(case: CaseResult) -> dict:

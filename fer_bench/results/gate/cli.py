@@ -66,8 +66,8 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = ("exit status: 0 no regression, 1 regression, 2 no comparable baseline (other machine or "
                      "missing case),\n3 bad input (one line on stderr), 4 inconclusive: no regression, but a tested "
-                     "case's minimum\ndetectable effect (MDE) exceeds the threshold (--allow-inconclusive: 0). "
-                     "2 wins over 1, 1 over 4.")
+                     "case's minimum\ndetectable effect (MDE) exceeds the threshold, or a case was measured only on "
+                     "a contended machine\n(--allow-inconclusive: 0). 2 wins over 1, 1 over 4.")
     parser.add_argument("runs", nargs="+", metavar="RUN_OR_DIR",
                         help="baseline runs (files or folders, pooled) then, last, the current run")
     add_verdict_arguments(parser)

@@ -1,16 +1,21 @@
-"""Which baseline runs and cases the gate may compare with the current run: the same hardware, the same work.
+"""Which baseline runs and cases the gate may compare with the current run: the same hardware, the same work, a
+quiet machine.
 
 A baseline of other hardware is no baseline (exit status 2); one of this hardware with another software stack is,
-with a note naming what changed; a case that did other work is "not comparable", never "slower".
+with a note naming what changed; a case that did other work is "not comparable", never "slower"; a case measured
+while other processes took the machine (contended, fer_bench.measure.contention) is no evidence either way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from fer_bench.errors import FerBenchError
 from fer_bench.machine.identity import stack_change_notes
-from fer_bench.results.runs import RunResult
+from fer_bench.results.gate.verdict import GateRow
+from fer_bench.results.contention import contention_record, describe_contention, is_contended
+from fer_bench.results.runs import CaseKey, CaseResult, RunResult
 from fer_bench.workload import workload_differences
 
 
@@ -83,3 +88,28 @@ def describe_workload_difference(base: Sequence[dict | None], cur: Sequence[dict
         if diffs:
             return f"{'; '.join(diffs)} (current vs baseline)"
     return None
+
+
+def set_aside_contended(runs: Sequence[RunResult]) -> tuple[list[RunResult], dict[CaseKey, list[str]]]:
+    """``runs`` without their contended case entries (same runs, same order: the pairs stay pairs), and per case
+    set aside a line per entry naming the run and the figures."""
+    kept, aside = [], {}
+    for run in runs:
+        contended = [c for c in run.cases if is_contended(c.extra_info)]
+        for case in contended:
+            aside.setdefault(case.key, []).append(f"{run.path}: {_figures(case)}")
+        dropped = {id(c) for c in contended}
+        kept.append(dataclasses.replace(run, cases=tuple(c for c in run.cases if id(c) not in dropped))
+                    if contended else run)
+    return kept, aside
+
+
+def contended_row(case: str, group: str | None, lines: Sequence[str]) -> GateRow:
+    """The row of a case with no uncontended entry on a side: no verdict, inconclusive in every scope."""
+    more = f" (and {len(lines) - 1} more contended entries)" if len(lines) > 1 else ""
+    return GateRow(case=case, group=group, status="inconclusive", always_gated=True, contended=True,
+                   verdict=f"contended: no verdict: {lines[0]}{more}")
+
+
+def _figures(case: CaseResult) -> str:
+    return describe_contention(contention_record(case.extra_info) or {})

@@ -16,6 +16,11 @@ explains the decision and its measured calibration. In short, per case matched b
   rank test cannot reach alpha/m at all). A case that is not a regression (nor a significant improvement) and
   whose MDE exceeds the threshold is *inconclusive*: this machine's noise hides changes of the threshold's size.
 
+**Contended entries** (measured while other processes took more than the recorded threshold of the machine's CPU,
+fer_bench.measure.contention) are set aside for time, throughput and energy before anything is pooled: a case
+judged on its other runs says so in a note; one with no uncontended entry on a side gets no verdict, an
+inconclusive row gated in every scope (exit 4, or 0 with --allow-inconclusive) and a message naming its figures.
+
 **Paired** (``--paired``, what ``fer-bench ab`` runs): baseline run i and current run i were made one after the
 other in the same job (A B B A ...), so the runner's drift over minutes touches both alike. Per case the effect is
 the geometric mean of the per-pair ratios of medians; a one-sample t test on the log ratios (scipy.stats.ttest_1samp)
@@ -47,8 +52,10 @@ from fer_bench.results.format import describe_ratio
 from fer_bench.results.gate.comparable import (
     NoBaseline,
     check_machines,
+    contended_row,
     describe_workload_difference,
     list_baseline_stack_notes,
+    set_aside_contended,
 )
 from fer_bench.results.gate.stats import (
     bootstrap_ratio_ci,
@@ -66,6 +73,7 @@ from fer_bench.results.gate.stats import (
 )
 from fer_bench.results.gate.text import format_fraction
 from fer_bench.results.gate.verdict import (
+    CONTENTION_METRICS,
     EXIT_INCONCLUSIVE,
     EXIT_NO_BASELINE,
     EXIT_OK,
@@ -413,17 +421,30 @@ def evaluate_gate(
         report.exit_status = EXIT_NO_BASELINE
         report.messages.append(f"no comparable baseline: {exc}")
         return report
+    order = list(dict.fromkeys(c.key for r in current_runs for c in r.cases))
+    aside: dict[CaseKey, list[str]] = {}
+    if metric in CONTENTION_METRICS:  # a contended entry is no evidence: the rest of a case's entries judge it
+        baseline, aside = set_aside_contended(baseline)
+        current_runs, aside_current = set_aside_contended(current_runs)
+        for key, lines in aside_current.items():
+            aside[key] = lines + aside.get(key, [])
     cur_pool, base_pool = _pool(current_runs, metric), _pool([r for r in baseline if r.cases], metric)
-    missing = [k for k in cur_pool if k not in base_pool]
-    report.baseline_only = [format_case(k) for k in base_pool if k not in cur_pool]
+    contended = {k: lines for k, lines in aside.items() if k in order and (k not in cur_pool or k not in base_pool)}
+    missing = [k for k in cur_pool if k not in base_pool and k not in contended]
+    report.baseline_only = [format_case(k) for k in base_pool if k not in cur_pool and k not in contended]
     other_work = {k: d for k in cur_pool if k in base_pool
                   for d in [describe_workload_difference(base_pool[k].workloads, cur_pool[k].workloads)] if d}
     common = [k for k in cur_pool if k in base_pool and k not in other_work]
     target_rows = {k: _target_row(k, base_pool[k], cur_pool[k]) for k in common
                    if _missed_target(base_pool[k]) or _missed_target(cur_pool[k])}
     common = [k for k in common if k not in target_rows]
-    if not common and not other_work and not target_rows:
+    if not common and not other_work and not target_rows and not contended:
         raise FerBenchError("the current run and the baseline share no case (matched by function and params)")
+    partly = {k: lines for k, lines in aside.items() if k in common}
+    if partly:
+        key, lines = next(iter(partly.items()))
+        report.notes.append(f"contended: {sum(map(len, partly.values()))} entr(ies) of {len(partly)} case(s) set "
+                            f"aside, judged on their other runs (first: {format_case(key)}: {lines[0]})")
     inferred = sum(p.inferred for p in (*cur_pool.values(), *base_pool.values()))
     if inferred:
         report.notes.append(f"{inferred} case result(s) come from runs older than the workload record: their work "
@@ -496,7 +517,11 @@ def evaluate_gate(
         skipped = "skipped (--allow-missing)" if allow_missing else "fails closed"
         rows[key] = GateRow(case=format_case(key), group=cur_pool[key].case.group, status="no baseline",
                             verdict=f"no baseline: {skipped}")
-    report.rows = [rows[k] for k in cur_pool]
+    for key, lines in contended.items():
+        group = next(c.group for r in (*current, *baseline) for c in r.cases if c.key == key)
+        rows[key] = contended_row(format_case(key), group, lines)
+        report.messages.append(f"contended: {format_case(key)}: {lines[0]}: no verdict")
+    report.rows = [rows[k] for k in order if k in rows]
     if report.suite is not None and scope == "suite":
         suite = report.suite
         if suite.status != "regression":  # else the cases gate, and the estimate stays theirs
@@ -523,12 +548,19 @@ def evaluate_gate(
         report.exit_status = EXIT_REGRESSION
     elif report.inconclusive and not allow_inconclusive:
         report.exit_status = EXIT_INCONCLUSIVE
-        report.messages.append(
-            f"inconclusive: {len(report.inconclusive)} case(s) cannot show a {format_fraction(threshold)} change at "
-            f"this noise (first: {report.inconclusive[0].case}); "
-            + ("run more pairs" if paired else "pool more runs a side")
-            + (" or gate the suite (--scope suite)" if paired and scope == "cases" else "")
-            + ", or pass --allow-inconclusive to let them pass"
-        )
+        noisy = [r for r in report.inconclusive if not r.contended]
+        if noisy:
+            report.messages.append(
+                f"inconclusive: {len(noisy)} case(s) cannot show a {format_fraction(threshold)} change at "
+                f"this noise (first: {noisy[0].case}); "
+                + ("run more pairs" if paired else "pool more runs a side")
+                + (" or gate the suite (--scope suite)" if paired and scope == "cases" else "")
+                + ", or pass --allow-inconclusive to let them pass"
+            )
+        if contended:
+            report.messages.append(
+                f"inconclusive: {len(contended)} case(s) were measured while other processes took the machine "
+                f"(contended): measure them again on a quiet machine (--fer-remeasure-contended waits for one), or "
+                f"pass --allow-inconclusive to let them pass")
     return report
 

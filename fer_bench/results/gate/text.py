@@ -81,7 +81,7 @@ def format_gate_text(report: GateReport) -> str:
     if report.scope == "suite" and report.suite is not None:
         line = (f"result: {outcome} (scope suite: the suite row decides) in {len(report.rows)} case(s) -> exit "
                 f"{report.exit_status}")
-    if n_inc:
+    if any(not r.contended for r in report.inconclusive):  # more runs resolve noise, never a busy machine
         unit = "pairs" if report.paired else "runs a side"
         runs = (f"about {report.runs_to_resolve} {unit}" if report.runs_to_resolve is not None
                 else f"no practical number of {unit} (over {MAX_RUNS_ESTIMATE}, or an unbounded interval)")

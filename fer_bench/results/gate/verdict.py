@@ -16,6 +16,9 @@ RUN_VALUE_METRICS = ("peak_memory_bytes", "samples_per_joule")
 HIGHER_BETTER = ("samples_per_s", "samples_per_joule")
 EXIT_OK, EXIT_REGRESSION, EXIT_NO_BASELINE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 SCOPES = ("cases", "suite")
+#: Metrics another process on the machine changes (time, and energy on a shared package): a contended case's
+#: entries are set aside for them (fer_bench.results.gate.comparable.set_aside_contended); memory is its own.
+CONTENTION_METRICS = ("time", "samples_per_s", "samples_per_joule")
 
 
 @dataclass
@@ -47,6 +50,8 @@ class GateRow:
     #: decided outside the statistics (a time-to-accuracy case that stopped reaching its target): gated in every
     #: scope
     always_gated: bool = False
+    #: measured only on a contended machine (other processes took it) on a side: no verdict, inconclusive
+    contended: bool = False
 
 
 @dataclass

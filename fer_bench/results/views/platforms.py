@@ -150,7 +150,7 @@ def create_platforms_view(records: list[dict], runs: Sequence[RunResult], metric
                 continue
             s = speedup(r[value_col], ref[value_col]) if ref is not None else math.nan
             text = "baseline" if p == base else (_describe_against(s, metric) if ref is not None else "no baseline")
-            wide[p] = f"{shown(r[value_col])} ({text})"
+            wide[p] = f"{shown(r[value_col])} ({text}{', contended' if r.get('contended') else ''})"
             out_rows.append(public_row(r, names) | {"kind": "case", "value": r[value_col], "unit": unit,
                                                     "speedup": round(s, 4) if math.isfinite(s) else math.nan,
                                                     "speedup_text": text, "baseline": base})
