@@ -18,6 +18,8 @@ from fer_bench.plugin.journal import read_journal
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["pytester"]
+
 #: 16 small step cases of about a second each
 STEP_CASES = ["benchmarks/test_step.py::test_forward", "benchmarks/test_step.py::test_train_step",
               "--fer-models", "fer_cnn_2block", "--fer-batch-sizes", "1,2,3,4,5,6,7,8", "--fer-precisions", "fp32",
@@ -276,3 +278,38 @@ def test_an_unwritable_output_is_refused_before_any_case(tmp_path, args, message
     code, log = finish(start([*STEP_CASES, *args], tmp_path))
     assert code == pytest.ExitCode.USAGE_ERROR, log[-3000:]
     assert message in log and "Traceback" not in log and "PASSED" not in log, log[-2000:]
+
+
+STOPPED_SUITE = """
+import os
+
+import pytest
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_case(benchmark, fer_options, n):
+    benchmark.pedantic(lambda: None, rounds=2)
+    assert not (n == 2 and os.environ.get("BREAK_CASE_2")), "case 2 is broken"
+"""
+
+
+def test_a_run_stopped_by_x_is_incomplete_and_resumes_with_the_failed_and_missing_cases(pytester, monkeypatch,
+                                                                                         tmp_path):
+    monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))
+    pytester.makepyfile(test_stopped=STOPPED_SUITE)
+    out = pytester.path / "run.json"
+    monkeypatch.setenv("BREAK_CASE_2", "1")
+    first = pytester.runpytest_subprocess("-p", "fer_bench.plugin", "-p", "no:cacheprovider", "-x",
+                                          "--benchmark-json", str(out))
+    assert first.ret == pytest.ExitCode.TESTS_FAILED
+    run = json.loads(out.read_text())["fer_bench"]["run"]
+    assert run["incomplete"]["signal"] is None and "stopping after 1 failures" in run["incomplete"]["reason"]
+    assert [m["case"] for m in run["incomplete"]["missing"]] == ["test_stopped.py::test_case[3]"]
+    first.stdout.fnmatch_lines(["*fer_bench: run stopped early: 2 cases finished, 1 missing*"])
+
+    monkeypatch.delenv("BREAK_CASE_2")
+    second = pytester.runpytest_subprocess("-p", "fer_bench.plugin", "-p", "no:cacheprovider",
+                                           "--benchmark-json", str(out), "--fer-resume", str(out))
+    assert second.ret == 0, second.stdout.str()[-2000:]
+    second.stdout.fnmatch_lines(["*2 passed, 1 deselected*"])
+    assert sorted(result_names(out)) == [f"test_stopped.py::test_case[{n}]" for n in (1, 2, 3)]

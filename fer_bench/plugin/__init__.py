@@ -344,6 +344,7 @@ def pytest_runtestloop(session):
     finally:
         if fer.keeper is not None:
             fer.keeper.guard.finishing = True
+            fer.keeper.loop_ended(session)
 
 
 def pytest_collection_finish(session):

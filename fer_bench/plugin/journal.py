@@ -15,6 +15,7 @@ holds everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from datetime import datetime, timezone
@@ -49,6 +50,23 @@ def choose_path(*, explicit: Path | None, json_path: Path | None, storage_folder
     return None
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT, SIGTERM and SIGUSR1 (main thread, POSIX) while a line is written; they arrive after it."""
+    import signal
+    import threading
+
+    held = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, n)}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _line(obj: dict) -> bytes:
     return (json.dumps(obj, default=str, ensure_ascii=True) + "\n").encode()
 
@@ -76,9 +94,11 @@ class Journal:
         """One line, on disk before this returns."""
         if self._fh is None:
             raise FerBenchError(f"journal {self.path}: appended to before it was started")
-        self._fh.write(_line(entry))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        line = _line(entry)
+        with _signals_held():  # a Ctrl-C now waits for the line to be whole on disk
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
         self.lines += 1
 
     def close(self) -> None:

@@ -149,6 +149,27 @@ class RunKeeper:
             record = {k: v for k, v in self.incomplete.items() if k != "missing"}
             self.journal.append({"interrupted": {**record, "missing": len(missing)}})
 
+    def loop_ended(self, session) -> None:
+        """The test loop is over. A run that stopped early without a signal (-x, --maxfail, a broken DDP world)
+        is incomplete too: the same record, the same resume."""
+        stop = session.shouldfail or session.shouldstop
+        if self.incomplete is not None or not stop:
+            return
+        finished = set(self.finished)
+        missing = [{"case": nodeid, "why": f"not started: {stop}"} for nodeid in self.planned
+                   if nodeid not in finished]
+        if not missing:
+            return
+        self.incomplete = {"signal": None, "reason": str(stop), "at": now(), "during": None,
+                           "finished": len(finished) + (len(self.source.done) if self.source else 0),
+                           "missing": missing}
+        bs = storage.benchmark_session(self.config)
+        if bs is not None:
+            storage.stop_saving(bs)
+        if self.journal is not None and self.journal.started:
+            self.journal.append({"interrupted": {**{k: v for k, v in self.incomplete.items() if k != "missing"},
+                                                 "missing": len(missing)}})
+
     def run_facts(self) -> dict:
         """What the results JSON's ``fer_bench.run`` says of the run's identity, resumption and interruptions."""
         facts: dict[str, Any] = {}
@@ -205,7 +226,8 @@ class RunKeeper:
             kept.append(str(self.journal.path))
         resume_from = (self.journal.path if self.journal is not None and self.journal.started
                        else json_path if kept else None)
-        lines = [f"fer_bench: run interrupted by {inc['signal']}: {inc['finished']} cases finished, "
+        lines = [f"fer_bench: run {'interrupted by ' + inc['signal'] if inc.get('signal') else 'stopped early'}: "
+                 f"{inc['finished']} cases finished, "
                  f"{len(inc['missing'])} missing" + (f" ({inc['during'].split('::')[-1]} was running)"
                                                       if inc.get("during") else "")
                  + (f"; kept in {' and '.join(kept)}" if kept else "; nothing had finished, nothing is kept")]
