@@ -216,7 +216,7 @@ class RunKeeper:
     def summary_lines(self) -> list[str]:
         if self.incomplete is None:
             if self.source is not None:
-                return [f"fer_bench: resumed {self.source.path}: {len(self.source.done)} cases kept from it, "
+                return [f"fer_bench: resumed {self.source.path}: {_cases(len(self.source.done))} kept from it, "
                         f"{len(self.finished)} run now"]
             return []
         inc = self.incomplete
@@ -227,7 +227,7 @@ class RunKeeper:
         resume_from = (self.journal.path if self.journal is not None and self.journal.started
                        else json_path if kept else None)
         lines = [f"fer_bench: run {'interrupted by ' + inc['signal'] if inc.get('signal') else 'stopped early'}: "
-                 f"{inc['finished']} cases finished, "
+                 f"{_cases(inc['finished'])} finished, "
                  f"{len(inc['missing'])} missing" + (f" ({inc['during'].split('::')[-1]} was running)"
                                                       if inc.get("during") else "")
                  + (f"; kept in {' and '.join(kept)}" if kept else "; nothing had finished, nothing is kept")]
@@ -241,6 +241,10 @@ class RunKeeper:
     def _exit_now(self, name: str) -> None:
         where = f"; the finished cases are in {self.journal.path}" if self.journal and self.journal.started else ""
         say(f"fer_bench: second {name}: exiting now{where}")
+
+
+def _cases(n: int) -> str:
+    return f"{n} case{'' if n == 1 else 's'}"
 
 
 __all__ = ["RunInterrupted", "RunKeeper"]
