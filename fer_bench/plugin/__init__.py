@@ -6,7 +6,8 @@ declares the options (one per axis of fer_bench.axes), ``session`` reads them on
 beside the run's state (``FerSession``, kept in config.stash by ``state``); ``activate`` sets a session up,
 ``selection`` chooses and orders the items, ``baseline`` is the native gate, ``ledger`` and ``budget`` (its
 arithmetic in ``allowance``) keep the time budget, ``progress`` words the progress line, ``summary`` writes what
-follows a run, ``presets`` holds the matrices, and ``storage`` is all that reaches into pytest-benchmark beyond
+follows a run, ``presets`` holds the matrices, ``keeper`` (with ``journal``, ``resume`` and ``interrupt``) makes a
+run lose nothing to a signal or a kill, and ``storage`` is all that reaches into pytest-benchmark beyond
 its hooks. The benchmark bodies (fer_bench.measure) get the options and a recorder as fixtures, never this
 session.
 
@@ -66,8 +67,6 @@ def pytest_configure(config):
                                        "emulates; fer_bench deselects it (--fer-precisions runs it)")
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
-    _CONFIGS.append(config)
-    session.undo.append(lambda: _CONFIGS.remove(config) if config in _CONFIGS else None)
     asked = any(config.getoption(dest) is not None for dest in option_dests())
     if asked or named_explicitly(config):
         activate(config, session, at_configure=True)
@@ -314,22 +313,6 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["fer_bench"] = fer.run_record()
     if fer.keeper is not None:
         fer.keeper.merge_results(output_json)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_keyboard_interrupt(excinfo):
-    """Ctrl-C, SIGTERM or SIGUSR1 (fer_bench.plugin.interrupt), or pytest.exit: keep what finished."""
-    config = _current_config()
-    fer = get_session(config) if config is not None else None
-    if fer is not None and fer.active and fer.keeper is not None:
-        fer.keeper.interrupted(excinfo)
-
-
-_CONFIGS: list = []  # pytest_keyboard_interrupt gets no config: the active session's, kept from configure
-
-
-def _current_config():
-    return _CONFIGS[-1] if _CONFIGS else None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -72,8 +72,10 @@ def keep_run(config, session: FerSession, root: Path | None) -> None:
 
     saving = bool(config.option.benchmark_save or config.option.benchmark_autosave)
     folder = root / session.storage_slug if saving and root is not None and session.storage_slug else None
-    session.keeper = RunKeeper(config, session)
-    session.keeper.setup(json_path=storage.benchmark_json_path(config), storage_folder=folder)
+    keeper = session.keeper = RunKeeper(config, session)
+    config.pluginmanager.register(keeper, "fer_bench-run-keeper")  # its pytest_keyboard_interrupt
+    session.undo.append(lambda: config.pluginmanager.unregister(keeper))
+    keeper.setup(json_path=storage.benchmark_json_path(config), storage_folder=folder)
 
 
 def check_outputs(config, session: FerSession, root: Path | None) -> None:

@@ -119,6 +119,12 @@ class RunKeeper:
             self.journal.start(header, list(self.source.cases) if self.source else [])
 
     # ------------------------------------------------------------------------------------------------ the end
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        """Ctrl-C, SIGTERM or SIGUSR1 (fer_bench.plugin.interrupt), or pytest.exit (registered as a plugin: the
+        hook gets no config)."""
+        self.interrupted(excinfo)
+
     def interrupted(self, excinfo) -> None:
         """pytest caught the interruption: keep what finished, drop the partial case, record what is missing."""
         drop_unnumbered_frames(excinfo)
