@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fer_bench.machine.identity import sidecar_path
-from test_launch import _is_local_test_slurm, _slurm_conf, _slurm_daemons_running
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts" / "slurm"
@@ -30,25 +26,8 @@ SELECTION = ('-q -k "test_forward and not backward" --fer-models fer_cnn_2block 
              '--fer-precisions fp32 --fer-batch-sizes 16')
 
 
-def test_the_array_recipe_saves_one_run_per_node_into_one_folder(tmp_path, system_install):
-    sbatch, conf = shutil.which("sbatch"), _slurm_conf()
-    if sbatch is not None and not _is_local_test_slurm(conf):
-        pytest.skip(f"this machine has a SLURM of its own ({sbatch}; {conf} is not setup_local.sh's): the test "
-                    "submits only to the local test SLURM")
-    if sbatch is None and shutil.which("apt-get") is None:
-        pytest.skip("no SLURM and no apt-get to install it (scripts/slurm/setup_local.sh needs Debian)")
-    if os.geteuid() != 0:
-        pytest.skip("installing and starting SLURM needs root (scripts/slurm/setup_local.sh)")
-    system_install("scripts/slurm/setup_local.sh: apt-get install slurm-wlm munge, /etc/slurm and /etc/munge, "
-                   "slurmctld, slurmd and munged started")
-    started_here = not _slurm_daemons_running()
-    try:
-        setup = subprocess.run([str(SCRIPTS / "setup_local.sh")], capture_output=True, text=True, timeout=300)
-        assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-2000:]
-        _run_the_array(tmp_path)
-    finally:
-        if started_here:  # leave the machine's daemons as the test found them
-            subprocess.run([str(SCRIPTS / "setup_local.sh"), "--stop"], capture_output=True, timeout=120)
+def test_the_array_recipe_saves_one_run_per_node_into_one_folder(tmp_path, local_slurm):
+    _run_the_array(tmp_path)
 
 
 def _run_the_array(tmp_path: Path) -> None:

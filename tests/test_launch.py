@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -123,43 +122,8 @@ def test_ranks_that_collect_other_cases_stop_with_one_line(tmp_path):
     assert "rank 1 collected other cases than rank 0" in done.stdout + done.stderr
 
 
-LOCAL_SLURM_MARK = "# Written by scripts/slurm/setup_local.sh"  # the first line of the slurm.conf it writes
-
-
-def _slurm_conf() -> Path:
-    return Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
-
-
-def _is_local_test_slurm(conf: Path) -> bool:
-    try:
-        return conf.read_text(errors="replace").startswith(LOCAL_SLURM_MARK)
-    except OSError:
-        return False
-
-
-def _slurm_daemons_running() -> bool:
-    return any(subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0
-               for name in ("slurmctld", "slurmd", "munged"))
-
-
-def test_the_sbatch_recipe_runs_on_the_local_slurm(tmp_path, system_install):
-    sbatch, conf = shutil.which("sbatch"), _slurm_conf()
-    if sbatch is not None and not _is_local_test_slurm(conf):
-        pytest.skip(f"this machine has a SLURM of its own ({sbatch}; {conf} is not setup_local.sh's): the test "
-                    "submits only to the local test SLURM; scripts/slurm/run_recipe.sh submits the recipe to this one")
-    if sbatch is None and shutil.which("apt-get") is None:
-        pytest.skip("no SLURM and no apt-get to install it (scripts/slurm/setup_local.sh needs Debian)")
-    if os.geteuid() != 0:
-        pytest.skip("installing and starting SLURM needs root (scripts/slurm/setup_local.sh)")
-    system_install("scripts/slurm/setup_local.sh: apt-get install slurm-wlm munge, /etc/slurm and /etc/munge, "
-                   "slurmctld, slurmd and munged started")
-    started_here = not _slurm_daemons_running()
-    try:
-        _run_the_recipe(tmp_path)
-    finally:
-        if started_here:  # leave the machine's daemons as the test found them
-            subprocess.run([str(REPO / "scripts" / "slurm" / "setup_local.sh"), "--stop"], capture_output=True,
-                           timeout=120)
+def test_the_sbatch_recipe_runs_on_the_local_slurm(tmp_path, local_slurm):
+    _run_the_recipe(tmp_path)
 
 
 def _run_the_recipe(tmp_path: Path) -> None:
@@ -173,46 +137,31 @@ def _run_the_recipe(tmp_path: Path) -> None:
     _check_ddp_json(out, "slurm")
 
 
-def test_a_job_stopped_at_its_walltime_is_requeued_and_finishes_every_case(tmp_path, system_install):
+def test_a_job_stopped_at_its_walltime_is_requeued_and_finishes_every_case(tmp_path, local_slurm):
     """The recipe under a walltime shorter than the run: SLURM's warning signal (--signal=B:USR1@60 with --time=2,
     sent 30 to 60 s in: SLURM checks every 30 s or so) stops the run, which keeps its finished cases; the script
     requeues the job, and the requeued job resumes from the journal until every case is in the JSON, each once."""
-    sbatch, conf = shutil.which("sbatch"), _slurm_conf()
-    if sbatch is not None and not _is_local_test_slurm(conf):
-        pytest.skip(f"this machine has a SLURM of its own ({sbatch}): the walltime test uses the local test SLURM only")
-    if sbatch is None and shutil.which("apt-get") is None:
-        pytest.skip("no SLURM and no apt-get to install it (scripts/slurm/setup_local.sh needs Debian)")
-    if os.geteuid() != 0:
-        pytest.skip("installing and starting SLURM needs root (scripts/slurm/setup_local.sh)")
-    system_install("scripts/slurm/setup_local.sh: apt-get install slurm-wlm munge, /etc/slurm and /etc/munge, "
-                   "slurmctld, slurmd and munged started")
-    started_here = not _slurm_daemons_running()
     out = tmp_path / "walltime.json"
     sizes = "1,2,3,4,5,6,7,8,9,10,11,12"
     env = {**os.environ, "FER_BENCH_JSON": str(out), "FER_BENCH_JOB_TIMEOUT": "600",
            "FER_BENCH_PYTEST_ARGS": f"-q -k ddp --fer-devices cpu --fer-num-gpus 2 --fer-models fer_cnn_2block "
                                     f"--fer-batch-sizes {sizes} --fer-round-time 5"}
-    try:
-        recipe = subprocess.Popen([str(REPO / "scripts" / "slurm" / "run_recipe.sh"), "--time=2",
-                                   "--signal=B:USR1@60", f"--output={tmp_path}/job-%j.out"],
-                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        # SLURM holds a requeued batch job for about two minutes (its BeginTime): release it at once, as an admin
-        # would, so the test does not wait; the requeue itself is the recipe's
-        deadline = time.monotonic() + 700
-        while recipe.poll() is None and time.monotonic() < deadline:
-            held = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True, text=True).stdout
-            for job, reason in (line.split() for line in held.splitlines() if line.strip()):
-                if reason == "BeginTime":
-                    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-            time.sleep(2)
-        if recipe.poll() is None:
-            recipe.kill()
-        output, _ = recipe.communicate()
-        done = subprocess.CompletedProcess(recipe.args, recipe.returncode, output, "")
-    finally:
-        if started_here:
-            subprocess.run([str(REPO / "scripts" / "slurm" / "setup_local.sh"), "--stop"], capture_output=True,
-                           timeout=120)
+    recipe = subprocess.Popen([str(REPO / "scripts" / "slurm" / "run_recipe.sh"), "--time=2",
+                               "--signal=B:USR1@60", f"--output={tmp_path}/job-%j.out"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SLURM holds a requeued batch job for about two minutes (its BeginTime): release it at once, as an admin
+    # would, so the test does not wait; the requeue itself is the recipe's
+    deadline = time.monotonic() + 700
+    while recipe.poll() is None and time.monotonic() < deadline:
+        held = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True, text=True).stdout
+        for job, reason in (line.split() for line in held.splitlines() if line.strip()):
+            if reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        time.sleep(2)
+    if recipe.poll() is None:
+        recipe.kill()
+    output, _ = recipe.communicate()
+    done = subprocess.CompletedProcess(recipe.args, recipe.returncode, output, "")
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "requeueing job" in log and "resuming from" in log, log[-4000:]
