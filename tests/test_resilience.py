@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,17 +154,21 @@ def test_sigterm_keeps_the_finished_cases_and_resume_runs_only_the_rest(tmp_path
     assert not journal.exists(), "a complete run removes its journal"
 
 
-def test_after_sigkill_resume_works_from_the_journal_alone(killed_run):
-    tmp, out, journal = killed_run
+def test_after_sigkill_resume_works_from_the_journal_alone(killed_run, tmp_path):
+    tmp, out, killed = killed_run
     assert not out.exists()
+    journal = tmp_path / killed.name  # a copy: the run that completes removes its journal, the other tests read it
+    shutil.copy(killed, journal)
+    out = tmp_path / "run.json"
     header, cases, _ = read_journal(journal)
     assert len(cases) >= 3 and header["identity"]["hardware"]["identity_hash"]
-    proc = start([*STEP_CASES, "--benchmark-json", str(out), "--fer-resume", str(journal)], tmp)
+    proc = start([*STEP_CASES, "--benchmark-json", str(out), "--fer-resume", str(journal)], tmp_path)
     code, log = finish(proc)
     assert code == 0, log[-3000:]
     names = result_names(out)
     assert len(names) == len(set(names)) == 16
     assert {c["nodeid"] for c in cases} <= set(names)
+    assert not journal.exists(), "the completed run removes the journal it resumed and wrote"
 
 
 @pytest.mark.parametrize("change, named", [
