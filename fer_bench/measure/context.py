@@ -30,6 +30,8 @@ class BenchOptions:
         peak_tflops: the peak MFU is computed against where no datasheet figure applies.
         ddp_options: DistributedDataParallel's knobs (fer_bench.engine.distributed.DDPOptions' fields).
         json_path: --benchmark-json, where per-case files go beside.
+        instructions: --fer-instructions, count a call's instructions under Valgrind after the timed rounds
+            (fer_bench.measure.instructions).
     """
 
     preset_name: str = "default"
@@ -45,6 +47,7 @@ class BenchOptions:
     peak_tflops: float | None = None
     ddp_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     json_path: Path | None = None
+    instructions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ddp_options", MappingProxyType(dict(self.ddp_options)))

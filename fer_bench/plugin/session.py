@@ -46,6 +46,8 @@ class FerOptions:
     json_path: Path | None = None
     #: --fer-peak-tflops: the peak MFU is computed against where no datasheet figure applies (a CPU)
     peak_tflops: float | None = None
+    #: --fer-instructions: count the instructions of one call of each CPU step case under Valgrind
+    instructions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
@@ -77,6 +79,7 @@ class FerOptions:
             curve_tsv=bool(config.getoption("fer_curve_tsv")),
             profile_ops=bool(config.getoption("fer_profile_ops")),
             peak_tflops=config.getoption("fer_peak_tflops"),
+            instructions=bool(config.getoption("fer_instructions")),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -115,7 +118,8 @@ class FerOptions:
                             data_path=self.data_path, repeats=self.repeats, max_epochs=self.max_epochs,
                             target_accuracy=self.target_accuracy, curve_tsv=self.curve_tsv,
                             profile_ops=self.profile_ops, peak_tflops=self.peak_tflops,
-                            ddp_options=self.ddp_options, json_path=self.json_path)
+                            ddp_options=self.ddp_options, json_path=self.json_path,
+                            instructions=self.instructions)
 
     @property
     def data_description(self) -> str:
@@ -186,6 +190,8 @@ class FerSession:
     budget_prior: dict[str, float] = field(default_factory=dict)
     prior_source: str | None = None
     budget_firsts: list[str] = field(default_factory=list)
+    #: --fer-instructions: why this machine cannot count instructions ("" once asked and it can)
+    instructions_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.recorder is None:
@@ -194,6 +200,16 @@ class FerSession:
             self.recorder = Recorder(self.options.data_path, plan_rounds=self.round_planner, fit_calls=self.fit_calls,
                                      replace_rounds=storage.replace_rounds,
                                      leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup)
+
+    def instructions_unavailable(self) -> str | None:
+        """Under --fer-instructions, why instructions cannot be counted here (asked once); else None."""
+        if not self.options.instructions:
+            return None
+        if self.instructions_reason is None:
+            from fer_bench.measure.instructions import instructions_unavailable
+
+            self.instructions_reason = instructions_unavailable() or ""
+        return self.instructions_reason or None
 
     @classmethod
     def from_config(cls, config) -> "FerSession":
