@@ -160,9 +160,9 @@ def test_a_real_callgrind_collection():
         pytest.skip(ins.instructions_unavailable())
     fd_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"fer-bench-side-{os.getpid()}.jsonl"
     setup = "\n".join(["import json, os, torch", "a = torch.ones(64, 64)",
-                       f"open({str(fd_path)!r}, 'a').write(json.dumps({{'valgrind': 'vgpreload' in "
-                       f"os.environ.get('LD_PRELOAD', ''), 'capability': torch.backends.cpu.get_cpu_capability()}})"
-                       f" + '\\n')"])
+                       f"with open({str(fd_path)!r}, 'a') as f:",
+                       "    f.write(json.dumps({'valgrind': 'vgpreload' in os.environ.get('LD_PRELOAD', ''),",
+                       "                        'capability': torch.backends.cpu.get_cpu_capability()}) + '\\n')"])
     try:
         counts = ins.count_instructions("torch.mm(a, a)", setup, repeats=3, number=10)
         under, native = ins.read_side_file(str(fd_path))
