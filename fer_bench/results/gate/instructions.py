@@ -2,15 +2,17 @@
 
 A run records, per counted case, the denoised instructions of one call in each of a few repeats made in one
 Valgrind process (``instructions_repeats``; ``instructions_per_call`` is their median). The count is nearly
-deterministic: the repeats of one process differ by hundredths of a percent, and two processes of the same code
-by about a tenth (docs/calibration.md), where wall time on the same runner moves by 10-20%. So the decision is a
-plain interval on the log ratio, wide enough for the noise this metric has:
+deterministic: two processes of the same code agreed repeat by repeat to within 0.01% in the calibration
+(docs/calibration.md), where wall time on the same runner moves by 10-20%. Within a process a training step's
+repeats drift by about 0.1% a step, the same drift in every process (the weights change with every step, and the
+count follows the values a little where a kernel branches on them; a forward pass, which changes nothing, spreads
+by 0.01%). So the decision is a plain interval on the log ratio, wide enough for the noise this metric has:
 
 * per run, its value is the median of its repeats; per side, the mean of its runs' logs; the ratio is current over
   baseline (more instructions: a regression);
 * the noise is the largest of: the sd of the runs' values about their side's mean (where a side has two runs or
-  more), the sd of the repeats about their run's value, and RUN_NOISE_FLOOR, the process-to-process noise measured
-  in the calibration, which one run a side cannot show;
+  more), the sd of the repeats about their run's value, and RUN_NOISE_FLOOR, a margin ten times the difference
+  between processes of the same code measured in the calibration, which one run a side cannot show;
 * the interval is the ratio times exp(+-q se), se = sd sqrt(1/runs_baseline + 1/runs_current), q the normal
   quantile at 1 - alpha/m over the m judged cases (Bonferroni: the intervals hold together), or Student's t with
   the runs' degrees of freedom where that sd decides;
@@ -35,8 +37,9 @@ from fer_bench.results.gate.verdict import GateRow
 METRIC = "instructions"
 #: The default threshold of the instruction gate: a change of 1% more work in a case counts (wall time: 5%).
 DEFAULT_THRESHOLD = 0.01
-#: The sd of the log count between Valgrind processes of unchanged code, measured in the calibration
-#: (docs/calibration.md: 0.1% or less on the 2-core EPYC VM); the noise the gate assumes at least.
+#: The noise (sd of the log count) the gate assumes at least: ten times the difference between Valgrind processes
+#: of the same code in the calibration (under 0.01% on the 2-core EPYC VM, docs/calibration.md), a margin for the
+#: states of a machine it did not see; about the drift between a training step's repeats.
 RUN_NOISE_FLOOR = 0.001
 
 
