@@ -9,20 +9,21 @@ A job is what a CI job on this runner does with ``--fer-instructions``: a baseli
 current run, each one pytest process (``pytest benchmarks/test_step.py --fer-preset ci -k "test_train_step and not
 reference" --fer-models fer_cnn_2block_cal --fer-instructions``): the training step of fer_cnn_2block at batch 16
 in fp32, timed, then counted under Valgrind (5 repeats in one Valgrind process). Each job makes one baseline and
-four current runs: the unchanged code, and the code with a real change of about 1%, 2% and 5% more work (an extra
-1x1 convolution and ReLU in the model, scripts/calibration_models.py, chosen by FER_BENCH_CAL_EXTRA: the case keeps
-its name, as a commit that changes the model would). Each current run is gated against the job's baseline run
-twice, as a CI job would: ``fer-bench gate --metric instructions`` (threshold 1%) and ``fer-bench gate`` on wall
-time (threshold 5%, the gate's defaults). The outcomes: pass (exit 0), fail (exit 1), inconclusive (exit 4).
+five current runs: the unchanged code (twice), and the code with a real change of about 1%, 2% and 5% more work
+(extra ReLUs, a GELU, a 1x1 convolution in the model, scripts/calibration_models.py, chosen by FER_BENCH_CAL_EXTRA:
+the case keeps its name, as a commit that changes the model would). Each current run is gated against the job's
+baseline run twice, as a CI job would: ``fer-bench gate --metric instructions`` (threshold 1%) and ``fer-bench
+gate`` on wall time (threshold 5%, the gate's defaults). The outcomes: pass (exit 0), fail (exit 1),
+inconclusive (exit 4).
 
 Each job is one JSON line appended to --out as it ends (its raw data: every repeat's count, every timed round, the
 load average, the verdicts), so an interrupted calibration keeps what it made. ``table`` prints, per change and
 gate, how many jobs passed, failed and were inconclusive, with exact (Clopper-Pearson) 95% binomial intervals, and
 the measured size of each change (its median instruction and time ratios over the jobs).
 
---parallel 2 runs the current runs two at a time (single-threaded: OMP_NUM_THREADS=1 in every run), which halves a
-job's minutes on two cores and puts a Valgrind process beside some timed rounds: the wall-time gate then meets the
-load a shared runner has. Each job records which way it ran.
+--parallel 2 runs the six runs two at a time, in the order baseline and unchanged, 1% and 2%, 5% and unchanged
+again (single-threaded: OMP_NUM_THREADS=1 in every run), so that every run's timed rounds have a twin process
+beside them, baseline included, and a job takes half the minutes on two cores. Each job records which way it ran.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ from fer_bench.results.gate import evaluate_gate  # noqa: E402 - torch-free; the
 from fer_bench.results.gate.verdict import resolve_threshold  # noqa: E402
 from fer_bench.results.runs import load_result  # noqa: E402
 
-CHANGES = ("unchanged", "1pct", "2pct", "5pct")
+CHANGES = ("unchanged", "1pct", "2pct", "5pct", "unchanged2")
+#: The runs in the order they are made (two at a time with --parallel 2): "baseline" is unchanged code too.
+ORDER = ("baseline", "unchanged", "1pct", "2pct", "5pct", "unchanged2")
 GATES = ("instructions", "time")
 OUTCOMES = {0: "pass", 1: "fail", 4: "inconclusive"}
 MODEL = "fer_cnn_2block_cal"
@@ -69,7 +72,7 @@ def run_env(change: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(SCRIPTS)] + [p for p in [env.get("PYTHONPATH")] if p])
     env["OMP_NUM_THREADS"] = "1"
     env.pop("FER_BENCH_CAL_EXTRA", None)
-    if change != "unchanged":
+    if change.endswith("pct"):
         env["FER_BENCH_CAL_EXTRA"] = change
     return env
 
@@ -119,16 +122,16 @@ def _wait(procs: dict) -> dict[str, float]:
 def run_job(folder: Path, parallel: int) -> dict:
     started, load_start = time.monotonic(), os.getloadavg()
     job: dict = {"started": _now(), "parallel": parallel, "runs": {}, "gates": {}}
-    seconds = _wait({"baseline": start_run("unchanged", folder / "base")})
-    pending = list(CHANGES)
+    seconds: dict[str, float] = {}
+    pending = list(ORDER)
     while pending:
         batch, pending = pending[:parallel], pending[parallel:]
-        seconds.update(_wait({c: start_run(c, folder / "cur") for c in batch}))
-        for change in batch:
-            current = folder / "cur" / f"{change}.json"
-            job["runs"][change] = read_case(current)
-            job["gates"][change] = {m: gate(folder / "base" / "unchanged.json", current, m) for m in GATES}
-    job["runs"]["baseline"] = read_case(folder / "base" / "unchanged.json")
+        seconds.update(_wait({c: start_run(c, folder) for c in batch}))
+    base = folder / "baseline.json"
+    for change in ORDER:
+        job["runs"][change] = read_case(folder / f"{change}.json")
+        if change != "baseline":
+            job["gates"][change] = {m: gate(base, folder / f"{change}.json", m) for m in GATES}
     job["machine"] = job["runs"]["baseline"]["machine"]
     job["seconds"] = round(time.monotonic() - started, 1)
     job["run_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
@@ -141,10 +144,7 @@ def cmd_run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for n in range(args.jobs):
         with tempfile.TemporaryDirectory(prefix="instruction-calibration-") as tmp:
-            folder = Path(tmp)
-            (folder / "base").mkdir()
-            (folder / "cur").mkdir()
-            job = run_job(folder, args.parallel)
+            job = run_job(Path(tmp), args.parallel)
         if args.note:
             job["note"] = args.note
         text = out.read_text() if out.exists() else ""
@@ -180,14 +180,24 @@ def read_jobs(paths) -> list[dict]:
     return jobs
 
 
+LABELS = {"unchanged": "unchanged", "unchanged2": "unchanged (2nd run)", "1pct": "about +1%",
+          "2pct": "about +2%", "5pct": "about +5%"}
+
+
+def describe_layout(job: dict) -> str:
+    """How a job's runs shared the machine: one at a time, or two at a time (the first jobs' baseline ran alone)."""
+    if job.get("parallel", 1) == 1:
+        return ""
+    return ", 2 runs at a time" + ("" if "unchanged2" in job.get("runs", {}) else " (baseline alone)")
+
+
 def format_table(jobs: list[dict]) -> str:
     """Per machine, change and gate: jobs passed, failed, inconclusive (95% exact intervals), and the measured
     change (median over the jobs of the ratio that gate saw)."""
     lines = ["| machine | change | gate (threshold) | jobs | pass (exit 0) | fail (exit 1) | inconclusive (exit 4) "
              "| measured change (median, range) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    machines = sorted({job["machine"] for job in jobs})
-    for machine in machines:
-        mine = [job for job in jobs if job["machine"] == machine]
+    for machine, layout in sorted({(job["machine"], describe_layout(job)) for job in jobs}):
+        mine = [job for job in jobs if job["machine"] == machine and describe_layout(job) == layout]
         for change in CHANGES:
             for metric in GATES:
                 verdicts = [job["gates"][change][metric] for job in mine if change in job.get("gates", {})]
@@ -199,7 +209,8 @@ def format_table(jobs: list[dict]) -> str:
                 size = (f"{statistics.median(ratios) - 1:+.2%} ({min(ratios) - 1:+.2%} to {max(ratios) - 1:+.2%})"
                         if ratios else "-")
                 what = "instructions" if metric == "instructions" else "wall time"
-                lines.append(f"| {machine} | {change} | {what} ({verdicts[0]['threshold']:.0%}) | {n} | "
+                threshold = verdicts[0]["threshold"]
+                lines.append(f"| {machine}{layout} | {LABELS[change]} | {what} ({threshold:.0%}) | {n} | "
                              f"{_rate(counts['pass'], n)} | {_rate(counts['fail'], n)} | "
                              f"{_rate(counts['inconclusive'], n)} | {size} |")
     minutes = [job["seconds"] / 60 for job in jobs]

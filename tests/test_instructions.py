@@ -299,6 +299,6 @@ def test_calibration_table_counts_jobs_with_exact_intervals(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    row = next(line for line in lines if "| 2pct | instructions" in line)
+    row = next(line for line in lines if "| about +2% | instructions" in line)
     assert "| 2 | 0/2 [0%, 84%] | 2/2 [16%, 100%] | 0/2 [0%, 84%] | +2.10% (+2.10% to +2.10%) |" in row
     assert any("| unchanged | wall time (5%)" in line and "2/2 [16%, 100%] | +10.00%" in line for line in lines)
