@@ -77,8 +77,8 @@ def judge_instructions(row: GateRow, baseline: Sequence[Sequence[float]], curren
     cur = [np.log(np.asarray(r, dtype=float)) for r in current if len(r)]
     row.n_baseline, row.n_current = sum(map(len, base)), sum(map(len, cur))
     if not base or not cur:
-        side = "the baseline" if not base else "the current run"
-        row.verdict = f"no instruction count in {side} (count with --fer-instructions): not judged"
+        side = "either side" if not base and not cur else "the baseline" if not base else "the current run"
+        row.verdict = f"no instruction count in {side} (--fer-instructions counts CPU step cases): not judged"
         return row
     b_runs = np.array([np.median(r) for r in base])
     c_runs = np.array([np.median(r) for r in cur])
