@@ -42,6 +42,7 @@ DEFAULT_OUT = ".fer-bench-ab"
 #: the cases a run skips depend on how fast that run went (a pair of quick runs measured here kept 6 and 8 of its
 #: 9 cases), and a case missing from one run of a pair leaves the paired gate nothing to compare (exit 2).
 DEFAULT_PYTEST_ARGS = ("--fer-preset", "quick", "--fer-budget", "none")
+INSTRUCTION_PYTEST_ARGS, INSTRUCTION_PAIRS = ("--fer-preset", "ci", "--fer-instructions"), 2  # counts do not drift
 SIDES = ("baseline", "current")
 #: How a pair's two runs interleave: their rounds, taking turns (fer_bench.measure.turns), or whole runs (ABBA).
 INTERLEAVE_MODES = ("rounds", "runs")
@@ -351,7 +352,7 @@ def _gate(args: argparse.Namespace, manifest: dict, out: Path) -> int:
     report = evaluate_gate(
         by_side["baseline"], by_side["current"], metric=args.metric, threshold=args.threshold, alpha=args.alpha,
         allow_other_machine=False, allow_missing=args.allow_missing, allow_inconclusive=args.allow_inconclusive,
-        paired=True, scope=args.scope or "suite",
+        paired=True, scope=args.scope or ("cases" if args.metric == "instructions" else "suite"),
     )
     if report.rows:
         print(format_gate_text(report), flush=True)
@@ -360,8 +361,21 @@ def _gate(args: argparse.Namespace, manifest: dict, out: Path) -> int:
     return report.exit_status
 
 
+def resolve_ab_args(args: argparse.Namespace) -> list[str]:
+    """Settle the metric's threshold and pairs in ``args``; both sides' pytest arguments (--metric instructions adds
+    --fer-instructions where they lack it)."""
+    from fer_bench.results.gate.verdict import resolve_threshold
+
+    counting = args.metric == "instructions"
+    args.threshold = resolve_threshold(args.threshold, args.metric)
+    args.pairs = args.pairs or (INSTRUCTION_PAIRS if counting else DEFAULT_PAIRS)
+    pytest_args = list(args.pytest_args or (INSTRUCTION_PYTEST_ARGS if counting else DEFAULT_PYTEST_ARGS))
+    return pytest_args + ["--fer-instructions"] * (counting and "--fer-instructions" not in pytest_args)
+
+
 def run_ab(args: argparse.Namespace, cwd: str | os.PathLike | None = None) -> int:
     """The whole job; FerBenchError and KeyboardInterrupt propagate (after the worktree is cleaned up)."""
+    pytest_args = resolve_ab_args(args)
     repo = resolve_repo(cwd or os.getcwd())
     sha = resolve_commit(repo, args.baseline)
     current_sha, dirty = _head(repo), _is_dirty(repo)  # before the output folder exists inside the checkout
@@ -369,7 +383,6 @@ def run_ab(args: argparse.Namespace, cwd: str | os.PathLike | None = None) -> in
     out.mkdir(parents=True, exist_ok=True)
     if out.is_relative_to(repo) and not (out / ".gitignore").exists():
         write_text_atomic(out / ".gitignore", "# fer-bench ab's output: never part of the checkout\n*\n")
-    pytest_args = list(args.pytest_args) if args.pytest_args else list(DEFAULT_PYTEST_ARGS)
     worktree = out / "baseline-src"
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA, "tool": "fer-bench ab", "status": "preparing", "started": _now(), "finished": None,
@@ -555,8 +568,8 @@ def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
                      "interrupted.")
     parser.add_argument("--baseline", required=True, metavar="REF",
                         help="the commit to compare with: a branch, tag or sha (origin/main)")
-    parser.add_argument("--pairs", type=_positive_int, default=DEFAULT_PAIRS, metavar="N",
-                        help="pairs of runs (2 runs each, at least 2 pairs). Default: %(default)r")
+    parser.add_argument("--pairs", type=_positive_int, default=None, metavar="N", help=f"pairs of runs (2 runs "
+                        f"each, at least 2). Default: {DEFAULT_PAIRS}; {INSTRUCTION_PAIRS} with --metric instructions")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help=f"the runs, logs, ab.json and the baseline's worktree. Default: <repo>/{DEFAULT_OUT}")
     add_verdict_arguments(parser)
@@ -571,7 +584,8 @@ def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"calibration: set {INJECT_ENV}=F (0.10 or 10%%) for the current side's runs only, a "
                              f"known real slowdown the gate should find. Default: unset on both sides")
     parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARGS",
-                        help=f"after --: what both sides' pytest gets. Default: {' '.join(DEFAULT_PYTEST_ARGS)}")
+                        help=f"after --: what both sides' pytest gets. Default: {' '.join(DEFAULT_PYTEST_ARGS)}; "
+                             f"--metric instructions: {' '.join(INSTRUCTION_PYTEST_ARGS)} (and adds the option)")
 
 
 def cmd_ab(args: argparse.Namespace) -> int:

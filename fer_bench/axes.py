@@ -11,7 +11,7 @@ nor torch. The pytest plugin (options, parametrization, ids, ``run_config``), ``
 axis is one entry here plus the engine code that applies it. ``split_case_name`` is the one place a case name
 (``test_step[resnet18-cpu-bs64]``) is split.
 
-A new axis touches, file by file: this module (its ``Axis`` entry: parser, option, help, the four presets' values,
+A new axis touches, file by file: this module (its ``Axis`` entry: parser, option, help, the presets' values,
 id format, ``since_default``, ``implied``, ``config_default``, the reason a value cannot run that needs no
 hardware); fer_bench/engine/availability.py only when the hardware decides whether a value runs; the engine code
 that applies ``config.<name>`` (RunConfig's field comes from the entry); and the signatures of the benchmarks under
@@ -47,7 +47,7 @@ SCALING_MODES = ("weak", "strong")
 PIPELINES = ("batched", "per_image")
 #: How the step runs: eager PyTorch, or torch.compile in one of its modes (reduce-overhead adds CUDA graphs).
 COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
-PRESET_NAMES = ("quick", "default", "studies", "full")
+PRESET_NAMES = ("quick", "default", "studies", "full", "ci")
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _UNSET = object()
 
@@ -255,11 +255,14 @@ class Axis:
         return list(dict.fromkeys(out))
 
 
-def _presets(quick: Iterable, default: Iterable, full: Iterable, studies: Iterable | None = None) -> dict[str, tuple]:
-    """Each preset's values; the studies preset takes the default's unless it says otherwise (its studies narrow
-    the axes per benchmark, fer_bench.plugin.presets)."""
-    return {"quick": tuple(quick), "default": tuple(default),
-            "studies": tuple(default if studies is None else studies), "full": tuple(full)}
+def _presets(quick: Iterable, default: Iterable, full: Iterable, studies: Iterable | None = None,
+             ci: Iterable | None = None) -> dict[str, tuple]:
+    """Each preset's values; the studies preset takes the default's and the ci preset the quick one's unless they
+    say otherwise (their benchmarks narrow the axes, fer_bench.plugin.presets)."""
+    quick = tuple(quick)
+    return {"quick": quick, "default": tuple(default),
+            "studies": tuple(default if studies is None else studies), "full": tuple(full),
+            "ci": quick if ci is None else tuple(ci)}
 
 
 _BUILT_IN: tuple[Axis, ...] = (
@@ -270,17 +273,18 @@ _BUILT_IN: tuple[Axis, ...] = (
                    "efficientnet_b0", "efficientnet_b0_rgb224", "resnet18", "hrnet_w18_small"]),
          engine="the network create_model builds (fer_bench.models registry)", check_at_configure=True),
     Axis("device", parse_device_name, "--fer-devices", "devices: cpu, cuda, cuda:N, mps",
-         _presets(["cpu", "cuda"], ["cpu", "cuda"], ["cpu", "cuda"]),
+         _presets(["cpu", "cuda"], ["cpu", "cuda"], ["cpu", "cuda"], ci=["cpu"]),
          engine="the torch.device the model, batches and loader target", config_default="cpu"),
     Axis("batch_size", int_parser(1), "--fer-batch-sizes", "batch sizes (per GPU)",
-         _presets([32], [64], [32, 64, 128, 256]), id_prefix="bs",
+         _presets([32], [64], [32, 64, 128, 256], ci=[16]), id_prefix="bs",
          engine="images per step (per GPU), and the loader's batch", config_default=64),
     Axis("num_workers", int_parser(0), "--fer-num-workers",
          "DataLoader worker counts (test_dataloader, test_epoch)",
          _presets([0], [0], [0, 2, 4, 8, 16]), id_prefix="w", engine="the DataLoader's num_workers", config_default=0),
     Axis("precision", choice_parser(PRECISIONS, "a precision"), "--fer-precisions",
          f"precisions: {', '.join(PRECISIONS)}",
-         _presets(["fp32", "amp_fp16"], ["fp32", "amp_bf16", "amp_fp16"], ["fp32", "amp_fp16", "amp_bf16", "bf16"]),
+         _presets(["fp32", "amp_fp16"], ["fp32", "amp_bf16", "amp_fp16"], ["fp32", "amp_fp16", "amp_bf16", "bf16"],
+                  ci=["fp32"]),
          choices=PRECISIONS,
          engine="autocast dtype, parameter dtype and GradScaler (engine.precision.resolve_precision)",
          config_default="fp32"),

@@ -41,7 +41,7 @@ def run(pytester, monkeypatch, tmp_path):
     (["--fer-num-workers", "-1"], "--fer-num-workers: '-1' is not an integer >= 0"),
     (["--fer-precisions", "fp16"], "--fer-precisions: 'fp16' is not a precision; valid: fp32, amp_fp16, amp_bf16, bf16"),
     (["--fer-num-gpus", "x"], "--fer-num-gpus: 'x' is not a positive integer"),
-    (["--fer-preset", "huge"], "--fer-preset: 'huge' is not a preset; valid: quick, default, studies, full"),
+    (["--fer-preset", "huge"], "--fer-preset: 'huge' is not a preset; valid: quick, default, studies, full, ci"),
     (["--fer-data", "/no/such/file.csv"], "--fer-data: '/no/such/file.csv' does not exist"),
     (["--fer-malloc", "fast"], "--fer-malloc: 'fast' is not a mode; valid: steady, system"),
     (["--fer-optimizers", "lbfgs"], "--fer-optimizers: 'lbfgs' is not an optimizer; valid: sgd, sgd_momentum, adam, *"),
@@ -371,7 +371,8 @@ def test_help_section_is_pinned(pytester):
         "--fer-allow-missing-baseline", "--fer-allow-other-machine", "--fer-allow-other-workload", "--fer-malloc",
         "--fer-save", "--fer-node", "--fer-budget", "--fer-round-time", "--fer-ddp-bucket-cap-mb",
         "--fer-ddp-gradient-as-bucket-view", "--fer-ddp-static-graph", "--fer-ddp-verify", "--fer-repeats",
-        "--fer-target-accuracy", "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-peak-tflops",
+        "--fer-target-accuracy", "--fer-max-epochs", "--fer-curve-tsv", "--fer-profile-ops", "--fer-instructions",
+        "--fer-peak-tflops",
         "--fer-resume", "--fer-journal", "--fer-ddp-timeout", "--fer-remeasure-contended", "--fer-progress"]
 
 

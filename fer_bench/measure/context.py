@@ -32,6 +32,8 @@ class BenchOptions:
         ddp_verify: check a DDP case's step against one process's before timing it (fer_bench.engine.ddp_check).
         json_path: --benchmark-json, where per-case files go beside.
         ddp_timeout_s: how long a DDP rank may take to start or answer a round (the process group's timeout).
+        instructions: --fer-instructions, count a call's instructions under Valgrind after the timed rounds
+            (fer_bench.measure.instructions).
     """
 
     preset_name: str = "default"
@@ -49,6 +51,7 @@ class BenchOptions:
     ddp_verify: bool = False
     json_path: Path | None = None
     ddp_timeout_s: float = 300.0
+    instructions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ddp_options", MappingProxyType(dict(self.ddp_options)))

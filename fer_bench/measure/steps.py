@@ -63,6 +63,12 @@ def bench_step(benchmark, options: BenchOptions, recorder: Recorder, config: Run
                        target_s=options.target_round_s, flops_per_call=flops, extra=extra, planner=planner,
                        contention=recorder.contention)
     _step_figures(benchmark, options, recorder, config, step.device, fn, info)
+    if options.instructions:  # after the rounds: a Valgrind process of its own builds the case again
+        from fer_bench.measure.instructions import record_instructions
+
+        counted = record_instructions(config, phase)
+        benchmark.extra_info.update(counted)
+        info.update(counted)
     if options.profile_ops and phase == "train_step" and "step_time_ms" in info:
         _profile_ops(benchmark, options, recorder, training, x, y, info)
     return info

@@ -65,6 +65,8 @@ def pytest_configure(config):
     storage."""
     config.addinivalue_line("markers", "fer_emulated(precision, why): a preset's CPU case of a precision this CPU "
                                        "emulates; fer_bench deselects it (--fer-precisions runs it)")
+    config.addinivalue_line("markers", "fer_instructions: a step benchmark whose CPU cases --fer-instructions "
+                                       "counts under Valgrind (skipped with the reason where it cannot)")
     session = FerSession.from_config(config)
     config.stash[SESSION_KEY] = session
     asked = any(config.getoption(dest) is not None for dest in option_dests())
@@ -93,6 +95,16 @@ def pytest_unconfigure(config):
         session.undo.pop()()
 
 
+def countable(case: dict) -> bool:
+    """Whether --fer-instructions counts this step case (one CPU, eager, one process)."""
+    from fer_bench.measure.instructions import case_unsupported
+
+    parallel = case.get("parallel", "none")
+    if parallel == "none" and case.get("num_gpus", 1) > 1:
+        parallel = "dp"
+    return case_unsupported(case.get("device", "cpu"), case.get("compile", "eager"), parallel) is None
+
+
 def pytest_generate_tests(metafunc):
     """Expand the axes a benchmark asks for (as fixture names) into cases; a test's own parametrize wins."""
     explicit = explicitly_parametrized(metafunc)
@@ -103,8 +115,10 @@ def pytest_generate_tests(metafunc):
 
     session = get_session(metafunc.config)
     params = []
+    uncountable = session.instructions_unavailable() if metafunc.definition.get_closest_marker(
+        "fer_instructions") else None
     for case in session.options.cases(benchmark_group(metafunc), axes):
-        reason = case_unavailable_reason(case)
+        reason = case_unavailable_reason(case) or (uncountable if uncountable and countable(case) else None)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         if not reason and "precision" in axes and "precision" not in session.options.overrides:
             why = emulated_here(session, case)

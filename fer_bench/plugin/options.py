@@ -111,7 +111,7 @@ def option_dests() -> list[str]:
         "fer_ddp_bucket_cap_mb", "fer_ddp_gradient_as_bucket_view", "fer_ddp_static_graph", "fer_ddp_verify",
         "fer_repeats", "fer_max_epochs", "fer_target_accuracy", "fer_curve_tsv", "fer_profile_ops", "fer_peak_tflops",
         "fer_resume", "fer_journal", "fer_ddp_timeout", "fer_node",
-        "fer_remeasure_contended"]
+        "fer_remeasure_contended", "fer_instructions"]
 
 
 def add_fer_options(group) -> None:
@@ -197,6 +197,14 @@ def add_fer_options(group) -> None:
                     help="after each step case's timed rounds, profile a few extra steps with torch.profiler and "
                          "write a Chrome trace and tables of self time by operator and category into "
                          "<results JSON>.ops/; the category shares go into extra_info. Needs --benchmark-json. "
+                         "Default: off")
+    group.addoption("--fer-instructions", dest="fer_instructions", action="store_true", default=None,
+                    help="after each CPU step case's timed rounds (test_forward, test_forward_backward, "
+                         "test_train_step; eager, one process), count the instructions of one call under Valgrind "
+                         "(torch.utils.benchmark's Callgrind support: one thread, denoised, 5 repeats in one "
+                         "Valgrind process, minutes a case) into extra_info (instructions_per_call and its "
+                         "spread), for `fer-bench gate --metric instructions`. Without valgrind those cases skip, "
+                         "naming what to install. The time budget does not plan for it (the ci preset has none). "
                          "Default: off")
     group.addoption("--fer-peak-tflops", dest="fer_peak_tflops", type=parse_peak_tflops, default=None,
                     metavar="TFLOPS",

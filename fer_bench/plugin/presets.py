@@ -121,6 +121,16 @@ PRESETS: dict[str, Preset] = {
                             "lr_scaling": ["none", "linear", "sqrt"]}]},
         epoch_images=28709, eval_images=3589, target_round_s=2.0, repeats=5, max_epochs=60,
     ),
+    # Instruction counts for a CI job on a shared 2-core runner: the forward pass and the training step of the
+    # smallest paper CNN, on the CPU in fp32 (the cases --fer-instructions counts), plus the bare reference step
+    # beside them for the wall time. A Valgrind process per counted case (a few minutes each), so no time budget:
+    # the budget would spend the rounds' time on them.
+    "ci": Preset(
+        "ci", "with --fer-instructions: the forward pass and the training step of fer_cnn_2block (CPU, fp32, batch "
+              "16), counted under Valgrind and timed, in about 10 minutes on 2 cores; no time budget",
+        epoch_images=512, eval_images=256, target_round_s=0.5, budget_s=None, groups=("forward", "train_step"),
+        repeats=1, max_epochs=5,
+    ),
 }
 assert tuple(PRESETS) == PRESET_NAMES, "every axis declares values for exactly these presets"
 
@@ -141,12 +151,14 @@ def count_cases(cases: Iterable[tuple[str, bool]]) -> dict[str, list[int]]:
 
 def stored_case_seconds(extra_info: dict, stats: dict) -> float | None:
     """What one stored case took: its whole wall time where the run recorded it (``case_wall_s``) less the run's
-    shared setup it paid (``case_shared_s``), else its rounds at the median plus its cold start and warm-up,
+    shared setup it paid (``case_shared_s``) and its instruction count's Valgrind process
+    (``instructions_wall_s``), else its rounds at the median plus its cold start and warm-up,
     roughly (build and extras not counted)."""
     wall = extra_info.get("case_wall_s")
     if isinstance(wall, (int, float)) and wall >= 0:
-        shared = extra_info.get("case_shared_s")
-        return max(0.0, float(wall) - (shared if isinstance(shared, (int, float)) and shared > 0 else 0.0))
+        # the run's shared setup, and a Valgrind process of --fer-instructions, are not the case's own time
+        spent = [extra_info.get(k) for k in ("case_shared_s", "instructions_wall_s")]
+        return max(0.0, float(wall) - sum(s for s in spent if isinstance(s, (int, float)) and s > 0))
     median, rounds = stats.get("median"), stats.get("rounds")
     if not isinstance(median, (int, float)) or not isinstance(rounds, (int, float)):
         return None

@@ -58,6 +58,8 @@ class FerOptions:
     node_source: str | None = None
     #: --fer-remeasure-contended: a contended case's rounds are timed once more when the machine is quiet again
     remeasure_contended: bool = False
+    #: --fer-instructions: count the instructions of one call of each CPU step case under Valgrind
+    instructions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
@@ -95,6 +97,7 @@ class FerOptions:
             node=config.getoption("fer_node"),
             node_source="option" if config.getoption("fer_node") else None,
             remeasure_contended=bool(config.getoption("fer_remeasure_contended")),
+            instructions=bool(config.getoption("fer_instructions")),
             ddp_options={name: value for name, value in (
                 ("bucket_cap_mb", config.getoption("fer_ddp_bucket_cap_mb")),
                 ("gradient_as_bucket_view", config.getoption("fer_ddp_gradient_as_bucket_view")),
@@ -141,7 +144,8 @@ class FerOptions:
                             target_accuracy=self.target_accuracy, curve_tsv=self.curve_tsv,
                             profile_ops=self.profile_ops, peak_tflops=self.peak_tflops,
                             ddp_options=self.ddp_options, ddp_verify=self.ddp_verify, json_path=self.json_path,
-                            ddp_timeout_s=self.ddp_timeout_s or DEFAULT_DDP_TIMEOUT_S)
+                            ddp_timeout_s=self.ddp_timeout_s or DEFAULT_DDP_TIMEOUT_S,
+                            instructions=self.instructions)
 
     @property
     def data_description(self) -> str:
@@ -214,6 +218,8 @@ class FerSession:
     budget_firsts: list[str] = field(default_factory=list)
     #: the journal, the resumed run and the signals (fer_bench.plugin.keeper.RunKeeper), once active
     keeper: Any = None
+    #: --fer-instructions: why this machine cannot count instructions ("" once asked and it can)
+    instructions_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.recorder is None:
@@ -223,6 +229,16 @@ class FerSession:
                                      replace_rounds=storage.replace_rounds,
                                      leave_unrecorded=storage.leave_unrecorded, shared_setup=self.shared_setup,
                                      remeasure_contended=self.options.remeasure_contended)
+
+    def instructions_unavailable(self) -> str | None:
+        """Under --fer-instructions, why instructions cannot be counted here (asked once); else None."""
+        if not self.options.instructions:
+            return None
+        if self.instructions_reason is None:
+            from fer_bench.measure.instructions import instructions_unavailable
+
+            self.instructions_reason = instructions_unavailable() or ""
+        return self.instructions_reason or None
 
     @classmethod
     def from_config(cls, config) -> "FerSession":

@@ -9,7 +9,7 @@ import sys
 from fer_bench.errors import FerBenchError
 from fer_bench.results.gate.evaluate import evaluate_gate
 from fer_bench.results.gate.text import format_gate_json, format_gate_text
-from fer_bench.results.gate.verdict import EXIT_BAD_INPUT, METRICS, SCOPES
+from fer_bench.results.gate.verdict import EXIT_BAD_INPUT, METRICS, SCOPES, resolve_threshold
 from fer_bench.results.runs import load_results
 
 
@@ -40,17 +40,22 @@ def parse_alpha(text: str) -> float:
 
 def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that shape the verdict, shared by `fer-bench gate` and `fer-bench ab`."""
-    parser.add_argument("--threshold", type=parse_threshold, default=0.05,
-                        help="smallest change that counts, as 5%% or 0.05. Default: 5%%")
+    parser.add_argument("--threshold", type=parse_threshold, default=None,
+                        help="smallest change that counts, as 5%% or 0.05. Default: 5%%; 1%% with --metric "
+                             "instructions (a count's noise is a tenth of a percent)")
     parser.add_argument("--alpha", type=parse_alpha, default=0.01,
                         help="significance level after Holm's correction over cases. Default: %(default)r")
-    parser.add_argument("--metric", choices=METRICS, default="time", help="Default: %(default)r")
+    parser.add_argument("--metric", choices=METRICS, default="time",
+                        help="what is compared: the rounds' time, samples_per_s, peak_memory_bytes, "
+                             "samples_per_joule, or instructions (the counts of --fer-instructions). Default: "
+                             "%(default)r")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip current cases that the baseline lacks instead of failing (exit 2)")
     parser.add_argument("--scope", choices=SCOPES, default=None,
                         help="paired runs only: cases (every case gates, Holm over cases) or suite (one test of the "
                              "geometric mean over cases decides; the cases gate once it is a significant "
-                             "regression). Default: suite for fer-bench ab, cases for fer-bench gate")
+                             "regression). Default: suite for fer-bench ab, cases for fer-bench gate and for "
+                             "--metric instructions")
     parser.add_argument("--allow-inconclusive", action="store_true",
                         help="exit 0, not 4, when the only finding is inconclusive cases (their noise hides a change "
                              "of the threshold's size); the rows stay marked inconclusive")
@@ -91,7 +96,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         current = load_results(args.runs[-1:])
         baseline = load_results(args.runs[:-1], exclude=[r.path for r in current])
         report = evaluate_gate(
-            baseline, current, metric=args.metric, threshold=args.threshold, alpha=args.alpha,
+            baseline, current, metric=args.metric, threshold=resolve_threshold(args.threshold, args.metric),
+            alpha=args.alpha,
             allow_other_machine=args.allow_other_machine, allow_missing=args.allow_missing,
             allow_inconclusive=args.allow_inconclusive, paired=paired, scope=args.scope or "cases",
         )

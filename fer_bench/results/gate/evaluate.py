@@ -71,9 +71,11 @@ from fer_bench.results.gate.stats import (
     resolve_resamples,
     small_sample_factor,
 )
+from fer_bench.results.gate.instructions import instruction_repeats, judge_instructions
 from fer_bench.results.gate.text import format_fraction
 from fer_bench.results.gate.verdict import (
     CONTENTION_METRICS,
+    COUNT_METRICS,
     EXIT_INCONCLUSIVE,
     EXIT_NO_BASELINE,
     EXIT_OK,
@@ -130,6 +132,7 @@ class _Pooled:
     run_medians: tuple[float, ...] = ()  # median of each run's rounds
     workloads: tuple[dict | None, ...] = ()  # each entry's workload record (fer_bench.workload)
     inferred: int = 0  # entries from runs older than the workload record
+    counts: tuple[tuple[float, ...], ...] = ()  # each run's instruction counts (its repeats), where it has any
 
 
 def _pool(runs: Sequence[RunResult], metric: str) -> dict[CaseKey, _Pooled]:
@@ -142,7 +145,7 @@ def _pool(runs: Sequence[RunResult], metric: str) -> dict[CaseKey, _Pooled]:
     for key, entries in grouped.items():
         latest = entries[-1][1]
         data = None
-        if metric not in RUN_VALUE_METRICS:
+        if metric not in RUN_VALUE_METRICS + COUNT_METRICS:
             missing = [(r, c) for r, c in entries if c.data is None]
             if missing:
                 run, case = missing[0]
@@ -162,8 +165,9 @@ def _pool(runs: Sequence[RunResult], metric: str) -> dict[CaseKey, _Pooled]:
             sps = latest.samples_per_s
             per_round = sps * latest.median_s if sps else None
         medians = tuple(float(np.median(c.data)) for _, c in entries if c.data is not None and len(c.data))
+        counts = tuple(r for r in (instruction_repeats(c.extra_info) for _, c in entries) if r)
         pooled[key] = _Pooled(latest, data, values, per_round, medians, tuple(c.workload for _, c in entries),
-                              sum(c.workload_inferred for _, c in entries))
+                              sum(c.workload_inferred for _, c in entries), counts)
     return pooled
 
 
@@ -365,6 +369,30 @@ def _suite_row(baseline: Sequence[RunResult], current: Sequence[RunResult], keys
     return row
 
 
+def _judge_counts(report: GateReport, rows: dict, common: Sequence[CaseKey], base_pool: dict, cur_pool: dict,
+                  threshold: float, alpha: float) -> None:
+    """--metric instructions (fer_bench.results.gate.instructions): every case with counts on both sides is judged,
+    Bonferroni over them; paired runs are pooled (a count does not drift with the runner)."""
+    judged = [k for k in common if base_pool[k].counts and cur_pool[k].counts]
+    if not judged:
+        raise FerBenchError("no case records instruction counts on both sides (instructions_per_call): count them "
+                            "with --fer-instructions")
+    report.n_tested = len(judged)
+    report.confidence = 1.0 - alpha / len(judged)
+    for key in common:
+        row = GateRow(case=format_case(key), group=cur_pool[key].case.group, status="unchanged", verdict="")
+        rows[key] = judge_instructions(row, base_pool[key].counts, cur_pool[key].counts, threshold=threshold,
+                                       alpha=alpha, n_judged=len(judged))
+    unresolved = [r.runs_to_resolve for r in rows.values() if r.status == "inconclusive"]
+    report.runs_to_resolve = max(unresolved) if unresolved and all(unresolved) else None
+    unjudged = len(common) - len(judged)
+    if unjudged:
+        report.notes.append(f"{unjudged} case(s) without instruction counts on both sides: not judged")
+    if report.paired:
+        report.notes.append("instructions: the pairs' runs are pooled per side (a count does not drift with the "
+                            "runner)")
+
+
 def evaluate_gate(
     baseline: Sequence[RunResult],
     current: Sequence[RunResult],
@@ -392,7 +420,7 @@ def evaluate_gate(
         raise FerBenchError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     if scope not in SCOPES:
         raise FerBenchError(f"--scope {scope!r}: choose one of {', '.join(SCOPES)}")
-    if scope == "suite" and (not paired or metric in RUN_VALUE_METRICS):
+    if scope == "suite" and (not paired or metric in RUN_VALUE_METRICS + COUNT_METRICS):
         raise FerBenchError("--scope suite gates the paired runs of fer-bench ab (--paired) on time or samples_per_s")
     current_runs = [r for r in current if r.cases]
     if not current_runs:
@@ -450,7 +478,9 @@ def evaluate_gate(
         report.notes.append(f"{inferred} case result(s) come from runs older than the workload record: their work "
                             f"(image counts, input size, data) is read from older extra_info keys")
     rows: dict[CaseKey, GateRow] = {}
-    if metric in RUN_VALUE_METRICS:
+    if metric in COUNT_METRICS:
+        _judge_counts(report, rows, common, base_pool, cur_pool, threshold, alpha)
+    elif metric in RUN_VALUE_METRICS:
         for key in common:
             rows[key] = _compare_run_values(key, base_pool[key], cur_pool[key], threshold, metric)
     else:

@@ -8,6 +8,7 @@ import math
 from fer_bench.results.format import format_text_table
 from fer_bench.results.gate.stats import MAX_RUNS_ESTIMATE
 from fer_bench.results.gate.verdict import (
+    COUNT_METRICS,
     EXIT_INCONCLUSIVE,
     EXIT_NO_BASELINE,
     EXIT_OK,
@@ -35,6 +36,8 @@ def format_gate_value(value: float | None, metric: str) -> str:
         return f"{value:.4g}/s"
     if metric == "samples_per_joule":
         return f"{value:.4g}/J"
+    if metric == "instructions":
+        return f"{value / 1e6:.5g} M"
     return f"{value / 2**20:.4g} MiB"
 
 
@@ -45,7 +48,9 @@ def format_gate_text(report: GateReport) -> str:
                else f"{n_base} baseline run{'s' * (n_base != 1)}")
     head = (f"fer-bench gate: {', '.join(report.current)} vs {against} on {report.machine}; metric {report.metric}, "
             f"threshold {report.threshold:.1%}, alpha {report.alpha:g}")
-    if report.metric not in RUN_VALUE_METRICS:
+    if report.metric in COUNT_METRICS:
+        head += f" (intervals Bonferroni over {report.n_tested} judged case{'s' * (report.n_tested != 1)})"
+    elif report.metric not in RUN_VALUE_METRICS:
         head += f" (Holm over {report.n_tested} tested case{'s' * (report.n_tested != 1)})"
     lines = [head]
     if report.rows:

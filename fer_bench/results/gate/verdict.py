@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-METRICS = ("time", "samples_per_s", "peak_memory_bytes", "samples_per_joule")
+METRICS = ("time", "samples_per_s", "peak_memory_bytes", "samples_per_joule", "instructions")
 #: Metrics recorded once per run (not per round): judged by the threshold on the runs' median, no test.
 RUN_VALUE_METRICS = ("peak_memory_bytes", "samples_per_joule")
+#: Metrics counted per call under Valgrind (--fer-instructions), judged by fer_bench.results.gate.instructions.
+COUNT_METRICS = ("instructions",)
+#: Each metric's default threshold (--threshold): what a change must exceed to count, fitted to its noise.
+DEFAULT_THRESHOLDS = {"instructions": 0.01}
+DEFAULT_THRESHOLD = 0.05
 #: Metrics that are better higher.
 HIGHER_BETTER = ("samples_per_s", "samples_per_joule")
 EXIT_OK, EXIT_REGRESSION, EXIT_NO_BASELINE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
@@ -19,6 +24,11 @@ SCOPES = ("cases", "suite")
 #: Metrics another process on the machine changes (time, and energy on a shared package): a contended case's
 #: entries are set aside for them (fer_bench.results.gate.comparable.set_aside_contended); memory is its own.
 CONTENTION_METRICS = ("time", "samples_per_s", "samples_per_joule")
+
+
+def resolve_threshold(threshold: float | None, metric: str) -> float:
+    """--threshold as given, else the metric's default (5%; instructions 1%)."""
+    return DEFAULT_THRESHOLDS.get(metric, DEFAULT_THRESHOLD) if threshold is None else threshold
 
 
 @dataclass
