@@ -110,9 +110,19 @@ def test_collect_counts_every_repeat_in_one_timer_call(monkeypatch):
 
 def test_setup_rebuilds_a_model_registered_elsewhere(tmp_path, monkeypatch):
     """A model registered outside fer_bench (a calibration variant) is imported by the Valgrind process too."""
+    import sys
+
     import torch
 
+    from fer_bench.models import _registry
+
+    # the variants go into copies of the registry, and the module is forgotten after the test: the rest of the
+    # suite sees the documented models only
+    monkeypatch.setattr(_registry, "_entrypoints", dict(_registry._entrypoints))
+    monkeypatch.setattr(_registry, "_infos", dict(_registry._infos))
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    monkeypatch.setitem(sys.modules, "calibration_models", None)  # recorded as absent: gone after the test
+    del sys.modules["calibration_models"]
     import calibration_models  # noqa: F401  (registers the variants)
 
     assert ins.model_modules("fer_cnn_2block_plus2pct") == ["calibration_models"]

@@ -17,7 +17,7 @@
 # sbatch options are passed through (they override the #SBATCH lines); the
 # FER_BENCH_* variables reach the job through the environment (see
 # fer_bench.sbatch).  FER_BENCH_PYTHON defaults to the repository's
-# .venv/bin/python when that exists.
+# .venv/bin/python (or $FER_BENCH_VENV/bin/python) when that exists.
 #
 # Testing the recipe WITHOUT the benchmark suite: set FER_BENCH_SBATCH_COMMAND
 # to a shell command; every task runs it instead of pytest, e.g.
@@ -42,8 +42,9 @@ else
 fi
 setup_s=$(secs "$t0")
 
-if [[ -z ${FER_BENCH_PYTHON:-} && -x $ROOT/.venv/bin/python ]]; then
-    export FER_BENCH_PYTHON=$ROOT/.venv/bin/python
+VENV=${FER_BENCH_VENV:-$ROOT/.venv}
+if [[ -z ${FER_BENCH_PYTHON:-} && -x $VENV/bin/python ]]; then
+    export FER_BENCH_PYTHON=$VENV/bin/python
 fi
 
 cd "$ROOT"
