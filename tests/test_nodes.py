@@ -59,8 +59,9 @@ def test_only_the_slow_node_is_flagged_on_every_case(tmp_path, capsys, seed):
     for node in ("node-1", "node-2", "node-4"):
         assert f"- `{node}`: ok (6 cases within the fleet's noise, largest " in out
     # the test, its threshold and the arithmetic of the false-alarm rate, for 4 nodes x 6 cases
-    assert "a fleet of 4 healthy nodes x 6 cases (24 comparisons) flags any node in 1% of fleets" in out
-    assert "1% / 24 = 0.042% per (node, case)" in out and "Bonferroni" in out
+    assert ("a fleet of 4 healthy nodes x 6 cases (24 comparisons) flags any node in 0.5% of fleets, 1% for the two "
+            "tests together" in out)
+    assert "0.5% / 24 = 0.021% per (node, case)" in out and "Bonferroni" in out and "Node test:" in out
     assert out.count("**slow** |") == 6 and "older entries" not in out  # every run counts, none left out
 
 
@@ -132,14 +133,33 @@ def test_two_nodes_are_shown_not_judged_and_one_node_is_no_fleet(tmp_path, capsy
 
 
 def test_the_threshold_holds_its_family_wise_false_alarm_rate():
-    """Fresh healthy fleets (another seed than the calibration's): about 1% of them flag any (node, case)."""
+    """Fresh healthy fleets (another seed than the calibration's): about 1% of them flag anything, the case test
+    and the node test together (each at half of it)."""
     for nodes, cases in ((4, 6), (10, 8)):
         threshold = calibrate_threshold(np.ones((nodes, cases), bool), range(nodes))
         assert threshold.comparisons == nodes * cases and threshold.z > threshold.bonferroni_z > 3
         x = np.random.default_rng(7).standard_normal((20000, nodes, cases))
         *_, z = _scores(x, [np.array([n]) for n in range(nodes)])
-        rate = float((np.abs(z).max(axis=(1, 2)) > threshold.z).mean())
-        assert 0.5 * FAMILY_ALPHA < rate < 1.6 * FAMILY_ALPHA, (nodes, cases, rate)
+        case_alarm = np.abs(z).max(axis=(1, 2)) > threshold.z
+        node_alarm = np.abs(np.median(z, axis=2)).max(axis=1) > threshold.node_z
+        assert 0.25 * FAMILY_ALPHA < case_alarm.mean() < 0.8 * FAMILY_ALPHA, (nodes, cases, case_alarm.mean())
+        rate = float((case_alarm | node_alarm).mean())
+        assert 0.5 * FAMILY_ALPHA < rate < 1.3 * FAMILY_ALPHA, (nodes, cases, rate)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_node_slow_on_every_case_within_each_case_noise_is_flagged_by_the_node_test(seed):
+    """Four nodes, eight cases with 3% run-to-run noise, one node 12% slow: each of its cases alone is within the
+    case test's allowance (about 7 noise units), all of them together are not."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.005, 0.05, 8)
+    values = base * np.exp(rng.normal(0, 0.03, (4, 8)))
+    values[2] *= 1.12
+    judged = judge_fleet(values, [0, 1, 2, 3])
+    assert judged.node_flagged.tolist() == [False, False, True, False]
+    assert judged.flagged[2].sum() >= 1 and not judged.flagged[[0, 1, 3]].any()
+    healthy = judge_fleet(base * np.exp(rng.normal(0, 0.03, (4, 8))), [0, 1, 2, 3])
+    assert not healthy.node_flagged.any() and not healthy.flagged.any()
 
 
 def test_a_case_a_node_did_not_run_is_left_out():

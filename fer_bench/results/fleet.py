@@ -11,8 +11,12 @@ Per case, on the log of each run's median time per round:
 * ``z = (node value - centre) / scale``. A node's several runs give it a steadier median but no smaller allowance:
   sibling nodes differ by more than one node's run-to-run noise, and the spread of the per-run medians over the
   fleet covers both;
-* the threshold on ``|z|`` is chosen so that a fleet with no slow node flags any (node, case) in ``alpha`` (1%) of
-  fleets: the family-wise false-alarm rate over all N x M comparisons. It is the 1 - alpha quantile of the largest
+* two tests: the case test flags a (node, case) whose ``|z|`` is over its threshold; the node test flags a node
+  whose median ``z`` over its cases is over its own threshold, a node off in the same direction on every case
+  though each case alone is within the noise (a node 15% slow among four, with a 3.5% noise: +10% to +21% on
+  each case, a median z of 3.5). A node the node test flags names the cases more than NAMING_Z noise units off in
+  its direction. Each threshold is chosen so that a fleet with no slow node flags anything in ``alpha / 2`` of
+  fleets, so the two together keep the family-wise false-alarm rate at ``alpha`` (1%) over all N x M comparisons. It is the 1 - alpha quantile of the largest
   ``|z|`` over simulated healthy fleets of the same shape (nodes, cases present) by the same estimator, because the
   MAD of a few nodes is itself uncertain and a normal quantile would flag too often. The simulated fleets have one
   run a node: the worst case, where sibling nodes differ as much as runs do; nodes with several runs that vary
@@ -38,6 +42,8 @@ FAMILY_ALPHA = 0.01
 MAD_TO_SIGMA = 1.4826
 #: The smallest noise scale (0.1% on the log scale): identical medians must not make every difference significant.
 MIN_SCALE = 0.001
+#: A node the node test flags names the cases where it is more than this many noise units off in its direction.
+NAMING_Z = 2.0
 #: A fleet needs this many nodes before one of them can be told to be the odd one.
 MIN_NODES = 3
 _SEED = 20240
@@ -64,16 +70,22 @@ class FleetThreshold:
     per_comparison: float
     bonferroni_z: float
     simulations: int
+    #: the threshold on a node's median z over its cases (the node test)
+    node_z: float = float("inf")
 
     def describe(self, nodes: int, cases: int) -> str:
         """The test, its threshold and the arithmetic, in one note."""
         per = self.family_alpha / max(1, self.comparisons)
-        return (f"Test: |z| > {self.z:.2f}, z = (node median - fleet median) / fleet noise, on log times; the "
+        return (f"Node test: |median of a node's z over its cases| > {self.node_z:.2f} (a node slower or faster on "
+                f"every case, each within the noise alone, is off: the cases named are those more than "
+                f"{NAMING_Z:g} noise units off in its direction); case test: "
+                f"|z| > {self.z:.2f}, z = (node median - fleet median) / fleet noise, on log times; the "
                 f"noise is 1.4826 x the MAD of the per-run medians (the larger of the case's own and all cases'). "
-                f"The threshold is chosen so a fleet of {nodes} healthy nodes x {cases} cases ({self.comparisons} "
-                f"comparisons) flags any node in {self.family_alpha:.0%} of fleets (family-wise, "
+                f"Each threshold is chosen so a fleet of {nodes} healthy nodes x {cases} cases ({self.comparisons} "
+                f"comparisons) flags any node in {self.family_alpha / 2:.1%} of fleets, {self.family_alpha:.0%} for "
+                f"the two tests together (family-wise, "
                 f"{self.simulations} simulated healthy fleets of this shape, one run a node): about "
-                f"{self.family_alpha:.0%} / {self.comparisons} = {per:.3%} per (node, case) (simulated: "
+                f"{self.family_alpha / 2:.1%} / {self.comparisons} = {per / 2:.3%} per (node, case) (simulated: "
                 f"{self.per_comparison:.3%}). Bonferroni with a known noise would say |z| > {self.bonferroni_z:.2f} "
                 f"(two-sided, {self.family_alpha:g} / {self.comparisons})"
                 + ("; the larger threshold pays for a noise estimated from few nodes." if self.z > self.bonferroni_z
@@ -92,8 +104,11 @@ class FleetJudgement:
         z: deviation on the log scale over the noise scale.
         scale: the noise scale per case (log, a relative standard deviation).
         runs: each node's runs of each case.
-        flagged: |z| over the threshold (never with fewer than MIN_NODES nodes).
+        flagged: |z| over the case threshold, or the node test flagged the node and the case is more than NAMING_Z
+            noise units off in its direction (never with fewer than MIN_NODES nodes).
         threshold: the threshold and its arithmetic; None with fewer than MIN_NODES nodes.
+        node_score: each node's median z over the cases it ran (shape N).
+        node_flagged: the node test's verdict per node (shape N).
     """
 
     median_s: np.ndarray
@@ -104,6 +119,8 @@ class FleetJudgement:
     runs: np.ndarray
     flagged: np.ndarray
     threshold: FleetThreshold | None
+    node_score: np.ndarray | None = None
+    node_flagged: np.ndarray | None = None
 
 
 def _nanmedian(a: np.ndarray, axis) -> np.ndarray:
@@ -164,11 +181,14 @@ def _calibrate(present: bytes, shape: tuple[int, int], node_of_run: tuple[int, .
     _, _, _, z = _scores(x, node_runs)
     valid = ~np.isnan(z[0])
     comparisons = int(valid.sum())
+    # two tests, each at half the family's rate: together at most alpha (the union bound)
     top = np.abs(z[:, valid]).max(axis=1)
-    threshold = float(np.quantile(top, 1.0 - alpha))
+    threshold = float(np.quantile(top, 1.0 - alpha / 2))
+    node_top = np.nan_to_num(np.abs(_nanmedian(z, axis=2))).max(axis=1)
+    node_threshold = float(np.quantile(node_top, 1.0 - alpha / 2))
     per_comparison = float((np.abs(z[:, valid]) > threshold).mean())
     bonferroni = NormalDist().inv_cdf(1.0 - alpha / (2 * max(1, comparisons)))
-    return FleetThreshold(threshold, comparisons, alpha, per_comparison, bonferroni, sims)
+    return FleetThreshold(threshold, comparisons, alpha, per_comparison, bonferroni, sims, node_threshold)
 
 
 def calibrate_threshold(present: np.ndarray, node_of_run: Sequence[int],
@@ -196,5 +216,14 @@ def judge_fleet(median_s: np.ndarray, node_of_run: Sequence[int], alpha: float =
     # calibrated with one run per node: the worst case, where all of the runs' spread is between the nodes (a node's
     # median over several runs then varies as much as one run); where runs of a node vary more, it is conservative
     threshold = calibrate_threshold(runs > 0, range(n_nodes)) if n_nodes >= MIN_NODES else None
-    flagged = np.zeros_like(z, dtype=bool) if threshold is None else np.nan_to_num(np.abs(z)) > threshold.z
-    return FleetJudgement(np.exp(y), np.exp(centre), np.exp(y - centre) - 1.0, z, scale, runs, flagged, threshold)
+    node_score = _nanmedian(z, axis=1)
+    if threshold is None:
+        flagged = np.zeros_like(z, dtype=bool)
+        node_flagged = np.zeros(n_nodes, dtype=bool)
+    else:
+        zz = np.nan_to_num(z)
+        node_flagged = np.abs(np.nan_to_num(node_score)) > threshold.node_z
+        named = node_flagged[:, None] & (zz * np.sign(np.nan_to_num(node_score))[:, None] > NAMING_Z)
+        flagged = (np.abs(zz) > threshold.z) | named
+    return FleetJudgement(np.exp(y), np.exp(centre), np.exp(y - centre) - 1.0, z, scale, runs, flagged, threshold,
+                          node_score, node_flagged)

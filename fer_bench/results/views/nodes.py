@@ -23,6 +23,7 @@ from fer_bench.results.fleet import MIN_NODES, FleetJudgement, judge_fleet
 from fer_bench.results.format import format_number, is_number
 from fer_bench.results.records import label_workloads
 from fer_bench.results.runs import CaseKey, CaseResult, RunResult, format_case, parse_params_key
+from fer_bench.results.contention import is_contended
 from fer_bench.results.tables import ViewTable, param_names, plural, records_frame
 from fer_bench.results.views import View, ViewInputs, register_view
 
@@ -59,11 +60,16 @@ class _Fleet:
         self.group: dict[CaseKey, str] = {}
         where: dict[CaseKey, int] = {}
         cells: list[tuple[int, int, float]] = []
+        #: (node, case) results measured while other processes took the machine: left out of the test
+        self.contended: list[tuple[str, CaseKey]] = []
         for i, run in enumerate(self.runs):
             for case in run.cases:
                 if groups is not None and (case.group or "") not in groups:
                     continue
                 key = keys[id(case)]
+                if is_contended(case.extra_info):
+                    self.contended.append((run.node, key))
+                    continue
                 if key not in where:
                     where[key] = len(self.cases)
                     self.cases.append(key)
@@ -164,6 +170,11 @@ def create_nodes_view(runs: Sequence[RunResult], groups: set[str] | None = None)
     for fleet in several:
         j = fleet.judgement
         notes.append(_runs_note(fleet))
+        if fleet.contended:
+            shown = ", ".join(f"`{node}` {format_case(key)}" for node, key in fleet.contended[:3])
+            more = f" and {len(fleet.contended) - 3} more" if len(fleet.contended) > 3 else ""
+            notes.append(f"Left out: {plural(len(fleet.contended), 'result', 'results')} measured while other "
+                         f"processes took the machine (contended, unreliable): {shown}{more}.")
         notes.append(j.threshold.describe(len(fleet.nodes), len(fleet.cases)) if j.threshold is not None else
                      f"`{fleet.label}`: {len(fleet.nodes)} nodes: deviations shown, none judged (a node outside the "
                      f"noise needs {MIN_NODES} or more nodes to be told from the others).")
