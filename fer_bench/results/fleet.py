@@ -6,8 +6,8 @@ Per case, on the log of each run's median time per round:
 * a node's value is the median over its runs, the fleet's centre the median over the nodes (each node one vote);
 * the noise scale is robust: 1.4826 x the MAD of the per-run medians around the centre, over all the fleet's runs
   (each run weighted by one over its node's runs, so every node counts once however often it ran), taken as the
-  larger of the case's own MAD and the MAD over every case's runs (a MAD of four runs alone can be near zero by
-  chance; the pooled one cannot, and a noisy case keeps its own larger one), floored at 0.1%;
+  larger of the case's own MAD and the median of the cases' MADs (a MAD of four runs alone can be near zero by
+  chance; a typical case's cannot, and a noisy case keeps its own larger one), floored at 0.1%;
 * ``z = (node value - centre) / scale``. A node's several runs give it a steadier median but no smaller allowance:
   sibling nodes differ by more than one node's run-to-run noise, and the spread of the per-run medians over the
   fleet covers both;
@@ -159,11 +159,12 @@ def _scores(x: np.ndarray, node_runs: Sequence[np.ndarray],
     resid = np.abs(x - centre[:, None, :])
     if run_weight is None:
         per_case = _nanmedian(resid, axis=1)
-        pooled = _nanmedian(resid.reshape(resid.shape[0], -1), axis=1)
     else:  # one fleet: weighted medians, a case at a time
         r = resid[0]
         per_case = np.array([[_weighted_median(r[:, c], run_weight[:, c]) for c in range(r.shape[1])]])
-        pooled = np.array([_weighted_median(r.ravel(), run_weight.ravel())])
+    # a typical case's MAD: a floor for a case whose few runs agree by chance, which neither the noisiest cases nor
+    # the odd node's own deviations (all of one sign) raise as a MAD over every residual would
+    pooled = _nanmedian(per_case, axis=1)
     scale = np.maximum(MAD_TO_SIGMA * np.maximum(per_case, pooled[:, None]), MIN_SCALE)
     z = (y - centre[:, None, :]) / scale[:, None, :]
     return y, centre, scale, z
