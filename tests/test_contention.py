@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -214,8 +216,29 @@ def _ambient(seconds: float = 1.0) -> float:
     return record["other_cpu_share"] + record["steal_share"]
 
 
-def _burners(n: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(n)]
+class _Orphan:
+    """A burner that is not this process's descendant (a shell starts it in the background and exits, so it is
+    re-parented): the run counts its own descendants as its own time, and another program's load is what the test
+    is about."""
+
+    def __init__(self) -> None:
+        command = f"{shlex.quote(sys.executable)} -c {shlex.quote(BURN)} >/dev/null 2>&1 & echo $!"
+        self.pid = int(subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout)
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _burners(n: int) -> list[_Orphan]:
+    return [_Orphan() for _ in range(n)]
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="contention is read from Linux's /proc")
